@@ -1,0 +1,154 @@
+"""A Gluon ``Dataset`` over a prepared split (see :mod:`brain2pix_gluon.io.prepared`)."""
+
+import json
+import os
+
+import numpy as np
+from mxnet import gluon
+
+from ..errors import DataError, check_choice
+from ..io.prepared import SAMPLE_FIELDS, open_prepared
+from ..preprocessing.receptive_fields import rf_pixel_indices
+
+__all__ = ["RFSImageDataset", "EpochSampler"]
+
+MODES = ("rf", "voxels", "synthetic")
+
+
+class RFSImageDataset(gluon.data.Dataset):
+    """Samples of a prepared split.
+
+    Parameters
+    ----------
+    path : str
+        ``train.h5`` or ``test.h5`` written by ``brain2pix prepare``.
+    rois : sequence of str, optional
+        ROI subset in the file's order (e.g. ``("V1",)`` gives 5 input channels); all by default.
+    fraction : float
+        Keep the leading ``fraction`` of the samples (the data-size experiment).
+    mode : {"rf", "voxels", "synthetic"}
+        ``"rf"``: ``(rf_images [R*T, S, S], target [3, S, S])``;
+        ``"voxels"``: ``(rf_images, voxels [T, sum of ROI voxels], target)`` for LearnedRF and
+        the Shen-like baseline; ``"synthetic"``: experiment 1, ``(inputs [R, S, S], target)`` where
+        each ROI channel holds the RGB sum of the target at that ROI's RF pixels (eq. 2 applied
+        to RF-sampled pixels) and 0 elsewhere.
+    in_memory : bool or "auto"
+        Load the arrays into memory ("auto": when the file is under 1 GiB).
+
+    Notes
+    -----
+    Channels are ROI-major: V1 at TR 0..T-1, then V2, then V3 (SPEC section 1). The HDF5 file is
+    opened lazily in each process, so the dataset works with ``DataLoader(num_workers > 0)``.
+    """
+
+    def __init__(self, path, rois=None, fraction=1.0, mode="rf", in_memory="auto"):
+        self.path = os.fspath(path)
+        self.mode = check_choice(mode, "mode", MODES)
+        with open_prepared(self.path) as handle:
+            self.file_rois = tuple(json.loads(handle.attrs["rois"]))
+            self.size = int(handle.attrs["image_size"])
+            self.config = json.loads(handle.attrs.get("config", "{}"))
+            self.split = handle.attrs.get("split", "")
+            samples = handle["samples"][()]
+            self.n_voxels_all = {roi: handle[f"voxels/{roi}"].shape[1] for roi in self.file_rois}
+            centres = {roi: handle[f"rf_centres/{roi}"][()] for roi in self.file_rois}
+            n_volumes = handle["rf_images"].shape[0]
+        self.rois = tuple(rois) if rois else self.file_rois
+        for roi in self.rois:
+            if roi not in self.file_rois:
+                raise DataError(f"rois: {roi!r} is not in {self.path} (it holds {list(self.file_rois)})")
+        self.roi_index = [self.file_rois.index(r) for r in self.rois]
+        if sorted(self.roi_index) != self.roi_index:
+            raise DataError(f"rois: expected the file's order {list(self.file_rois)}, got {list(self.rois)}")
+        self.n_trs = int(self.config.get("n_trs", 5))
+        if not 0 < fraction <= 1:
+            raise DataError(f"fraction: expected 0 < fraction <= 1, got {fraction}")
+        n_keep = max(1, int(round(fraction * len(samples))))
+        self.samples = samples[:n_keep]
+        if len(self.samples) and self.samples[:, 4].max() + self.n_trs > n_volumes:
+            raise DataError(f"{self.path}: /samples points past the end of /rf_images "
+                            f"({n_volumes} volumes); the file is inconsistent, prepare it again")
+        self.n_voxels = tuple(self.n_voxels_all[r] for r in self.rois)
+        order = self.config.get("rf_index_order", "reference")
+        self.rf_masks = np.zeros((len(self.rois), self.size, self.size), np.float32)
+        for k, roi in enumerate(self.rois):
+            rows, cols = rf_pixel_indices(centres[roi][:, 0], centres[roi][:, 1], self.size, order)
+            self.rf_masks[k, rows, cols] = 1.0
+        if in_memory == "auto":
+            in_memory = os.path.getsize(self.path) < (1 << 30)
+        self.in_memory = bool(in_memory)
+        self._arrays = None
+        self._handle = None
+        self._pid = None
+
+    @property
+    def in_channels(self):
+        """Channels of the network input: R*T (fMRI) or R (synthetic)."""
+        return len(self.rois) * (1 if self.mode == "synthetic" else self.n_trs)
+
+    def sample_index(self):
+        """The ``/samples`` table of the kept samples as a dict of columns."""
+        return {name: self.samples[:, k] for k, name in enumerate(SAMPLE_FIELDS)}
+
+    def _source(self):
+        if self.in_memory:
+            if self._arrays is None:
+                with open_prepared(self.path) as handle:
+                    self._arrays = {
+                        "frames": handle["frames"][()],
+                        "rf_images": handle["rf_images"][()],
+                        **{f"voxels/{r}": handle[f"voxels/{r}"][()] for r in self.rois},
+                    }
+            return self._arrays
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = open_prepared(self.path)
+            self._pid = os.getpid()
+        return self._handle
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, idx):
+        src = self._source()
+        sample = self.samples[idx]
+        target = np.asarray(src["frames"][int(sample[3])], np.float32)
+        if self.mode == "synthetic":
+            return self.rf_masks * target.sum(axis=0, keepdims=True), target
+        start = int(sample[4])
+        stack = np.asarray(src["rf_images"][start:start + self.n_trs], np.float32)
+        stack = stack[:, self.roi_index] if len(self.roi_index) != len(self.file_rois) else stack
+        rf = np.ascontiguousarray(stack.transpose(1, 0, 2, 3)).reshape(-1, self.size, self.size)
+        if self.mode == "rf":
+            return rf, target
+        voxels = np.concatenate(
+            [np.asarray(src[f"voxels/{r}"][start:start + self.n_trs], np.float32) for r in self.rois],
+            axis=1)
+        return rf, voxels, target
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+
+class EpochSampler(gluon.data.Sampler):
+    """Shuffled indices that depend only on (seed, epoch), skipping the first ``skip`` of them.
+
+    Resuming a run at (epoch, step) therefore replays exactly the batches an uninterrupted run
+    would have seen.
+    """
+
+    def __init__(self, length, seed=0, epoch=0, shuffle=True, skip=0):
+        self.length, self.seed, self.epoch, self.shuffle, self.skip = length, seed, epoch, shuffle, skip
+
+    def indices(self):
+        if not self.shuffle:
+            return np.arange(self.length)
+        return np.random.RandomState((self.seed * 100003 + self.epoch) % (2 ** 32)).permutation(self.length)
+
+    def __iter__(self):
+        return iter(self.indices()[self.skip:].tolist())
+
+    def __len__(self):
+        return max(self.length - self.skip, 0)

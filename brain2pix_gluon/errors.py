@@ -1,0 +1,103 @@
+"""Exceptions and input validation shared by the whole package.
+
+Every error raised at a public boundary names the parameter, file or key, what was expected and
+what came in, so that a user can fix the input without reading our code.
+"""
+
+import numpy as np
+
+__all__ = [
+    "Brain2PixError",
+    "DataError",
+    "ConfigError",
+    "CheckpointError",
+    "WeightsUnavailableError",
+    "check_array",
+    "check_choice",
+]
+
+
+class Brain2PixError(Exception):
+    """Base class of every exception raised on purpose by brain2pix_gluon."""
+
+
+class DataError(Brain2PixError, ValueError):
+    """Input data (arrays, files, HDF5 datasets) do not have the expected content or shape."""
+
+
+class ConfigError(Brain2PixError, ValueError):
+    """A configuration key or value is unknown or out of range."""
+
+
+class CheckpointError(Brain2PixError, RuntimeError):
+    """A checkpoint is missing, corrupt or belongs to another configuration."""
+
+
+class WeightsUnavailableError(Brain2PixError, RuntimeError):
+    """Pretrained weights are needed but could neither be downloaded nor found locally."""
+
+
+def _where(name, source):
+    return f"{name!s} in {source!s}" if source is not None else f"{name!s}"
+
+
+def check_array(array, name, *, ndim=None, shape=None, finite=False, source=None, dtype_kind=None):
+    """Validate an array and return it as an ndarray.
+
+    Parameters
+    ----------
+    array : array_like
+        The value to check.
+    name : str
+        Parameter or key name used in the error message.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    shape : tuple, optional
+        Expected shape; ``None`` entries match any size. Its length also fixes ``ndim``.
+    finite : bool
+        If True, NaN or inf values raise.
+    source : str, optional
+        File (and key) the array came from, quoted in the message.
+    dtype_kind : str, optional
+        Allowed ``numpy.dtype.kind`` characters, e.g. ``"fiu"`` for numbers or ``"b"`` for masks.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    DataError
+        When any of the conditions fail.
+    """
+    where = _where(name, source)
+    try:
+        arr = np.asarray(array)
+    except Exception as exc:  # pragma: no cover - numpy raises many kinds here
+        raise DataError(f"{where}: expected an array, got {type(array).__name__} ({exc})") from exc
+    if dtype_kind is not None and arr.dtype.kind not in dtype_kind:
+        raise DataError(f"{where}: expected dtype kind in {dtype_kind!r}, got dtype {arr.dtype}")
+    if shape is not None:
+        ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+        if not ok:
+            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            raise DataError(f"{where}: expected shape {want}, got shape {arr.shape}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            raise DataError(
+                f"{where}: expected {' or '.join(map(str, allowed))} dimensions, "
+                f"got shape {arr.shape}")
+    if finite and arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        raise DataError(
+            f"{where}: expected finite values, found {len(bad)} NaN/inf entries "
+            f"(first at index {tuple(int(i) for i in bad[0])})")
+    return arr
+
+
+def check_choice(value, name, choices):
+    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {sorted(map(str, choices))}, got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""Readers and writers: every file format the package touches is read or written here."""

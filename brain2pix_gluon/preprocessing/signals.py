@@ -1,0 +1,106 @@
+"""Voxel time series: ROI selection, per-run z-scoring and hemodynamic alignment (SPEC section 1)."""
+
+import numpy as np
+
+from ..errors import DataError, check_array
+
+__all__ = ["zscore_runs", "zscore", "select_roi_voxels", "alignment_index"]
+
+
+def zscore(signals):
+    """Z-score each voxel over time (population std); constant voxels become 0, NaN becomes 0.
+
+    Parameters
+    ----------
+    signals : ndarray, shape (n_volumes, n_voxels)
+
+    Returns
+    -------
+    ndarray, shape (n_volumes, n_voxels), float32
+    """
+    arr = np.asarray(signals, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (arr - arr.mean(axis=0)) / arr.std(axis=0)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def zscore_runs(runs):
+    """Z-score every run separately (training runs, SPEC section 1).
+
+    Parameters
+    ----------
+    runs : sequence of ndarray, each shape (n_volumes_r, n_voxels)
+
+    Returns
+    -------
+    list of ndarray, float32
+    """
+    return [zscore(run) for run in runs]
+
+
+def select_roi_voxels(signals, masks, roi, col_centers, row_centers, source=None):
+    """Voxels of one ROI: dorsal then ventral, keeping those with a finite RF centre.
+
+    Parameters
+    ----------
+    signals : ndarray, shape (n_volumes, n_brain_voxels)
+        One run, already flattened (time x voxels).
+    masks : dict of str -> ndarray of bool, shape (n_brain_voxels,)
+        ``{"V1d": ..., "V1v": ...}``.
+    roi : str
+        "V1", "V2" or "V3".
+    col_centers, row_centers : dict of str -> ndarray, shape (n_mask_voxels,)
+        Centres of the voxels of each mask, in mask order (NaN = no estimate).
+    source : str, optional
+        File the signals came from, for errors.
+
+    Returns
+    -------
+    voxels : ndarray, shape (n_volumes, n_roi_voxels)
+    cols, rows : ndarray, shape (n_roi_voxels,)
+    """
+    parts, cols, rows = [], [], []
+    for part in ("d", "v"):
+        key = roi + part
+        if key not in masks:
+            raise DataError(f"ROI mask key {key!r} missing; available keys: {sorted(masks)}")
+        mask = masks[key]
+        if mask.shape[0] != signals.shape[1]:
+            raise DataError(
+                f"ROI mask {key!r}{' for ' + str(source) if source else ''}: expected "
+                f"{signals.shape[1]} entries (the run's voxels), got mask shape {mask.shape}")
+        finite = np.isfinite(col_centers[key]) & np.isfinite(row_centers[key])
+        parts.append(signals[:, mask][:, finite])
+        cols.append(col_centers[key][finite])
+        rows.append(row_centers[key][finite])
+    return np.concatenate(parts, axis=1), np.concatenate(cols), np.concatenate(rows)
+
+
+def alignment_index(n_frames, n_volumes, shift=4, n_trs=5):
+    """Which frames get a full window of volumes, and the first volume of each.
+
+    Frame ``t`` uses volumes ``t + shift ... t + shift + n_trs - 1`` of the same run; frames whose
+    window runs past the end of the run are dropped.
+
+    Parameters
+    ----------
+    n_frames, n_volumes : int
+        Frames and volumes of the run.
+    shift, n_trs : int
+
+    Returns
+    -------
+    frames : ndarray of int64, shape (n_samples,)
+    first_volumes : ndarray of int64, shape (n_samples,)
+    n_dropped : int
+    """
+    if shift < 0 or n_trs < 1:
+        raise DataError(f"alignment: expected shift >= 0 and n_trs >= 1, got {shift}, {n_trs}")
+    last_frame = min(n_frames, n_volumes - shift - n_trs + 1)
+    frames = np.arange(max(last_frame, 0), dtype=np.int64)
+    return frames, frames + shift, int(n_frames - frames.size)
+
+
+def check_run(signals, name):
+    """Validate one run's signals (time x voxels): 2-D and finite."""
+    return check_array(signals, "signals", ndim=2, finite=True, source=name, dtype_kind="fiu")

@@ -1,0 +1,42 @@
+"""Small helpers shared across the package: logging, progress bars, atomic JSON writes."""
+
+import json
+import logging
+import os
+import sys
+
+__all__ = ["get_logger", "progress", "write_json_atomic", "resolve_data_home"]
+
+
+def get_logger():
+    """The package logger ("brain2pix_gluon"); the CLI attaches a handler to it."""
+    return logging.getLogger("brain2pix_gluon")
+
+
+def progress(iterable=None, total=None, desc=None, enabled=True, **kwargs):
+    """A tqdm progress bar writing to stderr (disabled when ``enabled`` is False)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=False, **kwargs)
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` through a temporary file, so readers never see half a file."""
+    tmp = os.fspath(path) + ".partial"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_data_home(path=None):
+    """Where cached data (the simulated dataset) lives: argument, then $BRAIN2PIX_DATA, then
+    ``~/.cache/brain2pix_gluon``."""
+    if path:
+        return os.path.abspath(os.path.expanduser(os.fspath(path)))
+    env = os.environ.get("BRAIN2PIX_DATA")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), ".cache", "brain2pix_gluon")

@@ -1,0 +1,60 @@
+"""Installation of brain2pix_gluon.
+
+MXNet 1.9.1 is retired upstream and breaks on numpy >= 1.24, so every dependency is pinned to a set
+that was seen to install and import together on Python 3.11 (see README, "Installation").
+Choose the MXNet build with an extra: ``pip install -e .[cpu]`` or ``pip install -e .[cu112]``.
+"""
+
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "brain2pix_gluon", "__init__.py")) as handle:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', handle.read(), re.M).group(1)
+
+INSTALL_REQUIRES = [
+    "numpy==1.23.5",
+    "scipy==1.11.4",
+    "matplotlib==3.8.4",
+    "pandas==2.0.3",
+    "scikit-image==0.22.0",
+    "scikit-learn==1.3.2",
+    "opencv-python==4.8.1.78",
+    "h5py==3.11.0",
+    "gluoncv==0.10.5.post0",
+    "nibabel==5.2.1",
+    "tqdm==4.66.4",
+    "PyYAML==6.0.1",
+    "Pillow==10.3.0",
+]
+
+EXTRAS = {
+    "cpu": ["mxnet==1.9.1"],
+    "cu112": ["mxnet-cu112==1.9.1"],
+    "test": ["pytest==8.2.2", "nbclient==0.10.0", "nbformat==5.10.4", "ipykernel==6.29.4",
+             "jupytext==1.16.2"],
+}
+
+setup(
+    name="brain2pix_gluon",
+    version=VERSION,
+    description="MXNet/Gluon reproduction of Brain2Pix: video frame reconstruction from fMRI",
+    long_description=open(os.path.join(HERE, "README.md")).read()
+    if os.path.exists(os.path.join(HERE, "README.md")) else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(exclude=("tests", "tests.*")),
+    include_package_data=True,
+    package_data={"brain2pix_gluon": ["configs/*.yaml"]},
+    python_requires=">=3.8,<3.12",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["brain2pix=brain2pix_gluon.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
+)
