@@ -1,0 +1,46 @@
+"""Registry of the package's networks: ``get_model(name, **kwargs)``."""
+
+from .learned_rf import learned_rf
+from .patch_discriminator import patch_discriminator
+from .unet_generator import unet_generator
+
+__all__ = ["get_model", "get_model_list", "register_model"]
+
+_MODELS = {
+    "unet_generator": unet_generator,
+    "patch_discriminator": patch_discriminator,
+    "learned_rf": learned_rf,
+}
+
+
+def register_model(name, builder):
+    """Add a builder under ``name`` (used by the baselines)."""
+    _MODELS[name] = builder
+    return builder
+
+
+def get_model(name, **kwargs):
+    """Build a registered network.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`get_model_list`.
+    **kwargs
+        Passed to the builder (e.g. ``in_channels``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists every valid one.
+    """
+    key = name.lower()
+    if key not in _MODELS:
+        raise ValueError(f"model {name!r} is not registered; valid names are: "
+                         f"{', '.join(sorted(_MODELS))}")
+    return _MODELS[key](**kwargs)
+
+
+def get_model_list():
+    """Names accepted by :func:`get_model`."""
+    return sorted(_MODELS)

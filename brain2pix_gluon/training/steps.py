@@ -1,0 +1,107 @@
+"""One discriminator step and one generator step, each returning plain floats (SPEC section 5).
+
+Both accept a batch split over devices: lists of NDArrays, one per context (a single NDArray is
+treated as a list of one). Losses are batch means and ``trainer.step(n_devices)`` averages the
+per-device gradients, which equals the reference ``trainer.step(1)`` on one device.
+"""
+
+import mxnet as mx
+from mxnet import autograd
+
+from .losses import feature_distance, l1_loss, sigmoid_bce
+
+__all__ = ["generator_input", "update_discriminator", "update_generator"]
+
+
+def _as_list(value):
+    if value is None:
+        return None
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
+def generator_input(rf_images, voxels=None, learned_rf=None, mask=None, include_rf=True):
+    """The generator's input: the fixed RFSimages, plus the LearnedRF maps when given.
+
+    Parameters
+    ----------
+    rf_images : NDArray, shape (N, R*T, S, S)
+    voxels : NDArray, shape (N, T, V), optional
+    learned_rf : LearnedRF, optional
+        LearnedRF layers, or the Shen-like baseline's linear voxel->image layer.
+    mask : NDArray, shape (1, R*T, S, S), optional
+        The paper's eq. 4 variant: the learned maps only where some voxel's RF lands.
+    include_rf : bool
+        False for the Shen-like baseline: the linear layer's maps alone.
+    """
+    if learned_rf is None:
+        return rf_images
+    maps = learned_rf(voxels)
+    if mask is not None:
+        maps = mx.nd.broadcast_mul(maps, mask)
+    return rf_images + maps if include_rf else maps
+
+
+def update_discriminator(net_g, net_d, trainer_d, history, rf_images, targets, voxels=None,
+                         learned_rf=None, rf_mask=None, include_rf=True):
+    """One discriminator update; returns ``L_D`` as a float.
+
+    The fake images are made outside autograd recording, so the generator's BatchNorm layers use
+    their running statistics here, as in the reference code; the (input, fake) pairs then pass
+    through the history buffer.
+    """
+    rf_images, targets, voxels = _as_list(rf_images), _as_list(targets), _as_list(voxels)
+    pairs = []
+    for k, (x, y) in enumerate(zip(rf_images, targets)):
+        inp = generator_input(x, voxels[k] if voxels else None, learned_rf, rf_mask, include_rf)
+        fake = net_g(inp)
+        pairs.append((history.query(mx.nd.concat(inp, fake, dim=1)), mx.nd.concat(inp, y, dim=1)))
+    losses = []
+    with autograd.record():
+        for fake_pair, real_pair in pairs:
+            losses.append(0.5 * (sigmoid_bce(net_d(fake_pair), 0.0)
+                                 + sigmoid_bce(net_d(real_pair), 1.0)))
+    autograd.backward(losses)
+    trainer_d.step(len(losses))
+    return float(sum(loss.asscalar() for loss in losses) / len(losses))
+
+
+def update_generator(net_g, net_d, trainer_g, feature_net, rf_images, targets, loss_cfg,
+                     voxels=None, learned_rf=None, rf_mask=None, include_rf=True):
+    """One generator (and LearnedRF) update.
+
+    ``L_G = a * BCE(D(concat(x, G(x))), 1) + b_vgg * dist(VGG(G(x)), VGG(y)) + b_pix * L1(G(x), y)``.
+    A term whose weight is 0 is not computed at all (the ablations). The target's VGG features are
+    computed outside autograd recording: they need no gradient.
+
+    Returns
+    -------
+    dict of str -> float
+        ``total``, ``pixel`` (always reported) and, when their weights are non-zero,
+        ``adversarial`` and ``feature`` (unweighted terms).
+    """
+    rf_images, targets, voxels = _as_list(rf_images), _as_list(targets), _as_list(voxels)
+    use_adv = loss_cfg.adversarial_weight != 0
+    use_feat = loss_cfg.feature_weight != 0
+    target_features = [feature_net(y) for y in targets] if use_feat else [None] * len(targets)
+    totals, records = [], []
+    with autograd.record():
+        for k, (x, y) in enumerate(zip(rf_images, targets)):
+            inp = generator_input(x, voxels[k] if voxels else None, learned_rf, rf_mask, include_rf)
+            fake = net_g(inp)
+            terms = {"pixel": l1_loss(fake, y)}
+            total = loss_cfg.pixel_weight * terms["pixel"]
+            if use_adv:
+                terms["adversarial"] = sigmoid_bce(net_d(mx.nd.concat(inp, fake, dim=1)), 1.0)
+                total = total + loss_cfg.adversarial_weight * terms["adversarial"]
+            if use_feat:
+                terms["feature"] = feature_distance(feature_net(fake), target_features[k],
+                                                   loss_cfg.feature_distance)
+                total = total + loss_cfg.feature_weight * terms["feature"]
+            totals.append(total)
+            records.append(terms)
+    autograd.backward(totals)
+    trainer_g.step(len(totals))
+    out = {"total": float(sum(t.asscalar() for t in totals) / len(totals))}
+    for name in records[0]:
+        out[name] = float(sum(r[name].asscalar() for r in records) / len(records))
+    return out

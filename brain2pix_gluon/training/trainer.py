@@ -1,0 +1,339 @@
+"""``Trainer.fit``: epochs of D and G steps with logs, grids, checkpoints and resume."""
+
+import json
+import os
+import signal
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .. import __version__
+from ..config import config_to_dict
+from ..data.dataset import EpochSampler, RFSImageDataset
+from ..errors import CheckpointError, ConfigError
+from ..model_zoo.pretrained import is_random
+from ..model_zoo.vgg_features import vgg_features
+from ..utils import get_logger, progress, write_json_atomic
+from ..visualize import save_grid
+from .builder import build_networks, dataset_mode, uses_rf_images
+from .checkpoint import (checkpoint_dir, load_checkpoint_state, restore_checkpoint,
+                         save_checkpoint, state_for)
+from .history import HistoryBuffer
+from .losses import feature_distance, l1_loss
+from .steps import generator_input, update_discriminator, update_generator
+
+__all__ = ["Trainer", "make_contexts"]
+
+# Keys that may differ between a checkpoint and the config of the run resuming it.
+_RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch")}
+
+
+def make_contexts(gpus=""):
+    """``"0,1"`` -> [gpu(0), gpu(1)]; empty -> [cpu()]."""
+    gpus = str(gpus or "").strip()
+    if not gpus:
+        return [mx.cpu()]
+    try:
+        ids = [int(g) for g in gpus.split(",") if g.strip()]
+    except ValueError:
+        raise ConfigError(f"--gpus: expected a comma-separated list of integers, got {gpus!r}") from None
+    if mx.context.num_gpus() < max(ids) + 1:
+        raise ConfigError(f"--gpus {gpus}: this MXNet sees {mx.context.num_gpus()} GPU(s); install "
+                          f"mxnet-cu112 (pip install -e .[cu112]) on a CUDA 11.2 machine")
+    return [mx.gpu(i) for i in ids]
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between iterations."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class Trainer:
+    """Train Brain2Pix (FixedRF, LearnedRF, Shen-like, synthetic input) on prepared data.
+
+    Parameters
+    ----------
+    config : Config
+    train_path, test_path : str
+        Prepared ``train.h5`` and (optional) ``test.h5``.
+    run_dir : str
+        Where config, logs, grids, checkpoints and weights are written.
+    ctx : list of mx.Context, optional
+    feature_net : VGGFeatures, optional
+        Injected feature network (default: built from ``config.loss``).
+    show_progress : bool
+    """
+
+    def __init__(self, config, train_path, run_dir, test_path=None, ctx=None, feature_net=None,
+                 show_progress=True):
+        self.config = config
+        self.run_dir = os.fspath(run_dir)
+        self.ctx = ctx or [mx.cpu()]
+        self.show_progress = show_progress
+        self.log = get_logger()
+        if config.train.amp:
+            if self.ctx[0].device_type != "gpu":
+                raise ConfigError("train.amp: mixed precision needs a GPU context (--gpus)")
+            from mxnet.contrib import amp
+
+            amp.init()
+        mode = dataset_mode(config)
+        rois = config.data.rois
+        self.train_set = RFSImageDataset(train_path, rois, config.train.train_fraction, mode)
+        self.test_set = RFSImageDataset(test_path, rois, 1.0, mode) if test_path else None
+        ds = self.train_set
+        self.nets = build_networks(config, ds.in_channels, ds.n_voxels, ds.n_trs, ds.size, self.ctx)
+        self.include_rf = uses_rf_images(config)
+        self.feature_net = feature_net
+        if self.feature_net is None and config.loss.feature_weight != 0:
+            self.feature_net = vgg_features(config.loss.feature_weights, config.loss.feature_layers,
+                                            config.loss.feature_resize,
+                                            config.loss.imagenet_normalize, ctx=self.ctx[0],
+                                            seed=config.train.seed)
+            if config.train.hybridize:
+                self.feature_net.hybridize(static_alloc=True)
+        self.weights_source = getattr(self.feature_net, "weights_source", "not used (feature weight 0)")
+        opt = {"learning_rate": config.train.lr, "beta1": config.train.beta1}
+        g_params = self.nets["net_g"].collect_params()
+        if self.nets["learned_rf"] is not None:
+            g_params.update(self.nets["learned_rf"].collect_params())
+        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt)),
+                         "trainer_d": gluon.Trainer(self.nets["net_d"].collect_params(), "adam",
+                                                    dict(opt))}
+        if config.train.amp:
+            from mxnet.contrib import amp
+
+            for trainer in self.trainers.values():
+                amp.init_trainer(trainer)
+        self.history = HistoryBuffer(config.train.history_capacity, config.train.history_swap_prob,
+                                     seed=config.train.seed)
+        self.epoch, self.step, self.global_step = 0, 0, 0
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def is_random_features(self):
+        return is_random(self.weights_source)
+
+    def provenance(self):
+        """What every output of this run records about itself."""
+        return {"package_version": __version__, "feature_weights": self.weights_source,
+                "profile": self.config.train.profile, "name": self.config.name,
+                "variant": self.config.model.variant, "train_file": self.train_set.path,
+                "test_file": self.test_set.path if self.test_set else None,
+                "n_train_samples": len(self.train_set), "contexts": [str(c) for c in self.ctx]}
+
+    def _marks(self):
+        marks = []
+        if self.is_random_features:
+            marks.append("RANDOM VGG WEIGHTS")
+        if self.config.train.profile == "quick":
+            marks.append("QUICK RUN")
+        return marks
+
+    def steps_per_epoch(self):
+        n = len(self.train_set) // self.config.train.batch_size
+        cap = self.config.train.max_steps_per_epoch
+        return min(n, cap) if cap > 0 else n
+
+    def save(self):
+        """Write a checkpoint of the current (epoch, step)."""
+        state = state_for(self.config, epoch=self.epoch, step=self.step,
+                          global_step=self.global_step, provenance=self.provenance())
+        return save_checkpoint(self.run_dir, self.nets, self.trainers, self.history, state)
+
+    def resume(self):
+        """Load ``RUN_DIR/checkpoints/latest`` if present; returns True when it was loaded."""
+        directory = checkpoint_dir(self.run_dir)
+        if not os.path.exists(directory):
+            return False
+        directory, state, saved = load_checkpoint_state(directory)
+        mine, theirs = config_to_dict(self.config), config_to_dict(saved)
+        diffs = [f"{s}.{k}: checkpoint {theirs[s][k]!r} vs now {mine[s][k]!r}"
+                 for s in mine if isinstance(mine[s], dict) for k in mine[s]
+                 if mine[s][k] != theirs[s].get(k) and (s, k) not in _RESUMABLE_CHANGES]
+        if diffs or mine["name"] != theirs["name"]:
+            raise CheckpointError(f"checkpoint {directory} was made with another configuration; "
+                                  f"differences: {diffs or ['name']}. Use a new --out directory "
+                                  f"or the same config.")
+        restore_checkpoint(directory, self.nets, self.trainers, self.history, self.ctx)
+        self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        self.log.info("resumed %s at epoch %d, step %d", directory, self.epoch, self.step)
+        return True
+
+    def _write_run_files(self):
+        import yaml
+
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(os.path.join(self.run_dir, "config.yaml"), "w") as handle:
+            yaml.safe_dump(config_to_dict(self.config), handle, sort_keys=False)
+        write_json_atomic(os.path.join(self.run_dir, "run.json"),
+                          {**self.provenance(), "marks": self._marks()})
+
+    # ------------------------------------------------------------------ data
+    def _split(self, batch):
+        return [gluon.utils.split_and_load(part, self.ctx, even_split=False) for part in batch]
+
+    def _unpack(self, parts):
+        if len(parts) == 3:
+            return parts[0], parts[1], parts[2]
+        return parts[0], None, parts[1]
+
+    def _loader(self, dataset, sampler, batch_size, last_batch):
+        batches = gluon.data.BatchSampler(sampler, batch_size, last_batch)
+        return gluon.data.DataLoader(dataset, batch_sampler=batches,
+                                     num_workers=self.config.train.num_workers)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, epochs=None, stop_after_steps=None):
+        """Train until ``epochs`` (default ``config.train.epochs``) are complete.
+
+        Parameters
+        ----------
+        epochs : int, optional
+        stop_after_steps : int, optional
+            Stop (with a checkpoint) after this many iterations of this call, as if interrupted;
+            used by tests of resume.
+
+        Returns
+        -------
+        str
+            ``"complete"`` or ``"interrupted"`` (a checkpoint was saved either way).
+        """
+        cfg = self.config.train
+        epochs = cfg.epochs if epochs is None else epochs
+        self._write_run_files()
+        done_here = 0
+        with _StopRequest() as stop:
+            while self.epoch < epochs:
+                n_steps = self.steps_per_epoch()
+                sampler = EpochSampler(len(self.train_set), cfg.seed, self.epoch,
+                                       skip=self.step * cfg.batch_size)
+                loader = self._loader(self.train_set, sampler, cfg.batch_size, "discard")
+                sums, count, start = {}, 0, time.time()
+                bar = progress(total=n_steps, initial=self.step, enabled=self.show_progress,
+                               desc=f"epoch {self.epoch + 1}/{epochs}", unit="it")
+                for batch in loader:
+                    if self.step >= n_steps:
+                        break
+                    losses = self.train_step(batch)
+                    for k, v in losses.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                    self.step += 1
+                    self.global_step += 1
+                    done_here += 1
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    if stop.requested or (stop_after_steps is not None and done_here >= stop_after_steps):
+                        bar.close()
+                        path = self.save()
+                        self.log.info("interrupted at epoch %d step %d; checkpoint %s; rerun with "
+                                      "--resume to continue", self.epoch + 1, self.step, path)
+                        return "interrupted"
+                bar.close()
+                self._end_epoch({k: v / max(count, 1) for k, v in sums.items()}, time.time() - start)
+        return "complete"
+
+    def train_step(self, batch):
+        """One D step (skipped when the adversarial weight is 0) and one G step."""
+        rf, voxels, target = self._unpack(self._split(batch))
+        nets, lc = self.nets, self.config.loss
+        out = {}
+        if lc.adversarial_weight != 0:
+            out["d"] = update_discriminator(nets["net_g"], nets["net_d"], self.trainers["trainer_d"],
+                                            self.history, rf, target, voxels, nets["learned_rf"],
+                                            include_rf=self.include_rf)
+        g = update_generator(nets["net_g"], nets["net_d"], self.trainers["trainer_g"],
+                             self.feature_net, rf, target, lc, voxels, nets["learned_rf"],
+                             include_rf=self.include_rf)
+        out.update({("g" if k == "total" else k): v for k, v in g.items()})
+        return out
+
+    def predict(self, batch):
+        """Reconstructions of a batch (inference mode), as an NDArray on the first context."""
+        rf, voxels, _ = self._unpack(self._split(batch))
+        outs = []
+        for k, x in enumerate(rf):
+            inp = generator_input(x, voxels[k] if voxels else None, self.nets["learned_rf"],
+                                  include_rf=self.include_rf)
+            outs.append(self.nets["net_g"](inp).as_in_context(self.ctx[0]))
+        return mx.nd.concat(*outs, dim=0)
+
+    def evaluate(self, dataset=None, batch_size=None):
+        """Mean pixel L1 (and feature distance) of the generator on a dataset."""
+        dataset = dataset or self.test_set
+        if dataset is None:
+            return {}
+        batch_size = batch_size or self.config.train.batch_size
+        loader = self._loader(dataset, EpochSampler(len(dataset), shuffle=False), batch_size, "keep")
+        totals, n = {"pixel": 0.0}, 0
+        for batch in loader:
+            fake = self.predict(batch)
+            target = batch[-1].as_in_context(self.ctx[0])
+            m = fake.shape[0]
+            totals["pixel"] += l1_loss(fake, target).asscalar() * m
+            if self.feature_net is not None:
+                dist = feature_distance(self.feature_net(fake), self.feature_net(target),
+                                        self.config.loss.feature_distance).asscalar()
+                totals["feature"] = totals.get("feature", 0.0) + dist * m
+            n += m
+        return {k: v / max(n, 1) for k, v in totals.items()}
+
+    def _end_epoch(self, train_losses, seconds):
+        self.epoch += 1
+        self.step = 0
+        test_losses = self.evaluate()
+        record = {"epoch": self.epoch, "global_step": self.global_step, "seconds": round(seconds, 3),
+                  "train": train_losses, "test": test_losses, "marks": self._marks(),
+                  "feature_weights": self.weights_source}
+        with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self._save_grid()
+        weights_dir = os.path.join(self.run_dir, "weights")
+        os.makedirs(weights_dir, exist_ok=True)
+        for name in ("net_g", "learned_rf"):
+            if self.nets[name] is not None:
+                self.nets[name].save_parameters(
+                    os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params"))
+        self.save()
+        self.log.info("epoch %d: train %s test %s (%.1f s)%s", self.epoch,
+                      {k: round(v, 4) for k, v in train_losses.items()},
+                      {k: round(v, 4) for k, v in test_losses.items()}, seconds,
+                      " [" + ", ".join(self._marks()) + "]" if self._marks() else "")
+
+    def _save_grid(self):
+        dataset = self.test_set or self.train_set
+        n = min(self.config.train.grid_samples, len(dataset))
+        if n == 0:
+            return
+        items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, n)]
+        batch = [mx.nd.array(np.stack([it[k] for it in items])) for k in range(len(items[0]))]
+        fake = self.predict(batch).asnumpy()
+        grids = os.path.join(self.run_dir, "grids")
+        os.makedirs(grids, exist_ok=True)
+        title = f"{self.config.name} epoch {self.epoch}: input | reconstruction | ground truth"
+        if self._marks():
+            title += " [" + ", ".join(self._marks()) + "]"
+        save_grid(os.path.join(grids, f"epoch_{self.epoch:03d}.png"), batch[0].asnumpy(), fake,
+                  batch[-1].asnumpy(), len(dataset.rois), title)
