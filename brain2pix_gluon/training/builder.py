@@ -46,15 +46,17 @@ def build_networks(config, in_channels, n_voxels=None, n_trs=5, size=96, ctx=Non
     ctx = ctx or [mx.cpu()]
     mx.random.seed(config.train.seed if seed is None else seed)
     m = config.model
+    # fixed prefixes: parameter names are the same in every process and every instance
     net_g = get_model("unet_generator", in_channels=in_channels, ngf=m.ngf,
-                      bn_momentum=m.bn_momentum)
+                      bn_momentum=m.bn_momentum, prefix="net_g_")
     net_d = get_model("patch_discriminator", in_channels=in_channels + 3, ndf=m.ndf,
-                      bn_momentum=m.bn_momentum)
+                      bn_momentum=m.bn_momentum, prefix="net_d_")
     initialize_paper(net_g, m.init_sigma, ctx)
     initialize_paper(net_d, m.init_sigma, ctx)
     learned = None
     if uses_voxels(config) and config.model.input != "synthetic":
-        learned = get_model("learned_rf", n_voxels=n_voxels, n_trs=n_trs, size=size)
+        learned = get_model("learned_rf", n_voxels=n_voxels, n_trs=n_trs, size=size,
+                            prefix="learned_rf_")
         initialize_paper(learned, m.init_sigma, ctx)
     if config.train.hybridize:
         for net in (net_g, net_d, learned):

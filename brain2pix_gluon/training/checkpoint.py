@@ -76,7 +76,7 @@ def load_checkpoint_state(path):
     config : Config
     """
     directory = path
-    if not os.path.exists(os.path.join(directory, "state.json")):
+    if not any(os.path.exists(os.path.join(path, f)) for f in FILES):
         directory = checkpoint_dir(path)
     if not os.path.isdir(directory):
         raise CheckpointError(f"checkpoint {path!s} not found: expected a checkpoint directory "

@@ -1,0 +1,31 @@
+# Two commands set everything up: `make demo` and `make test` (each creates .venv if missing).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo_output
+
+.PHONY: demo test install benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python setup.py
+	$(BIN)/python -m pip install --quiet --upgrade "pip==24.2" "setuptools==69.5.1" "wheel==0.43.0"
+	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/bench_preprocessing.py
+	$(BIN)/python benchmarks/bench_training.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,49 @@
+"""The embedded simulated dataset, simulated and prepared once and cached.
+
+Its location is resolved from an argument, then ``$BRAIN2PIX_DATA``, then
+``~/.cache/brain2pix_gluon``; the folder name holds a hash of the simulation and data settings, so
+different settings never share a cache and the experiment scripts share one when they agree.
+"""
+
+import hashlib
+import json
+import os
+
+from .config import config_to_dict
+from .preprocessing.prepare import prepare_dataset
+from .simulation import simulate_dataset
+from .utils import get_logger, resolve_data_home
+
+__all__ = ["simulated_dataset"]
+
+
+def _key(config):
+    d = config_to_dict(config)
+    blob = json.dumps({"simulation": d["simulation"], "data": d["data"]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def simulated_dataset(config, data_home=None, show_progress=True):
+    """Simulate (if needed) and prepare (if needed) the embedded dataset.
+
+    Parameters
+    ----------
+    config : Config
+        Its ``simulation`` and ``data`` sections define the dataset.
+    data_home : str, optional
+
+    Returns
+    -------
+    str
+        The prepared directory holding ``train.h5`` and ``test.h5``.
+    """
+    root = os.path.join(resolve_data_home(data_home), f"simulated-{_key(config)}")
+    raw, prepared = os.path.join(root, "raw"), os.path.join(root, "prepared")
+    done = os.path.join(raw, ".complete")
+    if not os.path.exists(done):
+        get_logger().info("simulating the embedded dataset into %s", raw)
+        simulate_dataset(raw, config.simulation, config.data, show_progress)
+        with open(done, "w") as handle:
+            handle.write("ok\n")
+    prepare_dataset(raw, prepared, config, show_progress=show_progress)
+    return prepared

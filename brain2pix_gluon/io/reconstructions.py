@@ -1,0 +1,109 @@
+"""The reconstruction HDF5 schema, shared by ``reconstruct``, the baselines and ``evaluate``.
+
+::
+
+    /reconstructions  float32 (n, 3, S, S)   in [0, 1], same order as the prepared test split
+    /targets          float32 (n, 3, S, S)   ground truth (warped frames)
+    /samples          int64   (n, 5)         the prepared split's sample index (run, frame, ...)
+    /runs/names       str     (n_runs,)      run (clip) names, indexed by samples[:, 0]
+    attributes        schema ("brain2pix-reconstructions"), schema_version, model, variant,
+                      weights (JSON: which pretrained weights were used or "random ..."),
+                      profile, config (JSON), source (prepared file), checkpoint, created,
+                      package_version, complete
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DataError
+
+__all__ = ["write_reconstructions", "read_reconstructions", "SCHEMA"]
+
+SCHEMA = "brain2pix-reconstructions"
+SCHEMA_VERSION = 1
+
+
+def write_reconstructions(path, reconstructions, targets, samples, run_names, attrs):
+    """Write reconstructions atomically.
+
+    Parameters
+    ----------
+    path : str
+    reconstructions, targets : ndarray, shape (n, 3, S, S)
+    samples : ndarray of int64, shape (n, 5)
+    run_names : sequence of str
+    attrs : dict
+        Provenance; non-scalar values are stored as JSON.
+    """
+    import h5py
+
+    recon = np.asarray(reconstructions, np.float32)
+    tgt = np.asarray(targets, np.float32)
+    if recon.shape != tgt.shape or recon.ndim != 4 or recon.shape[1] != 3:
+        raise DataError(f"reconstructions: expected two arrays of shape (n, 3, S, S), got "
+                        f"{recon.shape} and {tgt.shape}")
+    if len(samples) != len(recon):
+        raise DataError(f"samples: expected {len(recon)} rows, got {len(samples)}")
+    tmp = os.fspath(path) + ".partial"
+    try:
+        with h5py.File(tmp, "w") as f:
+            chunk = (min(16, max(len(recon), 1)),) + recon.shape[1:]
+            f.create_dataset("reconstructions", data=recon, chunks=chunk, compression="lzf")
+            f.create_dataset("targets", data=tgt, chunks=chunk, compression="lzf")
+            f.create_dataset("samples", data=np.asarray(samples, np.int64))
+            f.create_dataset("runs/names", data=np.array(list(run_names), dtype="S"))
+            f.attrs["schema"] = SCHEMA
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["package_version"] = __version__
+            f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            for key, value in attrs.items():
+                f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+            f.attrs["complete"] = True
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_reconstructions(path):
+    """Read a reconstruction file.
+
+    Returns
+    -------
+    dict
+        ``reconstructions``, ``targets`` (float32 (n, 3, S, S)), ``samples``, ``run_names``,
+        ``attrs`` (dict, JSON values decoded).
+    """
+    import h5py
+
+    if not os.path.exists(path):
+        raise DataError(f"reconstructions {path!s} do not exist; write them with "
+                        f"`brain2pix reconstruct` or a baseline")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"reconstructions {path!s}: not a readable HDF5 file ({exc})") from exc
+    with handle as f:
+        if f.attrs.get("schema") != SCHEMA or not f.attrs.get("complete", False):
+            raise DataError(f"reconstructions {path!s}: attribute schema expected {SCHEMA!r} and "
+                            f"complete=True, got {f.attrs.get('schema')!r}, "
+                            f"{f.attrs.get('complete')!r}")
+        for key in ("reconstructions", "targets", "samples", "runs/names"):
+            if key not in f:
+                raise DataError(f"reconstructions {path!s}: key /{key} missing")
+        attrs = {}
+        for key, value in f.attrs.items():
+            if isinstance(value, str) and value[:1] in "{[":
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            attrs[key] = value
+        return {"reconstructions": f["reconstructions"][()], "targets": f["targets"][()],
+                "samples": f["samples"][()],
+                "run_names": [n.decode() for n in f["runs/names"][()]], "attrs": attrs}

@@ -1,0 +1,118 @@
+"""``brain2pix reconstruct``: test-set reconstructions of a trained run, as HDF5, MP4 and GIF."""
+
+import os
+
+import mxnet as mx
+import numpy as np
+
+from .data.dataset import RFSImageDataset
+from .io.prepared import open_prepared
+from .io.reconstructions import write_reconstructions
+from .io.video import write_gif, write_video
+from .training.builder import build_networks, dataset_mode, uses_rf_images
+from .training.checkpoint import load_checkpoint_state
+from .training.steps import generator_input
+from .errors import CheckpointError
+from .utils import get_logger, progress
+from .visualize import side_by_side
+
+__all__ = ["load_generator", "reconstruct", "reconstruct_dataset"]
+
+
+def load_generator(checkpoint, n_voxels=None, in_channels=None, n_trs=5, size=96, ctx=None):
+    """Networks of a checkpoint, ready for inference.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Run directory or checkpoint directory.
+
+    Returns
+    -------
+    nets : dict
+        ``net_g`` and ``learned_rf`` (or None) with the checkpoint's parameters.
+    config : Config
+    state : dict
+    """
+    ctx = ctx or mx.cpu()
+    directory, state, config = load_checkpoint_state(checkpoint)
+    nets = build_networks(config, in_channels, n_voxels, n_trs, size, [ctx])
+    for name in ("net_g", "learned_rf"):
+        if nets[name] is None:
+            continue
+        try:
+            nets[name].load_parameters(os.path.join(directory, f"{name}.params"), ctx=ctx)
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint {directory}: {name}.params does not match the test "
+                                  f"data's shape (ROIs/voxels/size): {exc}") from exc
+    return nets, config, state
+
+
+def reconstruct_dataset(nets, config, dataset, batch_size=16, ctx=None, show_progress=True):
+    """Reconstructions of every sample of a dataset, in order.
+
+    Returns
+    -------
+    inputs, reconstructions, targets : ndarray
+        Shapes (n, C, S, S), (n, 3, S, S), (n, 3, S, S).
+    """
+    ctx = ctx or mx.cpu()
+    include_rf = uses_rf_images(config)
+    inputs, recons, targets = [], [], []
+    starts = range(0, len(dataset), batch_size)
+    for start in progress(starts, desc="reconstruct", enabled=show_progress, unit="batch"):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        parts = [np.stack([it[k] for it in items]) for k in range(len(items[0]))]
+        voxels = mx.nd.array(parts[1], ctx=ctx) if len(parts) == 3 else None
+        x = mx.nd.array(parts[0], ctx=ctx)
+        inp = generator_input(x, voxels, nets["learned_rf"], include_rf=include_rf)
+        recons.append(nets["net_g"](inp).asnumpy())
+        inputs.append(parts[0])
+        targets.append(parts[-1])
+    return np.concatenate(inputs), np.concatenate(recons), np.concatenate(targets)
+
+
+def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, gif_frames=300,
+                ctx=None, show_progress=True):
+    """Write ``OUT/reconstructions.h5``, ``OUT/reconstructions.mp4`` and ``.gif``.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Run directory (uses ``checkpoints/latest``) or a checkpoint directory.
+    prepared_dir : str
+        Folder holding ``<split>.h5``.
+    out_dir : str
+    gif_frames : int
+        At most this many frames go into the GIF (the MP4 holds them all).
+
+    Returns
+    -------
+    dict of str -> str
+        Paths of the written files.
+    """
+    ctx = ctx or mx.cpu()
+    _, _, config = load_checkpoint_state(checkpoint)
+    path = os.path.join(prepared_dir, f"{split}.h5")
+    dataset = RFSImageDataset(path, config.data.rois, 1.0, dataset_mode(config))
+    nets, config, state = load_generator(checkpoint, dataset.n_voxels, dataset.in_channels,
+                                         dataset.n_trs, dataset.size, ctx)
+    inputs, recons, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx,
+                                                  show_progress)
+    with open_prepared(path) as handle:
+        run_names = [n.decode() for n in handle["runs/names"][()]]
+    os.makedirs(out_dir, exist_ok=True)
+    provenance = state.get("provenance", {})
+    attrs = {"model": config.name, "variant": config.model.variant,
+             "weights": {"feature_loss": provenance.get("feature_weights", "unknown")},
+             "profile": config.train.profile, "config": state["config"],
+             "source": os.path.abspath(path), "checkpoint": os.path.abspath(checkpoint),
+             "epoch": int(state["epoch"]), "step": int(state["step"])}
+    h5_path = write_reconstructions(os.path.join(out_dir, "reconstructions.h5"), recons, targets,
+                                    dataset.samples, run_names, attrs)
+    frames = side_by_side(inputs, recons, targets, len(dataset.rois))
+    mp4 = write_video(os.path.join(out_dir, "reconstructions.mp4"), frames, fps=1.0 / config.data.tr)
+    gif = write_gif(os.path.join(out_dir, "reconstructions.gif"), frames[:gif_frames],
+                    fps=1.0 / config.data.tr)
+    get_logger().info("reconstructions of %d %s samples written to %s", len(recons), split, out_dir)
+    return {"h5": h5_path, "mp4": mp4, "gif": gif}

@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny simulated dataset (32x32 frames), simulated and prepared once per session."""
+
+import logging
+import os  # noqa: F401
+
+import numpy as np
+import pytest
+
+
+from brain2pix_gluon.config import apply_overrides, Config  # noqa: E402
+
+TINY = [
+    "data.image_size=32",
+    "simulation.n_train_runs=2",
+    "simulation.volumes_per_run=60",
+    "simulation.n_test_clips=1",
+    "simulation.volumes_per_clip=30",
+    "simulation.n_repetitions=3",
+    "simulation.n_voxels=150,120,90",
+    "simulation.n_nonvisual_voxels=20",
+    "model.ngf=16",  # ngf=8 trips a SIGFPE in MXNet 1.9.1's MKLDNN backward when hybridized
+    "model.ndf=8",
+    "loss.feature_weights=random",
+    "loss.feature_resize=32",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.hybridize=true",
+]
+
+
+def tiny_config(*extra):
+    """The tiny test configuration, with extra ``section.key=value`` overrides."""
+    return apply_overrides(Config(), TINY + list(extra))
+
+
+@pytest.fixture(scope="session")
+def config():
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def raw_dir(tmp_path_factory, config):
+    from brain2pix_gluon.simulation import simulate_dataset
+
+    out = str(tmp_path_factory.mktemp("raw"))
+    simulate_dataset(out, config.simulation, config.data, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory, raw_dir, config):
+    from brain2pix_gluon.preprocessing.prepare import prepare_dataset
+
+    out = str(tmp_path_factory.mktemp("prepared"))
+    prepare_dataset(raw_dir, out, config, show_progress=False)
+    return out
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs(caplog):
+    caplog.set_level(logging.WARNING, logger="brain2pix_gluon")

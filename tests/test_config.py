@@ -1,0 +1,69 @@
+import pytest
+
+from brain2pix_gluon.config import Config, apply_overrides, config_to_dict, load_config, with_changes
+from brain2pix_gluon.errors import ConfigError
+
+
+def test_defaults_are_the_papers_values():
+    c = Config()
+    assert (c.data.shift, c.data.n_trs, c.data.image_size, c.data.tr) == (4, 5, 96, 0.7)
+    assert c.data.rois == ("V1", "V2", "V3") and c.data.rf_index_order == "reference"
+    assert (c.loss.adversarial_weight, c.loss.feature_weight, c.loss.pixel_weight) == (1, 100, 1)
+    assert c.loss.feature_distance == "l1" and c.loss.feature_layers == 22
+    assert c.loss.feature_resize == 224 and c.loss.imagenet_normalize is False
+    assert c.loss.feature_weights == "pretrained"
+    assert (c.train.batch_size, c.train.lr, c.train.beta1) == (8, 2e-4, 0.5)
+    assert (c.train.history_capacity, c.train.history_swap_prob) == (50, 0.5)
+    assert c.model.bn_momentum == 0.1 and c.model.init_sigma == 0.02
+
+
+def test_yaml_files_hold_only_differences(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: lrf\nmodel:\n  variant: learned_rf\ntrain:\n  batch_size: 12\n")
+    c = load_config(path, ["train.epochs=3", "data.rois=V1,V3"])
+    assert c.name == "lrf" and c.model.variant == "learned_rf"
+    assert c.train.batch_size == 12 and c.train.epochs == 3 and c.data.rois == ("V1", "V3")
+    assert c.loss == Config().loss
+    assert config_to_dict(c)["data"]["rois"] == ["V1", "V3"]
+
+
+def test_repository_configs_load():
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    files = glob.glob(os.path.join(root, "*.yaml"))
+    assert files
+    for path in files:
+        load_config(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batchsize=4", r"unknown key 'batchsize'; valid keys are \[.*'batch_size'"),
+    ("trian.epochs=4", r"unknown section 'trian'"),
+    ("train.epochs=four", r"train.epochs: expected int, got 'four'"),
+    ("train.epochs=2.5", r"train.epochs: expected an integer"),
+    ("model.variant=vae", r"model.variant: expected one of .*'fixed_rf'.*got 'vae'"),
+    ("data.image_size=100", r"multiple of 32"),
+    ("train.hybridize=maybe", r"expected true or false"),
+    ("noequals", r"section.key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), [override])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_with_changes_validates():
+    c = with_changes(Config(), train={"epochs": 2})
+    assert c.train.epochs == 2
+    with pytest.raises(ConfigError):
+        with_changes(Config(), train={"train_fraction": 0.0})

@@ -1,0 +1,156 @@
+import mxnet as mx
+import numpy as np
+import pytest
+
+from brain2pix_gluon.model_zoo import get_model, get_model_list, initialize_paper, vgg_features
+from brain2pix_gluon.model_zoo.pretrained import RANDOM_MARK, build_with_weights, is_random
+from brain2pix_gluon.errors import WeightsUnavailableError
+
+
+def n_params(net):
+    return sum(p.data().size for p in net.collect_params().values())
+
+
+@pytest.fixture(scope="module")
+def paper_nets():
+    mx.random.seed(0)
+    g = initialize_paper(get_model("unet_generator", in_channels=15))
+    d = initialize_paper(get_model("patch_discriminator", in_channels=18))
+    return g, d
+
+
+def test_parameter_counts_and_shapes_match_the_spec(paper_nets):
+    g, d = paper_nets
+    assert n_params(g) == 16_677_187
+    assert n_params(d) == 2_779_201
+    x = mx.nd.random.uniform(shape=(2, 15, 96, 96))
+    y = g(x)
+    assert y.shape == (2, 3, 96, 96)
+    assert float(y.min().asscalar()) >= 0 and float(y.max().asscalar()) <= 1   # sigmoid
+    assert d(mx.nd.concat(x, y, dim=1)).shape == (2, 1, 6, 6)
+
+
+def test_layer_table(paper_nets):
+    g, d = paper_nets
+    params = g.collect_params()
+    shapes = {k.split("unetgenerator")[-1]: v.shape for k, v in params.items()}
+    assert shapes["0_conv0_weight"] == (64, 15, 4, 4) and "0_conv0_bias" in shapes
+    assert shapes["0_skip64_conv0_weight"] == (128, 64, 4, 4)
+    assert shapes["0_skip64_conv1_weight"] == (256, 64, 4, 4)     # ConvT(256 -> 64)
+    assert shapes["0_skip512_conv1_weight"] == (512, 512, 4, 4)   # innermost ConvT(512 -> 512)
+    assert shapes["0_conv1_weight"] == (128, 3, 4, 4) and "0_conv1_bias" in shapes
+    assert not any(k.endswith("skip64_conv0_bias") for k in shapes)
+    body = d.body
+    assert body[-1]._kwargs["kernel"] == (3, 3) and body[-1]._kwargs["stride"] == (2, 2)
+    assert body[8]._kwargs["stride"] == (1, 1)
+    bns = [b for b in d.body if isinstance(b, mx.gluon.nn.BatchNorm)]
+    assert bns and all(b._kwargs["momentum"] == 0.1 for b in bns)
+
+
+def test_initialisation_statistics(paper_nets):
+    g, _ = paper_nets
+    params = g.collect_params()
+    w = params["unetgenerator0_skip256_conv0_weight"].data().asnumpy()
+    assert w.mean() == pytest.approx(0, abs=1e-3) and w.std() == pytest.approx(0.02, rel=0.02)
+    gamma = params["unetgenerator0_skip256_batchnorm0_gamma"].data().asnumpy()
+    assert gamma.mean() == pytest.approx(1, abs=0.01) and 0.01 < gamma.std() < 0.03
+    assert np.all(params["unetgenerator0_conv0_bias"].data().asnumpy() == 0)
+    assert np.all(params["unetgenerator0_skip256_batchnorm0_beta"].data().asnumpy() == 0)
+
+
+@pytest.mark.parametrize("name, kwargs, shape", [
+    ("unet_generator", {"in_channels": 5, "ngf": 8}, (3, 5, 64, 64)),
+    ("patch_discriminator", {"in_channels": 8, "ndf": 8}, (3, 8, 64, 64)),
+])
+def test_hybridized_equals_imperative(name, kwargs, shape):
+    mx.random.seed(1)
+    net = initialize_paper(get_model(name, **kwargs))
+    x = mx.nd.random.uniform(shape=shape)
+    with mx.autograd.train_mode():
+        train_imperative = net(x).asnumpy()
+    eval_imperative = net(x).asnumpy()
+    net.hybridize(static_alloc=True)
+    with mx.autograd.train_mode():
+        train_hybrid = net(x).asnumpy()
+    np.testing.assert_allclose(net(x).asnumpy(), eval_imperative, atol=1e-5)
+    np.testing.assert_allclose(train_hybrid, train_imperative, atol=1e-5)
+
+
+def test_any_multiple_of_32(paper_nets):
+    mx.random.seed(2)
+    g = initialize_paper(get_model("unet_generator", in_channels=3, ngf=8))
+    assert g(mx.nd.zeros((1, 3, 32, 32))).shape == (1, 3, 32, 32)
+    assert g(mx.nd.zeros((1, 3, 128, 64))).shape == (1, 3, 128, 64)
+
+
+def test_learned_rf_maps_each_roi_separately():
+    mx.random.seed(3)
+    net = initialize_paper(get_model("learned_rf", n_voxels=(4, 6), n_trs=5, size=8))
+    voxels = mx.nd.random.normal(shape=(2, 5, 10))
+    out = net(voxels)
+    assert out.shape == (2, 10, 8, 8)
+    changed = voxels.copy()
+    changed[:, :, 4:] += 1.0                       # ROI 2's voxels only
+    delta = np.abs(net(changed).asnumpy() - out.asnumpy())
+    assert delta[:, :5].max() == 0 and delta[:, 5:].max() > 0
+    w = net.dense[1].weight.data().asnumpy()
+    assert w.shape == (64, 6) and w.std() == pytest.approx(0.02, rel=0.3)
+    assert np.all(net.dense[0].bias.data().asnumpy() == 0)
+    net.hybridize()
+    np.testing.assert_allclose(net(voxels).asnumpy(), out.asnumpy(), atol=1e-6)
+
+
+def test_registry_lists_valid_names():
+    assert {"unet_generator", "patch_discriminator", "learned_rf"} <= set(get_model_list())
+    with pytest.raises(ValueError, match="valid names are: .*unet_generator"):
+        get_model("pix2pixHD")
+
+
+def test_vgg_features_conv4_2_and_frozen():
+    net = vgg_features("random", resize=64)
+    assert is_random(net.weights_source) and "NOT pretrained" in net.weights_source
+    convs = [b for b in net.features if isinstance(b, mx.gluon.nn.Conv2D)]
+    assert len(net.features) == 22 and len(convs) == 10         # ends at the 10th conv
+    assert isinstance(net.features[-1], mx.gluon.nn.Conv2D)     # before its ReLU
+    assert all(p.grad_req == "null" for p in net.collect_params().values())
+    out = net(mx.nd.random.uniform(shape=(2, 3, 32, 32)))
+    assert out.shape == (2, 512, 8, 8)
+    normalised = vgg_features("random", resize=64, normalize=True)
+    x = mx.nd.random.uniform(shape=(1, 3, 32, 32))
+    assert not np.allclose(normalised(x).asnumpy(), net(x).asnumpy())
+
+
+def _tiny_builder():
+    net = mx.gluon.nn.Dense(3, in_units=4)
+    return net
+
+
+def test_weights_policy_random_file_and_unavailable(tmp_path, monkeypatch):
+    net, source = build_with_weights("tiny", "random", _tiny_builder, None)
+    assert source == RANDOM_MARK
+    path = str(tmp_path / "tiny.params")
+    net.save_parameters(path)
+    loaded, source = build_with_weights("tiny", path, _tiny_builder, None)
+    assert source.startswith("file") and not is_random(source)
+    np.testing.assert_array_equal(loaded.weight.data().asnumpy(), net.weight.data().asnumpy())
+
+    def offline(root):
+        raise OSError("no route to host")
+
+    with pytest.raises(WeightsUnavailableError, match=r"could not be loaded or downloaded.*'random'"):
+        build_with_weights("tiny", "pretrained", _tiny_builder, offline)
+    with pytest.raises(WeightsUnavailableError, match="neither 'pretrained', 'random' nor"):
+        build_with_weights("tiny", str(tmp_path / "missing.params"), _tiny_builder, None)
+
+
+def test_vgg_pretrained_without_network_fails_clearly(tmp_path, monkeypatch):
+    import mxnet.gluon.utils as gutils
+
+    def no_download(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(gutils, "download", no_download)
+    monkeypatch.setattr("mxnet.gluon.model_zoo.model_store.download", no_download)
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match="vgg19"):
+        vgg_features("pretrained")
