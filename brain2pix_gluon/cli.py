@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 
 from .errors import Brain2PixError
@@ -106,6 +107,40 @@ def cmd_reconstruct(args):
         print(f"{kind}: {path}")
 
 
+def cmd_evaluate(args):
+    from .evaluation.evaluate import evaluate
+    from .training.trainer import make_contexts
+
+    config = _config(args)
+    baselines = {}
+    for item in args.baseline or []:
+        if "=" not in item:
+            raise Brain2PixError(f"--baseline {item!r}: expected NAME=RECONSTRUCTIONS.h5")
+        name, path = item.split("=", 1)
+        baselines[name] = path
+    results = evaluate(args.recon, args.out, config.evaluation, baselines, args.experiment,
+                       args.label, make_contexts(args.gpus)[0], not args.no_progress)
+    print(f"{results['label']}: {results['n_frames']} frames -> {args.out}/results.json"
+          + (f"  [{'; '.join(results['marks'])}]" if results["marks"] else ""))
+    for key, m in results["metrics"].items():
+        print(f"  {key:<20} {m['mean']:10.4f} +- {m['sem']:.4f}   chance {m['chance_mean']:10.4f}   "
+              f"p {m['p']:.3g}")
+    for key, m in results["field_metrics"].items():
+        print(f"  {key:<20} {m['mean']:10.4f} +- {m['sem']:.4f}")
+
+
+def cmd_tables(args):
+    from .evaluation.tables import write_tables
+
+    try:
+        written = write_tables(args.results_dir, args.out)
+    except FileNotFoundError as exc:
+        raise Brain2PixError(str(exc)) from None
+    md = [p for p in written if p.endswith("tables.md")][0]
+    print(open(md).read())
+    print(f"{len(written)} files written next to {md}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -151,12 +186,40 @@ def build_parser():
     p.add_argument("--gpus", default="")
     common(p, config=False)
     p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="the paper's 12 metrics, significance and field metrics")
+    p.add_argument("recon", help="reconstructions.h5")
+    p.add_argument("--out", required=True, help="results directory")
+    p.add_argument("--baseline", action="append", metavar="NAME=OTHER.h5",
+                   help="binomial test against another model's reconstructions (repeatable)")
+    p.add_argument("--experiment", default="misc",
+                   help="table group: baseline, roi, ablation, data_size")
+    p.add_argument("--label", help="row name in the tables (default: the model name)")
+    p.add_argument("--gpus", default="")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tables", help="Tables 1-8 (Markdown, CSV, LaTeX) from results.json files")
+    p.add_argument("results_dir")
+    p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
+    p.set_defaults(func=cmd_tables)
     return parser
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # section.key=value items may stand anywhere on the line; argparse would refuse them after
+    # an option, so they are taken out first.
+    overrides = [a for a in argv if _OVERRIDE.match(a) and not a.startswith("-")]
+    args = parser.parse_args([a for a in argv if a not in overrides])
+    if overrides and not hasattr(args, "overrides"):
+        parser.error(f"{args.command} takes no section.key=value overrides, got {overrides}")
+    if hasattr(args, "overrides"):
+        args.overrides = list(args.overrides or []) + overrides
     _setup_logging(args.verbose)
     try:
         args.func(args)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from .errors import ConfigError
 
 __all__ = [
-    "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "Config",
+    "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
+    "Config",
     "load_config", "apply_overrides", "config_to_dict", "config_from_dict",
 ]
 
@@ -102,6 +103,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Feature networks and statistics of the evaluation (paper sections 3.5-3.6, SPEC 7).
+
+    The paper does not publish how frames become C3D clips nor the resizing/normalisation; these
+    are our fixed choices (README, "Evaluation").
+    """
+
+    feature_weights: str = "pretrained"   # pretrained | random | a folder with alexnet/c3d .params
+    alexnet_size: int = 224         # frames bilinearly resized to this for AlexNet
+    c3d_size: int = 112             # and to this for C3D
+    clip_length: int = 16           # consecutive frames per C3D clip, centred on the frame
+    imagenet_normalize: bool = True
+    batch_size: int = 16
+    max_frames: int = 0             # 0 = every test frame; >0 evaluates the first N (quick runs)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a run."""
 
@@ -111,6 +130,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _coerce(value, annotation, key):

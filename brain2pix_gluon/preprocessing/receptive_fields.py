@@ -141,24 +141,32 @@ class RFMapper:
         return arr[..., self.map_rows, self.map_cols]
 
 
-def render_dense_reference(voxels, map_rows, map_cols, size=96):
-    """Eq. 2 the way the authors' code computes it: a one-hot image per voxel, multiplied and summed.
+def render_dense_reference(voxels, map_rows, map_cols, size=96, per_volume=True):
+    """Eq. 2 the way the authors' code computes it: a one-hot image per voxel, scaled and summed.
 
     Kept for the benchmark and as an independent check.
 
     Parameters
     ----------
     voxels : ndarray, shape (n_samples, n_voxels)
+    map_rows, map_cols : ndarray of int, shape (n_voxels,)
+    size : int
+    per_volume : bool
+        True: one volume at a time, ``sum_v one_hot[v] * value[v]`` (the reference's loop);
+        False: the same dense product as a single BLAS call over all volumes.
 
     Returns
     -------
-    ndarray, shape (n_samples, size, size)
+    ndarray, shape (n_samples, size, size), float32
     """
+    voxels = np.asarray(voxels, np.float32)
     n_voxels = len(map_rows)
     one_hot = np.zeros((n_voxels, size, size), np.float32)
     one_hot[np.arange(n_voxels), map_rows, map_cols] = 1.0
     counts = one_hot.sum(axis=0)
-    out = np.einsum("nv,vij->nij", voxels.astype(np.float32), one_hot)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(counts > 0, out / np.maximum(counts, 1), 0.0)
+    if per_volume:
+        out = np.stack([(one_hot * values[:, None, None]).sum(axis=0) for values in voxels])
+    else:
+        out = (voxels @ one_hot.reshape(n_voxels, -1)).reshape(-1, size, size)
+    out = np.where(counts > 0, out / np.maximum(counts, 1), 0.0)
     return out.astype(np.float32)

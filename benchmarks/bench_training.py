@@ -1,0 +1,133 @@
+"""Training-iteration speed: ours vs the same math executed the way the reference code runs it.
+
+One iteration = one discriminator step + one generator step, batch 8, 15x96x96 inputs, VGG-19
+features at 224x224 (random weights: these machines cannot download the pretrained ones; the
+arithmetic is the same). "plain" runs every network imperatively (no hybridize), computes the
+target's VGG features under autograd recording and keeps VGG's weights trainable (gradients are
+computed, never applied), as the reference does. Both start from identical weights, so their
+first-iteration losses must agree. Each variant runs in its own process to measure its peak memory.
+Also prints reconstruction throughput (generator inference, frames/s).
+
+Usage: python benchmarks/bench_training.py [--iters 3] [--gpu]
+"""
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from brain2pix_gluon.config import LossConfig
+from brain2pix_gluon.model_zoo import get_model, initialize_paper, vgg_features
+from brain2pix_gluon.training import HistoryBuffer, update_discriminator, update_generator
+from brain2pix_gluon.training.losses import l1_loss, sigmoid_bce
+
+
+def build(ctx, optimized):
+    mx.random.seed(0)
+    g = initialize_paper(get_model("unet_generator", in_channels=15), ctx=ctx)
+    d = initialize_paper(get_model("patch_discriminator", in_channels=18), ctx=ctx)
+    vgg = vgg_features("random", resize=224, ctx=ctx, seed=0)
+    if optimized:
+        for net in (g, d, vgg):
+            net.hybridize(static_alloc=True, static_shape=True)
+    else:
+        vgg.collect_params().setattr("grad_req", "write")   # the reference keeps VGG trainable
+    opt = {"learning_rate": 2e-4, "beta1": 0.5}
+    return g, d, vgg, gluon.Trainer(g.collect_params(), "adam", opt), \
+        gluon.Trainer(d.collect_params(), "adam", opt)
+
+
+def plain_iteration(g, d, vgg, tg, td, history, x, y, cfg):
+    fake = g(x)
+    pair = history.query(mx.nd.concat(x, fake, dim=1))
+    with autograd.record():
+        loss_d = 0.5 * (sigmoid_bce(d(pair), 0.0) + sigmoid_bce(d(mx.nd.concat(x, y, dim=1)), 1.0))
+    loss_d.backward()
+    td.step(1)
+    with autograd.record():
+        fake = g(x)
+        adv = sigmoid_bce(d(mx.nd.concat(x, fake, dim=1)), 1.0)
+        feat = mx.nd.mean(mx.nd.abs(vgg(fake) - vgg(y)))       # target features under recording
+        pix = l1_loss(fake, y)
+        loss_g = cfg.adversarial_weight * adv + cfg.feature_weight * feat + cfg.pixel_weight * pix
+    loss_g.backward()
+    tg.step(1)
+    return float(loss_d.asscalar()), float(loss_g.asscalar())
+
+
+def ours_iteration(g, d, vgg, tg, td, history, x, y, cfg):
+    loss_d = update_discriminator(g, d, td, history, x, y)
+    return loss_d, update_generator(g, d, tg, vgg, x, y, cfg)["total"]
+
+
+def run_variant(name, iters, use_gpu, queue):
+    ctx = mx.gpu(0) if use_gpu else mx.cpu()
+    rng = np.random.default_rng(0)
+    x = mx.nd.array(rng.random((8, 15, 96, 96), np.float32), ctx=ctx)
+    y = mx.nd.array(rng.random((8, 3, 96, 96), np.float32), ctx=ctx)
+    cfg = LossConfig()
+    g, d, vgg, tg, td = build(ctx, optimized=(name == "ours"))
+    step = ours_iteration if name == "ours" else plain_iteration
+    history = HistoryBuffer()
+    times, first = [], None
+    for i in range(iters + 1):
+        mx.nd.waitall()
+        start = time.perf_counter()
+        losses = step(g, d, vgg, tg, td, history, x, y, cfg)
+        mx.nd.waitall()
+        if i == 0:
+            first = losses
+        else:
+            times.append(time.perf_counter() - start)
+    recon = None
+    if name == "ours":
+        batch = mx.nd.array(rng.random((32, 15, 96, 96), np.float32), ctx=ctx)
+        g(batch).wait_to_read()
+        start = time.perf_counter()
+        for _ in range(3):
+            g(batch).wait_to_read()
+        recon = 3 * 32 / (time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mem = None
+    if use_gpu:
+        free, total = mx.context.gpu_memory_info(0)
+        gpu_mem = (total - free) / 2 ** 20
+    queue.put({"name": name, "ms": 1e3 * statistics.median(times), "first": first,
+               "peak_mb": peak, "recon_fps": recon, "gpu_mb": gpu_mem})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iters", type=int, default=3, help="timed iterations after one warm-up")
+    parser.add_argument("--gpu", action="store_true", help="run on gpu(0)")
+    args = parser.parse_args()
+    context = mp.get_context("spawn")
+    results = {}
+    for name in ("plain", "ours"):
+        queue = context.Queue()
+        proc = context.Process(target=run_variant, args=(name, args.iters, args.gpu, queue))
+        proc.start()
+        results[name] = queue.get()
+        proc.join()
+    device = "GPU 0" if args.gpu else f"CPU ({mp.cpu_count()} cores)"
+    print(f"brain2pix_gluon training benchmark on {device}; batch 8, 15x96x96, VGG-19 at 224 "
+          f"(random weights), median of {args.iters} iterations after 1 warm-up")
+    for name in ("plain", "ours"):
+        r = results[name]
+        extra = f", GPU memory in use {r['gpu_mb']:.0f} MB" if r["gpu_mb"] is not None else ""
+        print(f"  {name:<5} {r['ms']:9.1f} ms/iteration   first-iteration L_D {r['first'][0]:.6f} "
+              f"L_G {r['first'][1]:.6f}   peak RSS {r['peak_mb']:7.0f} MB{extra}")
+    print(f"  speed-up ours vs plain: {results['plain']['ms'] / results['ours']['ms']:.2f}x")
+    same = np.allclose(results["plain"]["first"], results["ours"]["first"], rtol=1e-4)
+    print(f"  first-iteration losses agree (rtol 1e-4): {same}")
+    print(f"  reconstruction throughput (generator inference, batch 32): "
+          f"{results['ours']['recon_fps']:.1f} frames/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Feature networks of the evaluation: AlexNet (pool2, pool5, fc6) and C3D (pool2, pool5, fc6).
+
+Fixed choices (the paper does not publish them):
+
+* AlexNet (ImageNet, Gluon model zoo): each frame is bilinearly resized to 224x224 and normalised
+  with the ImageNet mean and std; fc6 is taken after its ReLU (Gluon's Dense carries it).
+* C3D (Kinetics-400, GluonCV ``c3d_kinetics400``): the clip of a frame is the 16 consecutive
+  frames of its run centred on it (frames t-8 ... t+7), clamped at the run's ends by repeating the
+  first/last frame; frames resized to 112x112 and normalised like AlexNet's; fc6 after its ReLU.
+"""
+
+import os
+import warnings
+
+import mxnet as mx
+import numpy as np
+from mxnet.gluon import HybridBlock
+from mxnet.gluon.model_zoo import vision
+
+from ..model_zoo.pretrained import RANDOM_MARK, build_with_weights
+from ..model_zoo.vgg_features import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["LAYERS", "AlexNetTaps", "C3DTaps", "build_feature_nets", "clip_indices",
+           "FeatureExtractor"]
+
+LAYERS = ("alexnet_pool2", "alexnet_pool5", "alexnet_fc6", "c3d_pool2", "c3d_pool5", "c3d_fc6")
+
+
+class AlexNetTaps(HybridBlock):
+    """AlexNet's features up to fc6, returning pool2, pool5 and fc6 (each flattened)."""
+
+    def __init__(self, features, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.features = features
+
+    def hybrid_forward(self, F, x):
+        f = self.features
+        for k in range(4):
+            x = f[k](x)
+        pool2 = x
+        for k in range(4, 8):
+            x = f[k](x)
+        pool5 = x
+        fc6 = f[9](f[8](x))
+        return F.flatten(pool2), F.flatten(pool5), fc6
+
+
+class C3DTaps(HybridBlock):
+    """GluonCV's C3D run up to fc6, returning pool2, pool5 and fc6 (each flattened)."""
+
+    def __init__(self, c3d, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.net = c3d
+
+    def hybrid_forward(self, F, x):
+        n = self.net
+        x = n.pool1(n.relu(n.conv1(x)))
+        pool2 = n.pool2(n.relu(n.conv2(x)))
+        x = n.pool3(n.relu(n.conv3b(n.relu(n.conv3a(pool2)))))
+        x = n.pool4(n.relu(n.conv4b(n.relu(n.conv4a(x)))))
+        pool5 = n.pool5(n.relu(n.conv5b(n.relu(n.conv5a(x)))))
+        fc6 = n.relu(n.fc6(F.flatten(pool5)))
+        return F.flatten(pool2), F.flatten(pool5), fc6
+
+
+def _weights_for(weights, name):
+    """Resolve the evaluation weights setting for one network."""
+    if weights in ("pretrained", "random"):
+        return weights
+    path = os.path.join(os.path.expanduser(weights), f"{name}.params")
+    return path
+
+
+def build_feature_nets(weights="pretrained", ctx=None, seed=0):
+    """AlexNet and C3D under the package's weights policy.
+
+    Parameters
+    ----------
+    weights : str
+        ``"pretrained"`` (download on first use), ``"random"`` (marked), or a folder holding
+        ``alexnet.params`` and ``c3d_kinetics400.params``.
+
+    Returns
+    -------
+    alexnet : AlexNetTaps
+    c3d : C3DTaps
+    sources : dict of str -> str
+        Where each network's weights came from.
+    """
+    from gluoncv.model_zoo import get_model as gcv_get_model
+    from gluoncv.model_zoo.action_recognition.c3d import C3D
+
+    ctx = ctx or mx.cpu()
+    alex, alex_src = build_with_weights(
+        "alexnet", _weights_for(weights, "alexnet"), vision.alexnet,
+        lambda root: vision.alexnet(pretrained=True, root=root), ctx=ctx, seed=seed)
+    if weights == "random":
+        mx.random.seed(seed + 1)
+        c3d = gcv_get_model("c3d_kinetics400", pretrained=False, ctx=ctx)  # MSRA init inside
+        c3d_src = RANDOM_MARK
+    else:
+        c3d, c3d_src = build_with_weights(
+            "c3d_kinetics400", _weights_for(weights, "c3d_kinetics400"), lambda: C3D(nclass=400),
+            lambda root: gcv_get_model("c3d_kinetics400", pretrained=True, root=root), ctx=ctx)
+    alex(mx.nd.zeros((1, 3, 224, 224), ctx=ctx))   # completes a deferred (random) initialisation
+    # features[:10] ends at fc6: fc7 and the classifier are never run
+    alex_taps, c3d_taps = AlexNetTaps(alex.features[:10]), C3DTaps(c3d)
+    for net in (alex_taps, c3d_taps):
+        net.hybridize(static_alloc=True)
+    return alex_taps, c3d_taps, {"alexnet": alex_src, "c3d": c3d_src}
+
+
+def clip_indices(runs, length=16):
+    """Array positions of each sample's C3D clip (see the module docstring).
+
+    Parameters
+    ----------
+    runs : ndarray of int, shape (n,)
+        Run of each sample; samples of a run are consecutive frames in order.
+    length : int
+
+    Returns
+    -------
+    ndarray of int, shape (n, length)
+    """
+    runs = np.asarray(runs)
+    n = len(runs)
+    starts = np.zeros(n, np.int64)
+    ends = np.zeros(n, np.int64)
+    for run in np.unique(runs):
+        where = np.flatnonzero(runs == run)
+        starts[where], ends[where] = where.min(), where.max()
+    offsets = np.arange(length) - length // 2
+    positions = np.arange(n)[:, None] + offsets[None, :]
+    return np.clip(positions, starts[:, None], ends[:, None])
+
+
+class FeatureExtractor:
+    """Batched features of frames for the six evaluation layers.
+
+    Parameters
+    ----------
+    alexnet, c3d : AlexNetTaps, C3DTaps
+    alexnet_size, c3d_size, clip_length : int
+    normalize : bool
+    ctx : mx.Context
+    """
+
+    def __init__(self, alexnet, c3d, alexnet_size=224, c3d_size=112, clip_length=16,
+                 normalize=True, ctx=None):
+        self.alexnet, self.c3d = alexnet, c3d
+        self.alexnet_size, self.c3d_size, self.clip_length = alexnet_size, c3d_size, clip_length
+        self.normalize = normalize
+        self.ctx = ctx or mx.cpu()
+        self.mean = mx.nd.array(IMAGENET_MEAN, ctx=self.ctx).reshape((1, 3, 1, 1))
+        self.std = mx.nd.array(IMAGENET_STD, ctx=self.ctx).reshape((1, 3, 1, 1))
+
+    def _prep(self, frames, size):
+        x = mx.nd.array(frames, ctx=self.ctx)
+        x = mx.nd.contrib.BilinearResize2D(x, height=size, width=size)
+        if self.normalize:
+            x = mx.nd.broadcast_div(mx.nd.broadcast_sub(x, self.mean), self.std)
+        return x
+
+    def __call__(self, frames, all_frames, positions, clips):
+        """Features of some frames.
+
+        Parameters
+        ----------
+        frames : ndarray, shape (b, 3, H, W)
+            The frames themselves (AlexNet).
+        all_frames : ndarray, shape (n, 3, H, W)
+            Every frame of the set, from which the clips are cut.
+        positions : ndarray of int, shape (b,)
+            Positions of ``frames`` in ``all_frames``.
+        clips : ndarray of int, shape (n, clip_length)
+            From :func:`clip_indices`.
+
+        Returns
+        -------
+        dict of str -> ndarray, shape (b, d_layer)
+        """
+        pool2, pool5, fc6 = self.alexnet(self._prep(frames, self.alexnet_size))
+        out = {"alexnet_pool2": pool2.asnumpy(), "alexnet_pool5": pool5.asnumpy(),
+               "alexnet_fc6": fc6.asnumpy()}
+        idx = clips[positions].reshape(-1)
+        b, length = len(positions), clips.shape[1]
+        x = self._prep(all_frames[idx], self.c3d_size)                  # (b*L, 3, s, s)
+        x = x.reshape((b, length, 3, self.c3d_size, self.c3d_size)).transpose((0, 2, 1, 3, 4))
+        with warnings.catch_warnings():   # fc7/fc8 of C3D are deliberately never run
+            warnings.filterwarnings("ignore", message=".*is not used by any computation")
+            pool2, pool5, fc6 = self.c3d(x)
+        out.update({"c3d_pool2": pool2.asnumpy(), "c3d_pool5": pool5.asnumpy(),
+                    "c3d_fc6": fc6.asnumpy()})
+        return out
