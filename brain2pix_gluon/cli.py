@@ -12,22 +12,38 @@ from .errors import Brain2PixError
 __all__ = ["main", "build_parser"]
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging(verbose):
     logger = logging.getLogger("brain2pix_gluon")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[brain2pix] %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _config(args):
-    from .config import load_config
+    """The config file, then the profile, then the command line's overrides (which win)."""
+    from .config import apply_overrides, load_config
     from .profiles import apply_profile
 
-    config = load_config(getattr(args, "config", None), getattr(args, "overrides", []) or [])
+    config = load_config(getattr(args, "config", None))
     profile = getattr(args, "profile", None)
-    return apply_profile(config, profile) if profile else config
+    if profile:
+        config = apply_profile(config, profile)
+    overrides = getattr(args, "overrides", []) or []
+    return apply_overrides(config, overrides) if overrides else config
 
 
 def cmd_simulate(args):

@@ -1,0 +1,70 @@
+import json
+import os
+
+import h5py
+import pytest
+
+from brain2pix_gluon.cli import main
+from brain2pix_gluon.io.reconstructions import read_reconstructions
+
+from conftest import TINY
+
+SIM = [o for o in TINY if o.startswith(("simulation.", "data."))]
+
+
+def test_simulate_prepare_inspect(tmp_path, capsys):
+    raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
+    assert main(["simulate", raw, "--no-progress"] + SIM + ["simulation.n_train_runs=1"]) == 0
+    assert sorted(os.listdir(raw)) == ["col_centers_112px.mat", "roimask.mat",
+                                       "row_centers_112px.mat", "test", "train", "truth.npz"]
+    assert main(["prepare", raw, prepared, "--no-progress"] + SIM) == 0
+    capsys.readouterr()
+    assert main(["inspect", prepared]) == 0
+    out = capsys.readouterr().out
+    assert "== " in out and "/rf_images" in out and "MB per 1,000 samples" in out
+    assert "shift 4, window 5 TRs" in out
+    assert main(["inspect", os.path.join(prepared, "test.h5"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["split"] == "test" and info["n_samples"] == 22
+
+
+def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "brain2pix prepare: error:" in err and "missing is not a directory" in err
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert main(["train", "--data", str(tmp_path), "train.bogus=1"]) == 2
+    assert "unknown key 'bogus'" in capsys.readouterr().err
+
+
+def test_train_reconstruct_evaluate_tables(prepared_dir, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    args = ["train", "--data", prepared_dir, "--out", run, "--no-progress", "--profile", "quick",
+            "train.max_steps_per_epoch=2", "train.epochs=1"] + TINY
+    assert main(args) == 0
+    saved = json.load(open(os.path.join(run, "run.json")))
+    assert "QUICK RUN" in saved["marks"] and "RANDOM VGG WEIGHTS" in saved["marks"]
+    assert main(args) == 2          # a second run into the same folder needs --resume
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(args + ["--resume", "train.epochs=2"]) == 0
+    assert len(open(os.path.join(run, "log.jsonl")).readlines()) == 2
+
+    out = str(tmp_path / "recon")
+    assert main(["reconstruct", run, prepared_dir, out, "--no-progress"]) == 0
+    data = read_reconstructions(os.path.join(out, "reconstructions.h5"))
+    with h5py.File(os.path.join(prepared_dir, "test.h5"), "r") as f:
+        assert (data["samples"] == f["samples"][()]).all()
+    assert data["reconstructions"].shape == data["targets"].shape == (22, 3, 32, 32)
+    assert "NOT pretrained" in data["attrs"]["weights"]["feature_loss"]
+    assert data["attrs"]["profile"] == "quick" and data["attrs"]["epoch"] == 2
+    for ext in ("mp4", "gif"):
+        assert os.path.getsize(os.path.join(out, f"reconstructions.{ext}")) > 1000
+
+    results = str(tmp_path / "results")
+    assert main(["evaluate", os.path.join(out, "reconstructions.h5"), "--out", results + "/full",
+                 "--experiment", "ablation", "--label", "Full", "--no-progress",
+                 "evaluation.feature_weights=random", "evaluation.max_frames=4"]) == 0
+    printed = capsys.readouterr().out
+    assert "RANDOM EVALUATION WEIGHTS" in printed and "alexnet_pool2_r" in printed
+    assert main(["tables", results]) == 0
+    assert "Table 5. Ablation experiment: correlation" in capsys.readouterr().out
