@@ -145,6 +145,17 @@ def cmd_evaluate(args):
         print(f"  {key:<20} {m['mean']:10.4f} +- {m['sem']:.4f}")
 
 
+def cmd_baseline(args):
+    from .baselines import run_nishimoto_baseline
+    from .training.trainer import make_contexts
+
+    config = _config(args)
+    path = run_nishimoto_baseline(args.data, args.out, config.evaluation.feature_weights, args.k,
+                                  show_progress=not args.no_progress,
+                                  ctx=make_contexts(args.gpus)[0])
+    print(f"baseline 1 reconstructions: {path}")
+
+
 def cmd_tables(args):
     from .evaluation.tables import write_tables
 
@@ -214,6 +225,16 @@ def build_parser():
     p.add_argument("--gpus", default="")
     common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baseline", help="baseline 1 (Nishimoto-like C3D encoding + retrieval); "
+                       "baselines 2 and 3 are trained with `train --config configs/baseline*.yaml`")
+    p.add_argument("name", choices=("nishimoto",))
+    p.add_argument("--data", required=True, help="prepared directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
+    p.add_argument("--gpus", default="")
+    common(p)
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("tables", help="Tables 1-8 (Markdown, CSV, LaTeX) from results.json files")
     p.add_argument("results_dir")

@@ -64,6 +64,7 @@ class ModelConfig:
     input: str = "fmri"             # fmri | synthetic (experiment 1: RF-sampled target pixels)
     ngf: int = 64
     ndf: int = 64
+    fc_hidden: typing.Tuple[int, ...] = (512, 256, 512)   # baseline 3's dense widths
     bn_momentum: float = 0.1        # MXNet meaning: running = 0.1 running + 0.9 batch
     init_sigma: float = 0.02
 

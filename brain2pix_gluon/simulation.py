@@ -27,7 +27,8 @@ from .io.video import read_video, write_video
 from .preprocessing.retina import fisheye_warp
 from .utils import get_logger, progress
 
-__all__ = ["simulate_dataset", "stimulus_images", "double_gamma_hrf", "make_voxels", "render_video"]
+__all__ = ["simulate_dataset", "stimulus_images", "double_gamma_hrf", "make_voxels", "render_video",
+           "oracle_patterns"]
 
 _SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
                    "hubble_deep_field", "colorwheel", "camera", "coins", "horse", "moon", "grass",
@@ -223,6 +224,7 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
         return out + baseline
 
     baseline = rng.uniform(50, 150, n_brain).astype(np.float32)
+    clean = {}
     log = get_logger()
     jobs = [("train", f"run_{i + 1:03d}", sim.volumes_per_run) for i in range(sim.n_train_runs)]
     jobs += [("test", f"clip_{i + 1:02d}", sim.volumes_per_clip) for i in range(sim.n_test_clips)]
@@ -234,6 +236,7 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
             raise DataError(f"simulation: {video_path} decoded to {decoded.shape[0]} frames, "
                             f"expected {n_volumes}")
         signal = bold(decoded)
+        clean[name] = signal
         if split == "train":
             np.save(os.path.join(out_dir, split, f"{name}.npy"), brain(signal, rng, baseline))
         else:
@@ -247,5 +250,48 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
              **{f"{k}_cols": voxels[k]["cols"] for k in keys},
              **{f"{k}_sigma": voxels[k]["sigma"] for k in keys},
              gains=gains, hrf=hrf)
+    # noise-free BOLD of every run, columns in mask order (V1d, V1v, ..., V3v): the oracle
+    np.savez(os.path.join(out_dir, "truth_signals.npz"), **clean)
     log.info("simulated dataset written to %s (%d brain voxels, %d visual)", out_dir, n_brain, n_visual)
     return out_dir
+
+
+def oracle_patterns(raw_dir, prepared_path):
+    """Noise-free voxel patterns of a prepared split's samples (the simulator's ground truth).
+
+    Each sample's pattern is the mean over its window of the noise-free BOLD signal of the voxels
+    the prepared file holds (same ROIs and order), i.e. what a perfect encoding model predicts.
+
+    Returns
+    -------
+    ndarray, shape (n_samples, n_voxels_total), float32
+    """
+    import json
+
+    from .io.prepared import open_prepared
+    from .io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
+
+    masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
+    cols, rows = load_rf_centres(os.path.join(raw_dir, "col_centers_112px.mat"),
+                                 os.path.join(raw_dir, "row_centers_112px.mat"), masks)
+    offsets, start = {}, 0
+    for key in MASK_KEYS:
+        offsets[key] = start
+        start += int(masks[key].sum())
+    with open_prepared(prepared_path) as handle:
+        rois = json.loads(handle.attrs["rois"])
+        n_trs = int(json.loads(handle.attrs["config"])["n_trs"])
+        samples = handle["samples"][()]
+        names = [n.decode() for n in handle["runs/names"][()]]
+    columns = []
+    for roi in rois:
+        for part in ("d", "v"):
+            key = roi + part
+            finite = np.flatnonzero(np.isfinite(cols[key]) & np.isfinite(rows[key]))
+            columns.append(offsets[key] + finite)
+    columns = np.concatenate(columns)
+    with np.load(os.path.join(raw_dir, "truth_signals.npz")) as truth:
+        signals = {name: truth[name][:, columns] for name in names}
+    out = np.stack([signals[names[run]][first:first + n_trs].mean(axis=0)
+                    for run, first in zip(samples[:, 0], samples[:, 2])])
+    return out.astype(np.float32)

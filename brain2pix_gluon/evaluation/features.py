@@ -164,8 +164,29 @@ class FeatureExtractor:
             x = mx.nd.broadcast_div(mx.nd.broadcast_sub(x, self.mean), self.std)
         return x
 
+    def alexnet_features(self, frames):
+        """AlexNet pool2, pool5, fc6 of frames (b, 3, H, W) -> dict of (b, d) arrays."""
+        pool2, pool5, fc6 = self.alexnet(self._prep(frames, self.alexnet_size))
+        return {"alexnet_pool2": pool2.asnumpy(), "alexnet_pool5": pool5.asnumpy(),
+                "alexnet_fc6": fc6.asnumpy()}
+
+    def c3d_features(self, all_frames, positions, clips):
+        """C3D pool2, pool5, fc6 of the clips of ``positions`` -> dict of (b, d) arrays.
+
+        ``clips[positions]`` index ``all_frames`` (see :func:`clip_indices`).
+        """
+        idx = np.asarray(clips)[positions].reshape(-1)
+        b, length = len(positions), np.asarray(clips).shape[1]
+        x = self._prep(all_frames[idx], self.c3d_size)                  # (b*L, 3, s, s)
+        x = x.reshape((b, length, 3, self.c3d_size, self.c3d_size)).transpose((0, 2, 1, 3, 4))
+        with warnings.catch_warnings():   # fc7/fc8 of C3D are deliberately never run
+            warnings.filterwarnings("ignore", message=".*is not used by any computation")
+            pool2, pool5, fc6 = self.c3d(x)
+        return {"c3d_pool2": pool2.asnumpy(), "c3d_pool5": pool5.asnumpy(),
+                "c3d_fc6": fc6.asnumpy()}
+
     def __call__(self, frames, all_frames, positions, clips):
-        """Features of some frames.
+        """Features of some frames for the six layers.
 
         Parameters
         ----------
@@ -182,16 +203,4 @@ class FeatureExtractor:
         -------
         dict of str -> ndarray, shape (b, d_layer)
         """
-        pool2, pool5, fc6 = self.alexnet(self._prep(frames, self.alexnet_size))
-        out = {"alexnet_pool2": pool2.asnumpy(), "alexnet_pool5": pool5.asnumpy(),
-               "alexnet_fc6": fc6.asnumpy()}
-        idx = clips[positions].reshape(-1)
-        b, length = len(positions), clips.shape[1]
-        x = self._prep(all_frames[idx], self.c3d_size)                  # (b*L, 3, s, s)
-        x = x.reshape((b, length, 3, self.c3d_size, self.c3d_size)).transpose((0, 2, 1, 3, 4))
-        with warnings.catch_warnings():   # fc7/fc8 of C3D are deliberately never run
-            warnings.filterwarnings("ignore", message=".*is not used by any computation")
-            pool2, pool5, fc6 = self.c3d(x)
-        out.update({"c3d_pool2": pool2.asnumpy(), "c3d_pool5": pool5.asnumpy(),
-                    "c3d_fc6": fc6.asnumpy()})
-        return out
+        return {**self.alexnet_features(frames), **self.c3d_features(all_frames, positions, clips)}

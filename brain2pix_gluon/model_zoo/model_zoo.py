@@ -1,5 +1,6 @@
 """Registry of the package's networks: ``get_model(name, **kwargs)``."""
 
+from .fc_generator import fc_generator
 from .learned_rf import learned_rf
 from .patch_discriminator import patch_discriminator
 from .unet_generator import unet_generator
@@ -10,6 +11,7 @@ _MODELS = {
     "unet_generator": unet_generator,
     "patch_discriminator": patch_discriminator,
     "learned_rf": learned_rf,
+    "fc_generator": fc_generator,
 }
 
 

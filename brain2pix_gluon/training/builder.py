@@ -47,8 +47,12 @@ def build_networks(config, in_channels, n_voxels=None, n_trs=5, size=96, ctx=Non
     mx.random.seed(config.train.seed if seed is None else seed)
     m = config.model
     # fixed prefixes: parameter names are the same in every process and every instance
-    net_g = get_model("unet_generator", in_channels=in_channels, ngf=m.ngf,
-                      bn_momentum=m.bn_momentum, prefix="net_g_")
+    if m.variant == "fully_connected":
+        net_g = get_model("fc_generator", in_channels=in_channels, size=size,
+                          hidden=m.fc_hidden, bn_momentum=m.bn_momentum, prefix="net_g_")
+    else:
+        net_g = get_model("unet_generator", in_channels=in_channels, ngf=m.ngf,
+                          bn_momentum=m.bn_momentum, prefix="net_g_")
     net_d = get_model("patch_discriminator", in_channels=in_channels + 3, ndf=m.ndf,
                       bn_momentum=m.bn_momentum, prefix="net_d_")
     initialize_paper(net_g, m.init_sigma, ctx)

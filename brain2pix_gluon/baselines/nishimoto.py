@@ -1,0 +1,329 @@
+"""Baseline 1, Nishimoto-like: C3D encoding model + retrieval of training frames (SPEC 6).
+
+1. C3D fc6 features (4096) of every training sample, from its 16-frame clip (the evaluation's clip
+   rule), streamed in batches into a float32 file.
+2. An encoding model: closed-form ridge regression from standardised features to each voxel's
+   response, the response being the mean of the sample's 5-TR window of z-scored voxels (all ROIs).
+   The penalty is chosen from a grid on held-out training runs (the last run), by the mean
+   correlation between predicted and measured voxel responses; then refit on all training runs.
+   Only X'X (4096 x 4096) and X'Y (4096 x voxels) are accumulated, chunk by chunk.
+3. Predicted voxel patterns of all training stimuli, made chunk by chunk and never stored whole.
+4. For every test sample, Pearson correlation between its measured pattern and each predicted
+   training pattern (over voxels); a running top-k keeps the k = 10 best.
+5. Reconstruction = mean of those 10 training frames.
+
+Memory at the paper's scale (119,000 training samples, V voxels, d = 4096 features): X'X 134 MB,
+X'Y 32.8 kB x V, ridge weights 16.4 kB x V (float32), one chunk of predictions
+chunk x V x 4 B, and the test patterns; the features themselves stay on disk (1.95 GB), and training frames are read from the
+prepared file only when needed.
+For V = 8,000 and chunks of 4,096 samples that is about 0.7 GB.
+"""
+
+import os
+
+import mxnet as mx
+import numpy as np
+
+from ..data.dataset import RFSImageDataset
+from ..errors import DataError
+from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
+from ..io.prepared import open_prepared
+from ..io.reconstructions import write_reconstructions
+from ..utils import get_logger, progress, write_json_atomic
+
+__all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
+           "run_nishimoto_baseline"]
+
+
+def sample_patterns(path, rois=None):
+    """Each sample's voxel pattern: the mean over its n_trs-volume window, all ROIs concatenated.
+
+    Returns
+    -------
+    ndarray, shape (n_samples, n_voxels_total), float32
+    """
+    ds = RFSImageDataset(path, rois, mode="voxels", in_memory=False)
+    with open_prepared(path) as handle:
+        volumes = np.concatenate([handle[f"voxels/{r}"][()] for r in ds.rois], axis=1)
+    cumulative = np.cumsum(np.vstack([np.zeros((1, volumes.shape[1])), volumes]), axis=0)
+    starts = ds.samples[:, 4]
+    return ((cumulative[starts + ds.n_trs] - cumulative[starts]) / ds.n_trs).astype(np.float32)
+
+
+def _zscore_rows(x):
+    x = x - x.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+class RidgeEncoder:
+    """Closed-form ridge regression fitted from streamed (features, responses) chunks.
+
+    Parameters
+    ----------
+    alphas : sequence of float
+        Penalties tried on the held-out samples.
+    """
+
+    def __init__(self, alphas=(1e0, 1e1, 1e2, 1e3, 1e4, 1e5)):
+        self.alphas = tuple(float(a) for a in alphas)
+        self.alpha = None
+        self.weights = None
+        self.validation = {}
+
+    @staticmethod
+    def _moments(chunks):
+        n, sx, sy, sxx, sxy = 0, None, None, None, None
+        for x, y in chunks:
+            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+            if sx is None:
+                sx, sy = np.zeros(x.shape[1]), np.zeros(y.shape[1])
+                sxx, sxy = np.zeros((x.shape[1],) * 2), np.zeros((x.shape[1], y.shape[1]))
+            n += len(x)
+            sx += x.sum(0)
+            sy += y.sum(0)
+            sxx += x.T @ x
+            sxy += x.T @ y
+        if n < 2:
+            raise DataError(f"ridge regression needs at least 2 training samples, got {n}")
+        mx_, my_ = sx / n, sy / n
+        cxx = sxx - n * np.outer(mx_, mx_)
+        cxy = sxy - n * np.outer(mx_, my_)
+        scale = np.sqrt(np.maximum(np.diag(cxx) / n, 1e-12))   # standardise the features
+        cxx = cxx / np.outer(scale, scale)
+        cxy = cxy / scale[:, None]
+        return {"n": n, "mean_x": mx_, "mean_y": my_, "scale": scale, "cxx": cxx, "cxy": cxy}
+
+    @staticmethod
+    def _solve(m, alpha):
+        evals, evecs = np.linalg.eigh(m["cxx"])
+        w = evecs @ ((evecs.T @ m["cxy"]) / (evals + alpha)[:, None])
+        return w
+
+    def _predictor(self, m, w):
+        coef = (w / m["scale"][:, None]).astype(np.float32)
+        intercept = (m["mean_y"] - (m["mean_x"] / m["scale"]) @ w).astype(np.float32)
+        return coef, intercept
+
+    def fit(self, train_chunks, val_chunks=None, all_chunks=None):
+        """Fit; choose alpha on ``val_chunks`` when given, then refit on ``all_chunks``.
+
+        Each argument is a callable returning a fresh iterator of (features, responses) chunks.
+        """
+        if val_chunks is not None and len(self.alphas) > 1:
+            m = self._moments(train_chunks())
+            evals, evecs = np.linalg.eigh(m["cxx"])
+            proj = evecs.T @ m["cxy"]
+            scores = {}
+            for alpha in self.alphas:
+                coef, intercept = self._predictor(m, evecs @ (proj / (evals + alpha)[:, None]))
+                preds, truth = [], []
+                for x, y in val_chunks():
+                    preds.append(np.asarray(x, np.float32) @ coef + intercept)
+                    truth.append(np.asarray(y, np.float32))
+                p, t = np.concatenate(preds), np.concatenate(truth)
+                p, t = p - p.mean(0), t - t.mean(0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    r = (p * t).sum(0) / np.sqrt((p * p).sum(0) * (t * t).sum(0))
+                scores[alpha] = float(np.nanmean(r))
+            self.validation = scores
+            self.alpha = max(scores, key=scores.get)
+        else:
+            self.alpha = self.alphas[0]
+        m = self._moments((all_chunks or train_chunks)())
+        self.weights = self._predictor(m, self._solve(m, self.alpha))
+        return self
+
+    def predict(self, features):
+        """Predicted responses, shape (n, n_voxels), float32."""
+        coef, intercept = self.weights
+        return np.asarray(features, np.float32) @ coef + intercept
+
+
+class TopK:
+    """Running top-k (largest scores) per query row."""
+
+    def __init__(self, n_queries, k):
+        self.k = k
+        self.scores = np.full((n_queries, 0), -np.inf, np.float32)
+        self.index = np.zeros((n_queries, 0), np.int64)
+
+    def update(self, scores, offset):
+        """Merge a (n_queries, chunk) score block whose columns start at candidate ``offset``."""
+        cand = np.arange(offset, offset + scores.shape[1])[None, :].repeat(len(scores), 0)
+        all_scores = np.concatenate([self.scores, scores.astype(np.float32)], axis=1)
+        all_index = np.concatenate([self.index, cand], axis=1)
+        k = min(self.k, all_scores.shape[1])
+        part = np.argpartition(-all_scores, k - 1, axis=1)[:, :k]
+        rows = np.arange(len(all_scores))[:, None]
+        order = np.argsort(-all_scores[rows, part], axis=1)
+        self.index = all_index[rows, part][rows, order]
+        self.scores = all_scores[rows, part][rows, order]
+
+
+def retrieve_top_k(queries, candidate_chunks, k=10):
+    """Indices of the k candidates best correlated (over voxels) with each query.
+
+    Parameters
+    ----------
+    queries : ndarray, shape (n_queries, n_voxels)
+    candidate_chunks : iterable of ndarray, shape (chunk, n_voxels)
+        Candidate patterns in order (index = position in the concatenation).
+
+    Returns
+    -------
+    index : ndarray of int64, shape (n_queries, k)
+    scores : ndarray, shape (n_queries, k)
+        Pearson correlations, best first.
+    """
+    q = _zscore_rows(np.asarray(queries, np.float32))
+    top = TopK(len(q), k)
+    offset = 0
+    for chunk in candidate_chunks:
+        c = _zscore_rows(np.asarray(chunk, np.float32))
+        top.update(q @ c.T, offset)
+        offset += len(c)
+    if offset < k:
+        raise DataError(f"retrieval: expected at least k={k} candidates, got {offset}")
+    return top.index, top.scores
+
+
+class NishimotoBaseline:
+    """Fit and apply baseline 1 on a prepared dataset.
+
+    Parameters
+    ----------
+    prepared_dir : str
+    work_dir : str
+        Receives the feature file ``train_c3d_fc6.f32`` and ``encoder.npz``.
+    extractor : FeatureExtractor, optional
+        Default: the evaluation's C3D under ``weights``.
+    weights : str
+        Weights policy of C3D (``pretrained``, ``random`` or a folder).
+    k : int
+        Training frames averaged per reconstruction (10).
+    chunk : int
+        Samples per chunk in every streamed step.
+    """
+
+    def __init__(self, prepared_dir, work_dir, extractor=None, weights="pretrained", k=10,
+                 chunk=1024, batch_size=16, rois=None, show_progress=True, ctx=None):
+        self.train_path = os.path.join(prepared_dir, "train.h5")
+        self.test_path = os.path.join(prepared_dir, "test.h5")
+        self.work_dir = work_dir
+        self.k, self.chunk, self.batch_size = k, chunk, batch_size
+        self.rois = rois
+        self.show_progress = show_progress
+        self.ctx = ctx or mx.cpu()
+        self.sources = None
+        if extractor is None:
+            alex, c3d, self.sources = build_feature_nets(weights, self.ctx)
+            extractor = FeatureExtractor(alex, c3d, ctx=self.ctx)
+        self.extractor = extractor
+        self.sources = self.sources or getattr(extractor, "sources", {"c3d": "injected"})
+
+    def _test_frames(self):
+        with open_prepared(self.test_path) as handle:
+            samples = handle["samples"][()]
+            frames = handle["frames"][()][samples[:, 3]].astype(np.float32)
+            names = [n.decode() for n in handle["runs/names"][()]]
+        return samples, frames, names
+
+    def _train_frames(self, handle, samples, positions):
+        """Frames (float32) of training sample positions, read from HDF5 in increasing order."""
+        rows = samples[positions, 3]
+        unique, inverse = np.unique(rows, return_inverse=True)
+        return handle["frames"][unique].astype(np.float32)[inverse]
+
+    def features(self):
+        """C3D fc6 of every training sample, cached on disk; returns a read-only memmap.
+
+        Frames are read chunk by chunk (with the clip margin), so memory does not grow with the
+        training set.
+        """
+        import json
+
+        path = os.path.join(self.work_dir, "train_c3d_fc6.f32")
+        meta = path + ".json"
+        with open_prepared(self.train_path) as handle:
+            samples = handle["samples"][()]
+            n = len(samples)
+            if os.path.exists(path) and os.path.exists(meta):
+                shape = tuple(json.load(open(meta))["shape"])
+                if shape[0] == n and os.path.getsize(path) == n * shape[1] * 4:
+                    return np.memmap(path, np.float32, "r", shape=shape)
+            os.makedirs(self.work_dir, exist_ok=True)
+            tmp, out = path + ".partial", None
+            clips = clip_indices(samples[:, 0], self.extractor.clip_length)
+            starts = range(0, n, self.batch_size)
+            for s in progress(starts, desc="baseline 1: C3D features", enabled=self.show_progress,
+                              unit="batch"):
+                pos = np.arange(s, min(s + self.batch_size, n))
+                lo, hi = clips[pos].min(), clips[pos].max() + 1
+                block = self._train_frames(handle, samples, np.arange(lo, hi))
+                feats = self.extractor.c3d_features(block, pos, clips - lo)["c3d_fc6"]
+                if out is None:
+                    out = np.memmap(tmp, np.float32, "w+", shape=(n, feats.shape[1]))
+                out[pos] = feats
+            shape = out.shape
+            out.flush()
+            del out
+        os.replace(tmp, path)
+        write_json_atomic(meta, {"shape": list(shape), "layer": "c3d_fc6", "weights": self.sources})
+        return np.memmap(path, np.float32, "r", shape=shape)
+
+    def fit(self, alphas=(1e0, 1e1, 1e2, 1e3, 1e4, 1e5)):
+        """Encoding model on the training runs (penalty chosen on the last run)."""
+        feats = self.features()
+        patterns = sample_patterns(self.train_path, self.rois)
+        with open_prepared(self.train_path) as handle:
+            runs = handle["samples"][:, 0]
+        held = runs == runs.max()
+        if held.all() or not held.any():
+            held = np.zeros(len(runs), bool)
+            held[int(0.8 * len(runs)):] = True          # one run only: hold out its last 20 %
+
+        def chunks(mask):
+            idx = np.flatnonzero(mask)
+            return lambda: ((feats[idx[s:s + self.chunk]], patterns[idx[s:s + self.chunk]])
+                            for s in range(0, len(idx), self.chunk))
+
+        self.encoder = RidgeEncoder(alphas).fit(chunks(~held), chunks(held),
+                                                chunks(np.ones(len(runs), bool)))
+        os.makedirs(self.work_dir, exist_ok=True)
+        write_json_atomic(os.path.join(self.work_dir, "encoder.json"),
+                          {"alpha": self.encoder.alpha, "validation_mean_r": self.encoder.validation,
+                           "n_train": int(len(runs)), "n_voxels": int(patterns.shape[1]),
+                           "weights": self.sources})
+        return self
+
+    def reconstruct(self, out_path, label="Baseline 1"):
+        """Retrieve and average the k best training frames for every test sample."""
+        feats = self.features()
+        queries = sample_patterns(self.test_path, self.rois)
+        predicted = (self.encoder.predict(feats[s:s + self.chunk])
+                     for s in range(0, len(feats), self.chunk))
+        index, scores = retrieve_top_k(queries, predicted, self.k)
+        with open_prepared(self.train_path) as handle:
+            samples = handle["samples"][()]
+            retrieved = self._train_frames(handle, samples, index.reshape(-1))
+        recon = retrieved.reshape(index.shape + retrieved.shape[1:]).mean(axis=1)
+        test_samples, test_frames, names = self._test_frames()
+        attrs = {"model": label, "variant": "nishimoto", "weights": {"c3d": self.sources.get("c3d")},
+                 "k": self.k, "alpha": self.encoder.alpha, "source": os.path.abspath(self.test_path),
+                 "retrieved": index.tolist()[:50]}
+        write_reconstructions(out_path, recon, test_frames, test_samples, names, attrs)
+        np.save(os.path.join(os.path.dirname(out_path), "retrieved_index.npy"), index)
+        get_logger().info("baseline 1: %d test reconstructions (mean of %d retrieved frames) -> %s",
+                          len(recon), self.k, out_path)
+        return out_path, index, scores
+
+
+def run_nishimoto_baseline(prepared_dir, out_dir, weights="pretrained", k=10, show_progress=True,
+                           extractor=None, ctx=None):
+    """Fit baseline 1 and write ``out_dir/reconstructions.h5``."""
+    baseline = NishimotoBaseline(prepared_dir, out_dir, extractor, weights, k,
+                                 show_progress=show_progress, ctx=ctx)
+    baseline.fit()
+    path, _, _ = baseline.reconstruct(os.path.join(out_dir, "reconstructions.h5"))
+    return path

@@ -1,0 +1,115 @@
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from brain2pix_gluon.baselines import (NishimotoBaseline, RidgeEncoder, TopK, retrieve_top_k,
+                                       sample_patterns)
+from brain2pix_gluon.io.prepared import open_prepared
+from brain2pix_gluon.io.reconstructions import read_reconstructions
+from brain2pix_gluon.model_zoo import get_model, initialize_paper
+from brain2pix_gluon.simulation import oracle_patterns
+from brain2pix_gluon.training.trainer import Trainer
+
+from conftest import tiny_config
+
+
+class PixelClipFeatures:
+    """A cheap stand-in for C3D: the 8x8 mean-pooled centre frame of each clip (192 features)."""
+
+    clip_length = 16
+
+    def c3d_features(self, all_frames, positions, clips):
+        centre = all_frames[np.asarray(clips)[positions, self.clip_length // 2]]
+        n, c, h, w = centre.shape
+        pooled = centre.reshape(n, c, 8, h // 8, 8, w // 8).mean(axis=(3, 5))
+        return {"c3d_fc6": pooled.reshape(n, -1)}
+
+
+def test_sample_patterns_average_the_window(prepared_dir):
+    path = os.path.join(prepared_dir, "train.h5")
+    patterns = sample_patterns(path)
+    with open_prepared(path) as f:
+        v = np.concatenate([f[f"voxels/{r}"][()] for r in ("V1", "V2", "V3")], axis=1)
+        first = f["samples"][7, 4]
+    np.testing.assert_allclose(patterns[7], v[first:first + 5].mean(0), atol=1e-5)
+
+
+def test_ridge_recovers_a_linear_map_and_picks_a_penalty(rng):
+    x = rng.normal(size=(400, 20))
+    w = rng.normal(size=(20, 6))
+    y = x @ w + 3.0 + rng.normal(0, 0.1, (400, 6))
+    chunks = lambda a, b: (lambda: ((x[s:s + 50], y[s:s + 50]) for s in range(a, b, 50)))  # noqa: E731
+    enc = RidgeEncoder(alphas=(1e-3, 1e6)).fit(chunks(0, 300), chunks(300, 400), chunks(0, 400))
+    assert enc.alpha == 1e-3 and enc.validation[1e-3] > enc.validation[1e6]
+    np.testing.assert_allclose(enc.predict(x[:5]), (x @ w + 3.0)[:5], atol=0.1)
+
+
+def test_top_k_merges_chunks(rng):
+    scores = rng.random((4, 30))
+    top = TopK(4, 5)
+    for s in range(0, 30, 7):
+        top.update(scores[:, s:s + 7], s)
+    np.testing.assert_array_equal(top.index, np.argsort(-scores, axis=1)[:, :5])
+
+
+def test_oracle_encoding_model_finds_the_right_frames(raw_dir, prepared_dir):
+    """With the simulator's true responses as predictions, the measured pattern of a training
+    sample retrieves that sample (or a neighbour) far above chance."""
+    path = os.path.join(prepared_dir, "train.h5")
+    oracle = oracle_patterns(raw_dir, path)
+    measured = sample_patterns(path)
+    index, scores = retrieve_top_k(measured, (oracle[s:s + 30] for s in range(0, len(oracle), 30)), 10)
+    hits = np.abs(index[:, 0] - np.arange(len(measured))) <= 2
+    chance = 5 / len(measured)
+    assert hits.mean() > 0.8 > 10 * chance
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)       # best first
+
+
+def test_baseline1_reconstructs_from_retrieved_training_frames(prepared_dir, tmp_path):
+    baseline = NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=3,
+                                 chunk=25, show_progress=False)
+    baseline.fit(alphas=(1.0, 100.0))
+    path, index, _ = baseline.reconstruct(str(tmp_path / "reconstructions.h5"))
+    data = read_reconstructions(path)
+    with open_prepared(os.path.join(prepared_dir, "train.h5")) as f:
+        train_frames = f["frames"][()].astype(np.float32)
+    assert index.shape == (22, 3) and index.max() < len(train_frames)
+    np.testing.assert_allclose(data["reconstructions"][4], train_frames[index[4]].mean(0), atol=1e-6)
+    assert data["attrs"]["variant"] == "nishimoto"
+    # features are cached: a second baseline reuses the file
+    mtime = os.path.getmtime(tmp_path / "train_c3d_fc6.f32")
+    NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=1,
+                      show_progress=False).features()
+    assert os.path.getmtime(tmp_path / "train_c3d_fc6.f32") == mtime
+    # with k=1 every reconstruction is exactly one training frame
+    one = NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=1,
+                            show_progress=False)
+    one.fit(alphas=(1.0,))
+    _, idx1, _ = one.reconstruct(str(tmp_path / "k1.h5"))
+    np.testing.assert_allclose(read_reconstructions(str(tmp_path / "k1.h5"))["reconstructions"],
+                               train_frames[idx1[:, 0]], atol=1e-6)
+
+
+def test_fully_connected_generator_widths():
+    g = initialize_paper(get_model("fc_generator"))
+    assert sum(p.data().size for p in g.collect_params().values()) == 85_228_032
+    assert g(mx.nd.zeros((2, 15, 96, 96))).shape == (2, 3, 96, 96)
+
+
+@pytest.mark.parametrize("variant", ["shen", "fully_connected"])
+def test_baselines_2_and_3_train_and_lower_their_pixel_loss(prepared_dir, tmp_path, variant):
+    cfg = tiny_config(f"model.variant={variant}", "loss.adversarial_weight=0",
+                      "loss.feature_weight=0", "train.lr=0.002", "train.epochs=6",
+                      "train.max_steps_per_epoch=4", "train.history_capacity=0")
+    trainer = Trainer(cfg, os.path.join(prepared_dir, "train.h5"), str(tmp_path),
+                      os.path.join(prepared_dir, "test.h5"), show_progress=False)
+    if variant == "shen":
+        assert trainer.nets["learned_rf"] is not None and not trainer.include_rf
+    batch = [mx.nd.array(np.stack([trainer.train_set[i][k] for i in range(8)]))
+             for k in range(len(trainer.train_set[0]))]
+    before = float(mx.nd.abs(trainer.predict(batch) - batch[-1]).mean().asscalar())
+    trainer.fit()
+    after = float(mx.nd.abs(trainer.predict(batch) - batch[-1]).mean().asscalar())
+    assert after < 0.9 * before
