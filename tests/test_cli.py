@@ -16,7 +16,8 @@ def test_simulate_prepare_inspect(tmp_path, capsys):
     raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
     assert main(["simulate", raw, "--no-progress"] + SIM + ["simulation.n_train_runs=1"]) == 0
     assert sorted(os.listdir(raw)) == ["col_centers_112px.mat", "roimask.mat",
-                                       "row_centers_112px.mat", "test", "train", "truth.npz"]
+                                       "row_centers_112px.mat", "test", "train", "truth.npz",
+                                       "truth_signals.npz"]
     assert main(["prepare", raw, prepared, "--no-progress"] + SIM) == 0
     capsys.readouterr()
     assert main(["inspect", prepared]) == 0
