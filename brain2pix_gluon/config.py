@@ -267,6 +267,11 @@ def _validate(config):
     check_choice(config.train.profile, "train.profile", ("paper", "quick"))
     for roi in config.data.rois:
         check_choice(roi, "data.rois", ("V1", "V2", "V3"))
+    if config.model.ngf < 16 or config.model.ngf % 8:
+        # hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT dies
+        # with SIGFPE; 16 and above (the paper uses 64) are safe
+        raise ConfigError(f"model.ngf: expected a multiple of 8 that is at least 16, got "
+                          f"{config.model.ngf}")
     if config.data.image_size % 32:
         raise ConfigError(f"data.image_size: expected a multiple of 32, got {config.data.image_size}")
     if not 0 < config.train.train_fraction <= 1:

@@ -14,7 +14,7 @@ from .training.checkpoint import load_checkpoint_state
 from .training.steps import generator_input
 from .errors import CheckpointError
 from .utils import get_logger, progress
-from .visualize import side_by_side
+from .visualize import input_preview, side_by_side
 
 __all__ = ["load_generator", "reconstruct", "reconstruct_dataset"]
 
@@ -108,8 +108,9 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
              "profile": config.train.profile, "config": state["config"],
              "source": os.path.abspath(path), "checkpoint": os.path.abspath(checkpoint),
              "epoch": int(state["epoch"]), "step": int(state["step"])}
+    previews = (input_preview(inputs, len(dataset.rois)) * 255 + 0.5).astype(np.uint8)
     h5_path = write_reconstructions(os.path.join(out_dir, "reconstructions.h5"), recons, targets,
-                                    dataset.samples, run_names, attrs)
+                                    dataset.samples, run_names, attrs, previews)
     frames = side_by_side(inputs, recons, targets, len(dataset.rois))
     mp4 = write_video(os.path.join(out_dir, "reconstructions.mp4"), frames, fps=1.0 / config.data.tr)
     gif = write_gif(os.path.join(out_dir, "reconstructions.gif"), frames[:gif_frames],

@@ -18,7 +18,7 @@ TINY = [
     "simulation.n_repetitions=3",
     "simulation.n_voxels=150,120,90",
     "simulation.n_nonvisual_voxels=20",
-    "model.ngf=16",  # ngf=8 trips a SIGFPE in MXNet 1.9.1's MKLDNN backward when hybridized
+    "model.ngf=16",  # the smallest width config accepts (see config._validate)
     "model.ndf=8",
     "loss.feature_weights=random",
     "loss.feature_resize=32",

@@ -31,7 +31,7 @@ def test_repository_configs_load():
     import glob
     import os
 
-    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    root = os.path.join(os.path.dirname(__file__), "..", "brain2pix_gluon", "configs")
     files = glob.glob(os.path.join(root, "*.yaml"))
     assert files
     for path in files:
@@ -45,6 +45,7 @@ def test_repository_configs_load():
     ("train.epochs=2.5", r"train.epochs: expected an integer"),
     ("model.variant=vae", r"model.variant: expected one of .*'fixed_rf'.*got 'vae'"),
     ("data.image_size=100", r"multiple of 32"),
+    ("model.ngf=8", r"model.ngf: expected a multiple of 8 that is at least 16, got 8"),
     ("train.hybridize=maybe", r"expected true or false"),
     ("noequals", r"section.key=value"),
 ])

@@ -6,6 +6,7 @@
     /targets          float32 (n, 3, S, S)   ground truth (warped frames)
     /samples          int64   (n, 5)         the prepared split's sample index (run, frame, ...)
     /runs/names       str     (n_runs,)      run (clip) names, indexed by samples[:, 0]
+    /input_previews   uint8   (n, S, S, 3)   optional: an RGB picture of each input (figures)
     attributes        schema ("brain2pix-reconstructions"), schema_version, model, variant,
                       weights (JSON: which pretrained weights were used or "random ..."),
                       profile, config (JSON), source (prepared file), checkpoint, created,
@@ -27,7 +28,8 @@ SCHEMA = "brain2pix-reconstructions"
 SCHEMA_VERSION = 1
 
 
-def write_reconstructions(path, reconstructions, targets, samples, run_names, attrs):
+def write_reconstructions(path, reconstructions, targets, samples, run_names, attrs,
+                          input_previews=None):
     """Write reconstructions atomically.
 
     Parameters
@@ -38,6 +40,7 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
     run_names : sequence of str
     attrs : dict
         Provenance; non-scalar values are stored as JSON.
+    input_previews : ndarray of uint8, shape (n, S, S, 3), optional
     """
     import h5py
 
@@ -56,6 +59,9 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
             f.create_dataset("targets", data=tgt, chunks=chunk, compression="lzf")
             f.create_dataset("samples", data=np.asarray(samples, np.int64))
             f.create_dataset("runs/names", data=np.array(list(run_names), dtype="S"))
+            if input_previews is not None:
+                f.create_dataset("input_previews", data=np.asarray(input_previews, np.uint8),
+                                 compression="lzf")
             f.attrs["schema"] = SCHEMA
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["package_version"] = __version__
@@ -106,4 +112,5 @@ def read_reconstructions(path):
             attrs[key] = value
         return {"reconstructions": f["reconstructions"][()], "targets": f["targets"][()],
                 "samples": f["samples"][()],
+                "input_previews": f["input_previews"][()] if "input_previews" in f else None,
                 "run_names": [n.decode() for n in f["runs/names"][()]], "attrs": attrs}

@@ -10,7 +10,17 @@ from mxnet import autograd
 
 from .losses import feature_distance, l1_loss, sigmoid_bce
 
-__all__ = ["generator_input", "update_discriminator", "update_generator"]
+__all__ = ["generator_input", "pair", "update_discriminator", "update_generator"]
+
+
+def pair(inputs, images):
+    """concat(input, image) along channels: what the discriminator judges.
+
+    The product with 1.0 is deliberate: MXNet 1.9.1's MKLDNN backward of a concat whose output
+    feeds a convolution directly dies with SIGFPE when the channel total is a multiple of 8 and
+    the split is not (e.g. 5 + 3 for one ROI); an elementwise op in between avoids that path.
+    """
+    return mx.nd.concat(inputs, images, dim=1) * 1.0
 
 
 def _as_list(value):
@@ -54,7 +64,7 @@ def update_discriminator(net_g, net_d, trainer_d, history, rf_images, targets, v
     for k, (x, y) in enumerate(zip(rf_images, targets)):
         inp = generator_input(x, voxels[k] if voxels else None, learned_rf, rf_mask, include_rf)
         fake = net_g(inp)
-        pairs.append((history.query(mx.nd.concat(inp, fake, dim=1)), mx.nd.concat(inp, y, dim=1)))
+        pairs.append((history.query(pair(inp, fake)), pair(inp, y)))
     losses = []
     with autograd.record():
         for fake_pair, real_pair in pairs:
@@ -91,7 +101,7 @@ def update_generator(net_g, net_d, trainer_g, feature_net, rf_images, targets, l
             terms = {"pixel": l1_loss(fake, y)}
             total = loss_cfg.pixel_weight * terms["pixel"]
             if use_adv:
-                terms["adversarial"] = sigmoid_bce(net_d(mx.nd.concat(inp, fake, dim=1)), 1.0)
+                terms["adversarial"] = sigmoid_bce(net_d(pair(inp, fake)), 1.0)
                 total = total + loss_cfg.adversarial_weight * terms["adversarial"]
             if use_feat:
                 terms["feature"] = feature_distance(feature_net(fake), target_features[k],

@@ -1,0 +1,15 @@
+"""Experiment 7: 20/40/60/80/100 % of the training data, 50 epochs (Tables 7-8, Fig 6).
+
+    python scripts/run_data_size.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
+                            [--weights pretrained|random|PATH] [--gpus 0] [section.key=value ...]
+
+Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
+the seven scripts). Finished steps are skipped and interrupted training resumes when run again.
+"""
+
+import sys
+
+from brain2pix_gluon.experiments import main
+
+if __name__ == "__main__":
+    sys.exit(main("data_size"))

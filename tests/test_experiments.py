@@ -1,0 +1,97 @@
+"""The seven experiment scripts end to end (quick profile, tiny simulated data), the notebooks on
+their results, and skipping of finished work on a rerun."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ["run_synthetic", "run_fixed_rf", "run_learned_rf", "run_baselines", "run_roi",
+           "run_ablation", "run_data_size"]
+# tiny and fast: 32x32 frames, two short runs, one training step per epoch, 6 evaluated frames
+FAST = TINY + ["simulation.volumes_per_run=40", "train.epochs=1", "train.max_steps_per_epoch=1",
+               "evaluation.max_frames=6", "evaluation.batch_size=6"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiments")
+    env = dict(os.environ, BRAIN2PIX_DATA=str(root / "data"), PYTHONUNBUFFERED="1")
+    return {"out": str(root / "results"), "env": env}
+
+
+def run_script(name, results, *extra):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), "--profile", "quick",
+           "--out", results["out"], "--weights", "random", "--no-progress"] + FAST + list(extra)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=results["env"], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_runs_end_to_end(name, results):
+    proc = run_script(name, results)
+    experiment = name[len("run_"):]
+    summary = json.load(open(os.path.join(results["out"], experiment, "summary.json")))
+    assert summary["profile"] == "quick"
+    assert "QUICK RUN" in summary["marks"] and "RANDOM EVALUATION WEIGHTS" in summary["marks"]
+    for status in summary["variants"]:
+        assert os.path.exists(status["reconstructions"])
+        res = json.load(open(status["results"]))
+        assert res["n_frames"] == 6 and len(res["metrics"]) == 12
+    assert os.path.exists(os.path.join(results["out"], experiment, "tables", "tables.md"))
+    assert "QUICK RUN" in proc.stdout
+
+
+def test_rerun_skips_finished_work(results):
+    proc = run_script("run_ablation", results)
+    summary = json.load(open(os.path.join(results["out"], "ablation", "summary.json")))
+    assert [s["training"] for s in summary["variants"]] == ["done before"] * 3
+    assert [s["evaluation"] for s in summary["variants"]] == ["done before"] * 3
+    assert "Table 5. Ablation experiment" in proc.stdout
+
+
+def test_fixed_rf_is_tested_against_the_baselines(results):
+    res = json.load(open(os.path.join(results["out"], "fixed_rf", "b2p_fixedrf", "eval",
+                                      "results.json")))
+    # run_fixed_rf ran before run_baselines; evaluating again after them adds the binomial tests
+    run_script("run_fixed_rf", results)
+    res = json.load(open(os.path.join(results["out"], "fixed_rf", "b2p_fixedrf", "eval",
+                                      "results.json")))
+    assert set(res["baselines"]) == {"Baseline 1", "Baseline 2", "Baseline 3"}
+    assert all(b["n"] == 6 * 12 for b in res["baselines"].values())
+
+
+@pytest.mark.parametrize("notebook", ["fig3_consecutive_frames", "fig4_baselines", "fig5_roi",
+                                      "fig6_data_size", "tables"])
+def test_notebooks_execute_on_the_scripts_results(notebook, results):
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = os.path.join(ROOT, "notebooks", f"{notebook}.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    os.environ["BRAIN2PIX_RESULTS"] = results["out"]
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": ROOT}}).execute()
+    finally:
+        del os.environ["BRAIN2PIX_RESULTS"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    if notebook.startswith("fig"):
+        figure = os.path.join(results["out"], notebook[:4] + ".png")
+        assert os.path.getsize(figure) > 5000
+
+
+def test_notebook_pairs_are_in_sync():
+    import jupytext
+
+    for name in ("fig3_consecutive_frames", "fig4_baselines", "fig5_roi", "fig6_data_size", "tables"):
+        py = jupytext.read(os.path.join(ROOT, "notebooks", f"{name}.py"))
+        ipynb = jupytext.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"))
+        assert [c.source for c in py.cells] == [c.source for c in ipynb.cells], name
