@@ -33,8 +33,10 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "cpu": ["mxnet==1.9.1"],
     "cu112": ["mxnet-cu112==1.9.1"],
+    # the notebook stack is pinned too: IPython 9 dropped an API ipykernel 6.29 imports
     "test": ["pytest==8.2.2", "nbclient==0.10.0", "nbformat==5.10.4", "ipykernel==6.29.4",
-             "jupytext==1.16.2"],
+             "ipython==8.25.0", "matplotlib-inline==0.1.7", "jupyter_client==8.6.2",
+             "traitlets==5.14.3", "jupytext==1.16.2"],
 }
 
 setup(

@@ -83,7 +83,8 @@ def _baseline_files(out_root, exclude_label):
     return found
 
 
-def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx, show_progress):
+def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx, show_progress,
+                 evaluate_it=True):
     from .baselines import run_nishimoto_baseline
     from .evaluation.evaluate import evaluate
     from .reconstruct import reconstruct
@@ -120,6 +121,10 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
         source = checkpoint_dir(vdir)
         if not _newer(recon, os.path.join(source, "state.json")):
             reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)
+    status["reconstructions"] = recon
+    if not evaluate_it:
+        status.update(evaluation="skipped", marks=[], results=None)
+        return status
     baselines = _baseline_files(out_root, variant.label) if group == "baseline" and \
         variant.kind != "nishimoto" and not variant.label.startswith("Baseline") else {}
     results = os.path.join(vdir, "eval", "results.json")
@@ -137,13 +142,12 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
     else:
         status["evaluation"] = "done before"
     status["marks"] = current["marks"]
-    status["reconstructions"] = recon
     status["results"] = results
     return status
 
 
 def run_experiment(name, data=None, out="results", profile="paper", overrides=(), weights=None,
-                   gpus="", data_home=None, show_progress=True, variants=None):
+                   gpus="", data_home=None, show_progress=True, variants=None, evaluate=True):
     """Run one of the paper's experiments end to end (see the module docstring).
 
     Parameters
@@ -162,6 +166,8 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
         Sets both ``loss.feature_weights`` and ``evaluation.feature_weights``.
     variants : sequence of str, optional
         Labels to run (default: all).
+    evaluate : bool
+        False stops after the reconstructions (no feature-network evaluation, no tables).
 
     Returns
     -------
@@ -181,10 +187,15 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     ctx = make_contexts(gpus)[0]
     start = time.time()
     chosen = [v for v in all_variants if not variants or v.label in variants]
-    statuses = [_run_variant(name, v, data, out, profile, overrides, weights, ctx, show_progress)
-                for v in chosen]
-    tables = write_tables(os.path.join(out, name), os.path.join(out, name, "tables"))
+    statuses = [_run_variant(name, v, data, out, profile, overrides, weights, ctx, show_progress,
+                             evaluate) for v in chosen]
+    tables = write_tables(os.path.join(out, name), os.path.join(out, name, "tables")) \
+        if evaluate else []
     marks = sorted({m for s in statuses for m in s["marks"]})
+    if not evaluate:
+        config = experiment_config(chosen[0].config, profile, overrides, weights)
+        marks = ["QUICK RUN"] * (profile == "quick") + \
+            ["RANDOM FEATURE-LOSS WEIGHTS"] * (config.loss.feature_weights == "random")
     summary = {"experiment": name, "title": title, "table_group": group, "profile": profile,
                "data": os.path.abspath(data), "marks": marks, "variants": statuses,
                "tables": tables, "seconds": round(time.time() - start, 1),

@@ -18,13 +18,6 @@ FAST = TINY + ["simulation.volumes_per_run=40", "train.epochs=1", "train.max_ste
                "evaluation.max_frames=6", "evaluation.batch_size=6"]
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    root = tmp_path_factory.mktemp("experiments")
-    env = dict(os.environ, BRAIN2PIX_DATA=str(root / "data"), PYTHONUNBUFFERED="1")
-    return {"out": str(root / "results"), "env": env}
-
-
 def run_script(name, results, *extra):
     cmd = [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py"), "--profile", "quick",
            "--out", results["out"], "--weights", "random", "--no-progress"] + FAST + list(extra)
@@ -33,9 +26,19 @@ def run_script(name, results, *extra):
     return proc
 
 
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Every script run once, in this order, into one results folder (shared simulated data)."""
+    root = tmp_path_factory.mktemp("experiments")
+    env = dict(os.environ, BRAIN2PIX_DATA=str(root / "data"), PYTHONUNBUFFERED="1")
+    res = {"out": str(root / "results"), "env": env}
+    res["stdout"] = {name: run_script(name, res).stdout for name in SCRIPTS}
+    return res
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_script_runs_end_to_end(name, results):
-    proc = run_script(name, results)
+    stdout = results["stdout"][name]
     experiment = name[len("run_"):]
     summary = json.load(open(os.path.join(results["out"], experiment, "summary.json")))
     assert summary["profile"] == "quick"
@@ -45,7 +48,7 @@ def test_script_runs_end_to_end(name, results):
         res = json.load(open(status["results"]))
         assert res["n_frames"] == 6 and len(res["metrics"]) == 12
     assert os.path.exists(os.path.join(results["out"], experiment, "tables", "tables.md"))
-    assert "QUICK RUN" in proc.stdout
+    assert "QUICK RUN" in stdout
 
 
 def test_rerun_skips_finished_work(results):
@@ -95,3 +98,18 @@ def test_notebook_pairs_are_in_sync():
         py = jupytext.read(os.path.join(ROOT, "notebooks", f"{name}.py"))
         ipynb = jupytext.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"))
         assert [c.source for c in py.cells] == [c.source for c in ipynb.cells], name
+
+
+def test_demo_writes_every_output_and_the_learning_check(tmp_path):
+    from brain2pix_gluon.demo import LEARNING_CHECK, run_demo
+
+    summary = run_demo(str(tmp_path / "demo"), "random", FAST, show_progress=False)
+    for key in ("table", "figure", "gif", "mp4", "reconstructions", "results"):
+        assert os.path.getsize(summary[key]) > 0, key
+    comparison = summary["synthetic_vs_mean_frame"]
+    assert set(comparison) == {"n_frames", "model", "mean_frame"}
+    assert 0 < comparison["mean_frame"]["pixcorr"] < 1
+    assert summary["learning_check_overrides"] == list(LEARNING_CHECK)
+    assert "QUICK RUN" in summary["marks"]
+    saved = json.load(open(tmp_path / "demo" / "demo_summary.json"))
+    assert saved["learned"] == summary["learned"]

@@ -27,6 +27,14 @@ def _sampled_radii(rf, size, max_ratio):
     return radii
 
 
+def _lattice_radii(size, max_ratio):
+    """Source radii r[0..S//2-1] for the density solving S/2 - r[S//2 - 1] = 0 (SPEC 2, steps 2-3)."""
+    half = size // 2
+    rf = optimize.brentq(lambda d: size / 2.0 - _sampled_radii(d, size, max_ratio)[half - 1],
+                         0.01, 5.0)
+    return _sampled_radii(rf, size, max_ratio)[:half]
+
+
 def radial_curve(size=96, max_ratio=10.0):
     """Fit the radial map ``f(rho) = alpha rho^2 + beta rho`` (SPEC 2, steps 1-4).
 
@@ -42,14 +50,8 @@ def radial_curve(size=96, max_ratio=10.0):
     alpha, beta : float
         Non-negative coefficients; a target pixel at radius rho samples the source at f(rho).
     """
-    half = size // 2
-
-    def gap(rf):
-        return size / 2.0 - _sampled_radii(rf, size, max_ratio)[half - 1]
-
-    rf = optimize.brentq(gap, 0.01, 5.0)
-    source = _sampled_radii(rf, size, max_ratio)[:half]
-    rho = np.arange(half, dtype=float)
+    source = _lattice_radii(size, max_ratio)
+    rho = np.arange(size // 2, dtype=float)
     # f is linear in (alpha, beta): bounded linear least squares reaches the unique optimum that the
     # authors' iterative fit (start alpha=0, beta=0.4) converges to.
     design = np.stack([rho ** 2, rho], axis=1)
@@ -208,14 +210,8 @@ def fisheye_warp_reference(frame, max_ratio=10.0):
     from scipy import ndimage
 
     size = frame.shape[0]
-    half = size // 2
-
-    def gap(rf):
-        return size / 2.0 - _sampled_radii(rf, size, max_ratio)[half - 1]
-
-    rf = optimize.brentq(gap, 0.01, 5.0)
-    source = _sampled_radii(rf, size, max_ratio)[:half]
-    rho_fit = np.arange(half, dtype=float)
+    source = _lattice_radii(size, max_ratio)       # solved again for every frame, as the authors do
+    rho_fit = np.arange(size // 2, dtype=float)
     (alpha, beta), _ = optimize.curve_fit(
         lambda r, a, b: a * r ** 2 + b * r, rho_fit, source, p0=(1e-9, 0.4),
         bounds=(0.0, np.inf))
