@@ -195,7 +195,8 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     if not evaluate:
         config = experiment_config(chosen[0].config, profile, overrides, weights)
         marks = ["QUICK RUN"] * (profile == "quick") + \
-            ["RANDOM FEATURE-LOSS WEIGHTS"] * (config.loss.feature_weights == "random")
+            ["RANDOM FEATURE-LOSS WEIGHTS"] * (config.loss.feature_weights == "random"
+                                               and config.loss.feature_weight != 0)
     summary = {"experiment": name, "title": title, "table_group": group, "profile": profile,
                "data": os.path.abspath(data), "marks": marks, "variants": statuses,
                "tables": tables, "seconds": round(time.time() - start, 1),
