@@ -1,13 +1,12 @@
 """Shared fixtures: a tiny simulated dataset (32x32 frames), simulated and prepared once per session."""
 
 import logging
-import os  # noqa: F401
 
 import numpy as np
 import pytest
 
 
-from brain2pix_gluon.config import apply_overrides, Config  # noqa: E402
+from brain2pix_gluon.config import Config, apply_overrides
 
 TINY = [
     "data.image_size=32",

@@ -2,7 +2,6 @@ import json
 import os
 
 import h5py
-import pytest
 
 from brain2pix_gluon.cli import main
 from brain2pix_gluon.io.reconstructions import read_reconstructions
