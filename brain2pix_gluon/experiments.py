@@ -105,7 +105,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
             status["baseline1"] = "fitted"
         else:
             status["baseline1"] = "done before"
-        source = recon
+        marks = []
     else:
         trainer = Trainer(config, os.path.join(data, "train.h5"), vdir,
                           os.path.join(data, "test.h5"), ctx=[ctx], show_progress=show_progress)
@@ -118,12 +118,12 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
             status["training"] = "trained"
         else:
             status["training"] = "done before"
-        source = checkpoint_dir(vdir)
-        if not _newer(recon, os.path.join(source, "state.json")):
+        marks = trainer.marks()
+        if not _newer(recon, os.path.join(checkpoint_dir(vdir), "state.json")):
             reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)
     status["reconstructions"] = recon
     if not evaluate_it:
-        status.update(evaluation="skipped", marks=[], results=None)
+        status.update(evaluation="skipped", marks=marks, results=None)
         return status
     baselines = _baseline_files(out_root, variant.label) if group == "baseline" and \
         variant.kind != "nishimoto" and not variant.label.startswith("Baseline") else {}
@@ -192,11 +192,6 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     tables = write_tables(os.path.join(out, name), os.path.join(out, name, "tables")) \
         if evaluate else []
     marks = sorted({m for s in statuses for m in s["marks"]})
-    if not evaluate:
-        config = experiment_config(chosen[0].config, profile, overrides, weights)
-        marks = ["QUICK RUN"] * (profile == "quick") + \
-            ["RANDOM FEATURE-LOSS WEIGHTS"] * (config.loss.feature_weights == "random"
-                                               and config.loss.feature_weight != 0)
     summary = {"experiment": name, "title": title, "table_group": group, "profile": profile,
                "data": os.path.abspath(data), "marks": marks, "variants": statuses,
                "tables": tables, "seconds": round(time.time() - start, 1),

@@ -143,7 +143,8 @@ class Trainer:
                 "test_file": self.test_set.path if self.test_set else None,
                 "n_train_samples": len(self.train_set), "contexts": [str(c) for c in self.ctx]}
 
-    def _marks(self):
+    def marks(self):
+        """Words every output of this run carries (random VGG weights, quick run)."""
         marks = []
         if self.is_random_features:
             marks.append("RANDOM VGG WEIGHTS")
@@ -188,7 +189,7 @@ class Trainer:
         with open(os.path.join(self.run_dir, "config.yaml"), "w") as handle:
             yaml.safe_dump(config_to_dict(self.config), handle, sort_keys=False)
         write_json_atomic(os.path.join(self.run_dir, "run.json"),
-                          {**self.provenance(), "marks": self._marks()})
+                          {**self.provenance(), "marks": self.marks()})
 
     # ------------------------------------------------------------------ data
     def _split(self, batch):
@@ -305,7 +306,7 @@ class Trainer:
         self.step = 0
         test_losses = self.evaluate()
         record = {"epoch": self.epoch, "global_step": self.global_step, "seconds": round(seconds, 3),
-                  "train": train_losses, "test": test_losses, "marks": self._marks(),
+                  "train": train_losses, "test": test_losses, "marks": self.marks(),
                   "feature_weights": self.weights_source}
         with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -320,7 +321,7 @@ class Trainer:
         self.log.info("epoch %d: train %s test %s (%.1f s)%s", self.epoch,
                       {k: round(v, 4) for k, v in train_losses.items()},
                       {k: round(v, 4) for k, v in test_losses.items()}, seconds,
-                      " [" + ", ".join(self._marks()) + "]" if self._marks() else "")
+                      " [" + ", ".join(self.marks()) + "]" if self.marks() else "")
 
     def _save_grid(self):
         dataset = self.test_set or self.train_set
@@ -333,7 +334,7 @@ class Trainer:
         grids = os.path.join(self.run_dir, "grids")
         os.makedirs(grids, exist_ok=True)
         title = f"{self.config.name} epoch {self.epoch}: input | reconstruction | ground truth"
-        if self._marks():
-            title += " [" + ", ".join(self._marks()) + "]"
+        if self.marks():
+            title += " [" + ", ".join(self.marks()) + "]"
         save_grid(os.path.join(grids, f"epoch_{self.epoch:03d}.png"), batch[0].asnumpy(), fake,
                   batch[-1].asnumpy(), len(dataset.rois), title)
