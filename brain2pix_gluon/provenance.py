@@ -1,0 +1,88 @@
+"""One vocabulary for where weights came from and for the marks every output carries.
+
+Results made with randomly initialised feature networks, or with the quick profile, are not
+comparable to the paper's numbers. Every output that can leave the machine — log lines, checkpoints,
+reconstruction files, ``results.json``, tables, figures — says so with the marks defined here and
+nowhere else.
+
+Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (only ever chosen
+explicitly), ``"pretrained: <where>"`` for downloaded weights, or the path of a local file.
+"""
+
+__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "ROLES", "is_random", "random_mark", "run_marks",
+           "marks_from_attrs", "caption_suffix"]
+
+RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
+QUICK_RUN = "QUICK RUN"
+
+# What each pretrained network is used for; the mark names the role, so a reader knows which
+# number is affected (a random encoding-feature net changes baseline 1, not a loss).
+ROLES = {
+    "feature_loss": "RANDOM FEATURE-LOSS WEIGHTS (VGG-19)",
+    "evaluation": "RANDOM EVALUATION WEIGHTS (AlexNet, C3D)",
+    "encoding_features": "RANDOM ENCODING-FEATURE WEIGHTS (C3D of baseline 1)",
+}
+
+
+def is_random(source):
+    """True when a weight-source string describes randomly initialised weights.
+
+    Parameters
+    ----------
+    source : str or dict of str -> str or None
+        One source, or role -> source.
+    """
+    if isinstance(source, dict):
+        return any(is_random(v) for v in source.values())
+    return source is not None and str(source).startswith("random")
+
+
+def random_mark(role):
+    """The mark of a random-weight network used in ``role`` (a key of :data:`ROLES`)."""
+    try:
+        return ROLES[role]
+    except KeyError:
+        raise KeyError(f"provenance role {role!r} unknown; expected one of {sorted(ROLES)}") from None
+
+
+def run_marks(sources=None, profile="paper"):
+    """Marks of an output made with the given weight sources and profile.
+
+    Parameters
+    ----------
+    sources : dict of str -> str, optional
+        Role (a key of :data:`ROLES`) -> weight source. ``None`` values (a network that was not
+        used, e.g. the VGG of a run without feature loss) are ignored.
+    profile : str
+        ``"paper"`` or ``"quick"``.
+
+    Returns
+    -------
+    list of str
+        Sorted and unique.
+    """
+    marks = {random_mark(role) for role, src in (sources or {}).items() if is_random(src)}
+    if profile == "quick":
+        marks.add(QUICK_RUN)
+    return sorted(marks)
+
+
+def marks_from_attrs(attrs):
+    """Marks of a file written by this package, from its stored provenance attributes.
+
+    Parameters
+    ----------
+    attrs : dict
+        Holds ``marks`` (written since marks exist), else ``weights`` (role -> source) and
+        ``profile``.
+    """
+    if attrs.get("marks"):
+        return sorted(set(attrs["marks"]))
+    weights = attrs.get("weights") or {}
+    return run_marks(weights if isinstance(weights, dict) else {}, attrs.get("profile", "paper"))
+
+
+def caption_suffix(marks):
+    """Text appended to a title or caption made from marked results ('' when there are none)."""
+    marks = sorted(set(marks))
+    return f" [{'; '.join(marks)}: not comparable to the paper's numbers]" if marks else ""
