@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from brain2pix_gluon.config import EvalConfig
 from brain2pix_gluon.errors import DataError
@@ -38,13 +37,38 @@ def test_image_metrics_by_hand(rng):
     np.testing.assert_allclose(psnr(noisy, target), 10 * np.log10(1 / mse))
     flat = np.full_like(target, 0.5)
     assert np.all(ssim_gray(flat, target) < 0.2)
-    # SSIM follows skimage's Gaussian-weighted definition on luminance
-    from skimage.metrics import structural_similarity
+    # SSIM by hand (below) on luminance
+    luminance = 0.299 * noisy[:, 0] + 0.587 * noisy[:, 1] + 0.114 * noisy[:, 2]
+    luminance_t = 0.299 * target[:, 0] + 0.587 * target[:, 1] + 0.114 * target[:, 2]
+    for k in range(3):
+        assert ssim_gray(noisy, target)[k] == pytest.approx(_ssim_by_hand(luminance[k], luminance_t[k]),
+                                                            rel=1e-6)
+    # low contrast, where the stabilising constants weigh as much as the (co)variances
+    a, b = 0.5 + 0.05 * rng.random((2, 1, 3, 16, 16))
+    expected = _ssim_by_hand(*(0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2] for x in (a, b)))
+    assert ssim_gray(a, b)[0] == pytest.approx(expected, rel=1e-6)
 
-    gray = lambda x: 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]  # noqa: E731
-    expected = structural_similarity(gray(target)[1], gray(noisy)[1], gaussian_weights=True,
-                                     sigma=1.5, use_sample_covariance=False, data_range=1.0)
-    assert ssim_gray(noisy, target)[1] == pytest.approx(expected)
+
+def _ssim_by_hand(a, b, sigma=1.5, data_range=1.0):
+    """Gaussian-weighted SSIM (Wang et al. 2004) written out: local means, variances and covariance
+    are weighted sums over an 11x11 window (Gaussian, sigma 1.5, truncated at radius 5, normalised;
+    population moments); the SSIM map is averaged over the pixels whose window lies inside the
+    image, so no border rule is involved."""
+    radius = 5
+    offsets = np.arange(-radius, radius + 1)
+    g = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    values = []
+    for i in range(radius, a.shape[0] - radius):
+        for j in range(radius, a.shape[1] - radius):
+            pa = a[i - radius:i + radius + 1, j - radius:j + radius + 1]
+            pb = b[i - radius:i + radius + 1, j - radius:j + radius + 1]
+            ma, mb = (w * pa).sum(), (w * pb).sum()
+            va, vb = (w * pa * pa).sum() - ma ** 2, (w * pb * pb).sum() - mb ** 2
+            cov = (w * pa * pb).sum() - ma * mb
+            values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+    return float(np.mean(values))
 
 
 def test_two_way_identification(rng):
@@ -74,19 +98,38 @@ def test_flow_epe_zero_for_identical_and_positive_for_wrong_motion(rng):
     assert len(flow_epe(moving, moving, np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]))) == 2
 
 
-def test_statistics_against_scipy(rng):
-    values = rng.normal(0.3, 0.1, 50)
-    chance = rng.normal(0.25, 0.1, 50)
+def test_statistics_by_formula(rng):
+    # paired t-test, n = 3 (2 degrees of freedom, whose t CDF is 1/2 + t / (2 sqrt(2 + t^2))):
+    # differences (2, 3, 6): mean 11/3, sample sd sqrt(13/3), t = (11/3) / (sqrt(13/3) / sqrt(3))
+    values, chance = np.array([3.0, 5.0, 10.0]), np.array([1.0, 2.0, 4.0])
+    t = 11 / np.sqrt(13)
+    cdf = 0.5 + t / (2 * np.sqrt(2 + t * t))
     res = ttest_vs_chance(values, chance, higher_is_better=True)
-    ref = stats.ttest_rel(values, chance, alternative="greater")
-    assert res["t"] == pytest.approx(ref.statistic) and res["p"] == pytest.approx(ref.pvalue)
-    res = ttest_vs_chance(values, chance, higher_is_better=False)
-    assert res["p"] == pytest.approx(stats.ttest_rel(values, chance, alternative="less").pvalue)
+    assert res["t"] == pytest.approx(t) and res["p"] == pytest.approx(1 - cdf)
+    assert res["chance_mean"] == pytest.approx(7 / 3)
+    assert ttest_vs_chance(values, chance, higher_is_better=False)["p"] == pytest.approx(cdf)
+    # NaN frames are left out of both sides
+    res = ttest_vs_chance(np.r_[values, np.nan, 1.0], np.r_[chance, 0.0, np.nan])
+    assert res["t"] == pytest.approx(t)
+    # larger n: the statistic from its definition
+    v, c = rng.normal(0.3, 0.1, 50), rng.normal(0.25, 0.1, 50)
+    d = v - c
+    assert ttest_vs_chance(v, c)["t"] == pytest.approx(d.mean() / (d.std(ddof=1) / np.sqrt(50)))
+    # binomial upper tails, summed exactly: P(X >= k), X ~ B(n, 1/2)
+    from math import comb
+
+    assert binomial_vs_baseline(9, 10)["p"] == pytest.approx(11 / 1024)
+    tail = sum(comb(100, k) for k in range(70, 101)) / 2 ** 100
     b = binomial_vs_baseline(70, 100)
-    assert b["p"] == pytest.approx(stats.binomtest(70, 100, 0.5, alternative="greater").pvalue)
+    assert b["p"] == pytest.approx(tail) and b["rate"] == 0.7
+    assert binomial_vs_baseline(0, 4)["p"] == pytest.approx(1.0)
+    # summary: 95 % CI half-width t_{0.975, 2} * sem, with t_{0.975, 2} = sqrt(2 q / (1 - q)),
+    # q = 0.95^2 (inverting the 2-dof CDF above)
     s = summarize([1.0, 2.0, 3.0, np.nan])
     assert s["mean"] == 2 and s["n"] == 3 and s["sem"] == pytest.approx(1 / np.sqrt(3))
-    assert s["ci95"][1] - 2 == pytest.approx(stats.t.ppf(0.975, 2) / np.sqrt(3))
+    t975 = np.sqrt(2 * 0.95 ** 2 / (1 - 0.95 ** 2))
+    assert s["ci95"][1] - 2 == pytest.approx(t975 / np.sqrt(3))
+    assert s["ci95"][0] == pytest.approx(2 - t975 / np.sqrt(3))
 
 
 def test_chance_partners_never_match():
