@@ -296,7 +296,7 @@ def test_evaluate_shuffled_reconstructions_against_independent_numbers(tmp_path)
 
     # independent expectations
     clips = _hand_clips(runs)
-    assert clips[0].tolist() == [0] * 9 + [1, 2, 3] * 1 + [3] * 4
+    assert clips[0].tolist() == [0] * 9 + [1, 2, 3] + [3] * 4         # run 0 is frames 0..3
     partner = np.array([3, 4, 5, 0, 1, 2, 0])          # (i + 3) mod 6, the odd last frame -> 0
     feats = {}
     for name, images in (("rec", recon), ("gt", targets)):
