@@ -27,15 +27,44 @@ def test_yaml_files_hold_only_differences(tmp_path):
     assert config_to_dict(c)["data"]["rois"] == ["V1", "V3"]
 
 
-def test_repository_configs_load():
+# What each experiment file must change from the paper's defaults (paper section 2.5 and
+# Table/figure captions): everything else stays at the defaults.
+DATA_SIZE = {f"data_size_{p}": {("train", "train_fraction"): p / 100, ("train", "batch_size"): 4,
+                                ("train", "epochs"): 50} for p in (20, 40, 60, 80, 100)}
+EXPECTED_DIFFERENCES = {
+    "fixed_rf": {},
+    "synthetic": {("model", "input"): "synthetic"},
+    "learned_rf": {("model", "variant"): "learned_rf", ("train", "batch_size"): 12},
+    "baseline2_shen": {("model", "variant"): "shen"},
+    "baseline3_fc": {("model", "variant"): "fully_connected"},
+    "roi_V1": {("data", "rois"): ["V1"]},
+    "roi_V2": {("data", "rois"): ["V2"]},
+    "roi_V3": {("data", "rois"): ["V3"]},
+    "ablation_no_adversarial": {("loss", "adversarial_weight"): 0},
+    "ablation_no_feature": {("loss", "feature_weight"): 0},
+    **DATA_SIZE,
+}
+
+
+def _expected(name):
+    """The defaults as a dict, with the experiment's values written in."""
+    expected = config_to_dict(Config())
+    expected["name"] = name
+    for (section, key), value in EXPECTED_DIFFERENCES[name].items():
+        expected[section][key] = value
+    return expected
+
+
+def test_repository_configs_differ_from_the_defaults_exactly_as_the_paper():
     import glob
     import os
 
     root = os.path.join(os.path.dirname(__file__), "..", "brain2pix_gluon", "configs")
-    files = glob.glob(os.path.join(root, "*.yaml"))
-    assert files
-    for path in files:
-        load_config(path)
+    files = {os.path.basename(p)[:-len(".yaml")]: p for p in glob.glob(os.path.join(root, "*.yaml"))}
+    assert set(files) == set(EXPECTED_DIFFERENCES)
+    for name, path in files.items():
+        config = load_config(path)
+        assert config_to_dict(config) == _expected(name), name
 
 
 @pytest.mark.parametrize("override, message", [

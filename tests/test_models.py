@@ -11,6 +11,14 @@ def n_params(net):
     return sum(p.data().size for p in net.collect_params().values())
 
 
+def _local_names(net):
+    """Parameter shapes keyed by name without the net's own prefix: MXNet numbers top-level blocks
+    with a process-wide counter (unetgenerator0_, unetgenerator1_, ...), so the prefix depends on
+    how many networks were built before; names inside the block are scoped and stable."""
+    assert all(k.startswith(net.prefix) for k in net.collect_params())
+    return {k[len(net.prefix):]: v.shape for k, v in net.collect_params().items()}
+
+
 @pytest.fixture(scope="module")
 def paper_nets():
     mx.random.seed(0)
@@ -32,13 +40,12 @@ def test_parameter_counts_and_shapes_match_the_spec(paper_nets):
 
 def test_layer_table(paper_nets):
     g, d = paper_nets
-    params = g.collect_params()
-    shapes = {k.split("unetgenerator")[-1]: v.shape for k, v in params.items()}
-    assert shapes["0_conv0_weight"] == (64, 15, 4, 4) and "0_conv0_bias" in shapes
-    assert shapes["0_skip64_conv0_weight"] == (128, 64, 4, 4)
-    assert shapes["0_skip64_conv1_weight"] == (256, 64, 4, 4)     # ConvT(256 -> 64)
-    assert shapes["0_skip512_conv1_weight"] == (512, 512, 4, 4)   # innermost ConvT(512 -> 512)
-    assert shapes["0_conv1_weight"] == (128, 3, 4, 4) and "0_conv1_bias" in shapes
+    shapes = _local_names(g)
+    assert shapes["conv0_weight"] == (64, 15, 4, 4) and "conv0_bias" in shapes
+    assert shapes["skip64_conv0_weight"] == (128, 64, 4, 4)
+    assert shapes["skip64_conv1_weight"] == (256, 64, 4, 4)     # ConvT(256 -> 64)
+    assert shapes["skip512_conv1_weight"] == (512, 512, 4, 4)   # innermost ConvT(512 -> 512)
+    assert shapes["conv1_weight"] == (128, 3, 4, 4) and "conv1_bias" in shapes
     assert not any(k.endswith("skip64_conv0_bias") for k in shapes)
     body = d.body
     assert body[-1]._kwargs["kernel"] == (3, 3) and body[-1]._kwargs["stride"] == (2, 2)
@@ -49,13 +56,13 @@ def test_layer_table(paper_nets):
 
 def test_initialisation_statistics(paper_nets):
     g, _ = paper_nets
-    params = g.collect_params()
-    w = params["unetgenerator0_skip256_conv0_weight"].data().asnumpy()
+    params = {k[len(g.prefix):]: v for k, v in g.collect_params().items()}
+    w = params["skip256_conv0_weight"].data().asnumpy()
     assert w.mean() == pytest.approx(0, abs=1e-3) and w.std() == pytest.approx(0.02, rel=0.02)
-    gamma = params["unetgenerator0_skip256_batchnorm0_gamma"].data().asnumpy()
+    gamma = params["skip256_batchnorm0_gamma"].data().asnumpy()
     assert gamma.mean() == pytest.approx(1, abs=0.01) and 0.01 < gamma.std() < 0.03
-    assert np.all(params["unetgenerator0_conv0_bias"].data().asnumpy() == 0)
-    assert np.all(params["unetgenerator0_skip256_batchnorm0_beta"].data().asnumpy() == 0)
+    assert np.all(params["conv0_bias"].data().asnumpy() == 0)
+    assert np.all(params["skip256_batchnorm0_beta"].data().asnumpy() == 0)
 
 
 @pytest.mark.parametrize("name, kwargs, shape", [

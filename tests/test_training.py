@@ -100,7 +100,7 @@ def _changed(before, net, suffix=""):
             if k.endswith(suffix) and not np.array_equal(before[k], v.data().asnumpy())]
 
 
-def test_d_step_uses_g_in_inference_mode_and_only_trains_d():
+def test_d_step_leaves_g_untouched_and_only_trains_d():
     g, d, tg, td = _nets()
     x = mx.nd.random.uniform(shape=(4, 4, 32, 32))
     y = mx.nd.random.uniform(shape=(4, 3, 32, 32))
@@ -109,8 +109,48 @@ def test_d_step_uses_g_in_inference_mode_and_only_trains_d():
     assert isinstance(loss, float) and loss > 0
     assert _changed(g_before, g) == []        # not even BatchNorm running statistics moved
     assert len(_changed(d_before, d, "weight")) == 5
-    # the fake images were made with running statistics: identical to an inference forward
-    np.testing.assert_allclose(g(x).asnumpy(), g(x).asnumpy())
+
+
+class _SpyHistory:
+    """Stands in for the history buffer: records each (input, fake) pair and the autograd state
+    at the moment it arrives, and passes it through unchanged."""
+
+    def __init__(self):
+        self.pairs, self.recording, self.training = [], [], []
+
+    def query(self, batch):
+        self.pairs.append(batch.asnumpy().copy())
+        self.recording.append(mx.autograd.is_recording())
+        self.training.append(mx.autograd.is_training())
+        return batch
+
+
+def test_d_step_fakes_are_made_with_running_statistics():
+    g, d, tg, td = _nets()
+    rng = np.random.default_rng(7)
+    # running statistics far from any batch's own, so that the two BatchNorm modes differ
+    for name, p in g.collect_params().items():
+        if name.endswith("running_mean"):
+            p.set_data(mx.nd.array(rng.normal(0, 0.5, p.shape)))
+        elif name.endswith("running_var"):
+            p.set_data(mx.nd.array(rng.uniform(0.3, 3.0, p.shape)))
+    x = mx.nd.array(rng.random((4, 4, 32, 32)))
+    y = mx.nd.array(rng.random((4, 3, 32, 32)))
+    saved = _snapshot(g)
+    inference = g(x).asnumpy()
+    with mx.autograd.record(train_mode=True):
+        batch_stats = g(x).asnumpy()
+    for k, p in g.collect_params().items():       # undo the running-statistics update
+        p.set_data(mx.nd.array(saved[k]))
+    assert np.abs(inference - batch_stats).max() > 0.05      # the two modes are told apart
+
+    spy = _SpyHistory()
+    update_discriminator(g, d, td, spy, x, y)
+    assert len(spy.pairs) == 1 and spy.recording == [False] and spy.training == [False]
+    pair_in = spy.pairs[0]
+    assert pair_in.shape == (4, 4 + 3, 32, 32)
+    np.testing.assert_array_equal(pair_in[:, :4], x.asnumpy())   # concat(input, fake)
+    np.testing.assert_allclose(pair_in[:, 4:], inference, rtol=0, atol=1e-5)
 
 
 def test_g_step_trains_g_not_d_and_reports_the_terms():
