@@ -2,9 +2,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from brain2pix_gluon.model_zoo import get_model, get_model_list, initialize_paper, vgg_features
+from brain2pix_gluon.model_zoo import get_model, get_model_list, initialize_paper, register_model, vgg_features
 from brain2pix_gluon.model_zoo.pretrained import RANDOM_MARK, build_with_weights, is_random
-from brain2pix_gluon.errors import WeightsUnavailableError
+from brain2pix_gluon.errors import ConfigError, WeightsUnavailableError
 
 
 def n_params(net):
@@ -109,8 +109,11 @@ def test_learned_rf_maps_each_roi_separately():
 
 def test_registry_lists_valid_names():
     assert {"unet_generator", "patch_discriminator", "learned_rf"} <= set(get_model_list())
-    with pytest.raises(ValueError, match="valid names are: .*unet_generator"):
+    with pytest.raises(ConfigError, match="valid names are: .*unet_generator"):
         get_model("pix2pixHD")
+    with pytest.raises(ConfigError, match="'UNet_Generator' is already registered"):
+        register_model("UNet_Generator", lambda **kw: None)
+    assert get_model_list().count("unet_generator") == 1
 
 
 def test_vgg_features_conv4_2_and_frozen():
@@ -148,6 +151,35 @@ def test_weights_policy_random_file_and_unavailable(tmp_path, monkeypatch):
         build_with_weights("tiny", "pretrained", _tiny_builder, offline)
     with pytest.raises(WeightsUnavailableError, match="neither 'pretrained', 'random' nor"):
         build_with_weights("tiny", str(tmp_path / "missing.params"), _tiny_builder, None)
+
+
+def test_weights_errors_name_their_cause(tmp_path):
+    net, _ = build_with_weights("tiny", "random", _tiny_builder, None)
+    good = str(tmp_path / "tiny.params")
+    net.save_parameters(good)
+    truncated = str(tmp_path / "truncated.params")
+    with open(good, "rb") as src, open(truncated, "wb") as dst:
+        dst.write(src.read()[:40])
+    with pytest.raises(WeightsUnavailableError, match="not a readable .params file"):
+        build_with_weights("tiny", truncated, _tiny_builder, None)
+    other = mx.gluon.nn.Dense(5, in_units=4, prefix=net.prefix)   # same names, other shapes
+    other.initialize()
+    wrong = str(tmp_path / "wrong.params")
+    other.save_parameters(wrong)
+    with pytest.raises(WeightsUnavailableError, match="does not match the network's shapes"):
+        build_with_weights("tiny", wrong, _tiny_builder, None)
+    unrelated = mx.gluon.nn.Dense(3, in_units=4, use_bias=False, prefix="other_")
+    unrelated.initialize()
+    missing = str(tmp_path / "missing_bias.params")
+    unrelated.save_parameters(missing)
+    with pytest.raises(WeightsUnavailableError, match="lacks parameters"):
+        build_with_weights("tiny", missing, _tiny_builder, None)
+
+    def buggy(root):   # a programming error is not a failed download
+        raise TypeError("unexpected keyword argument 'pretrianed'")
+
+    with pytest.raises(TypeError, match="pretrianed"):
+        build_with_weights("tiny", "pretrained", _tiny_builder, buggy)
 
 
 def test_vgg_pretrained_without_network_fails_clearly(tmp_path, monkeypatch):

@@ -1,11 +1,14 @@
 """Registry of the package's networks: ``get_model(name, **kwargs)``."""
 
+from ..errors import ConfigError
 from .fc_generator import fc_generator
 from .learned_rf import learned_rf
 from .patch_discriminator import patch_discriminator
 from .unet_generator import unet_generator
 
 __all__ = ["get_model", "get_model_list", "register_model"]
+
+# name -> builder; the builders take the paper's hyper-parameters as keyword arguments
 
 _MODELS = {
     "unet_generator": unet_generator,
@@ -16,8 +19,17 @@ _MODELS = {
 
 
 def register_model(name, builder):
-    """Add a builder under ``name`` (used by the baselines)."""
-    _MODELS[name] = builder
+    """Add a builder under ``name``, for networks defined outside the package.
+
+    Raises
+    ------
+    ConfigError
+        When ``name`` is already taken (a silent replacement would change what every config
+        naming it builds).
+    """
+    if name.lower() in _MODELS:
+        raise ConfigError(f"register_model: model name {name!r} is already registered")
+    _MODELS[name.lower()] = builder
     return builder
 
 
@@ -33,12 +45,12 @@ def get_model(name, **kwargs):
 
     Raises
     ------
-    ValueError
+    ConfigError
         For an unknown name; the message lists every valid one.
     """
     key = name.lower()
     if key not in _MODELS:
-        raise ValueError(f"model {name!r} is not registered; valid names are: "
+        raise ConfigError(f"model {name!r} is not registered; valid names are: "
                          f"{', '.join(sorted(_MODELS))}")
     return _MODELS[key](**kwargs)
 

@@ -11,15 +11,16 @@ import os
 import mxnet as mx
 
 from ..errors import WeightsUnavailableError
+from ..provenance import RANDOM_SOURCE, is_random
 
 __all__ = ["build_with_weights", "RANDOM_MARK", "is_random"]
 
-RANDOM_MARK = "random (NOT pretrained: results are not comparable to the paper)"
+RANDOM_MARK = RANDOM_SOURCE   # kept under its old name for the modules that import it here
 
-
-def is_random(source):
-    """True when a ``weights_source`` string describes randomly initialised weights."""
-    return str(source).startswith("random")
+# What a failed download or cache read raises: network and file errors (requests' exceptions are
+# OSErrors), Gluon's hash check (UserWarning), the model store's hash check (ValueError) and
+# MXNet's own loader. Anything else is a bug and is not dressed up as "no internet".
+_DOWNLOAD_ERRORS = (OSError, UserWarning, ValueError, mx.base.MXNetError)
 
 
 def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=None, seed=0):
@@ -57,7 +58,7 @@ def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=No
         root = os.path.join(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet")), "models")
         try:
             net = build_pretrained(os.path.expanduser(root))
-        except Exception as exc:
+        except _DOWNLOAD_ERRORS as exc:
             raise WeightsUnavailableError(
                 f"pretrained weights for {name} could not be loaded or downloaded into {root} "
                 f"({type(exc).__name__}: {exc}). Either run once with internet access (they are "
@@ -74,7 +75,15 @@ def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=No
     net = build()
     try:
         net.load_parameters(path, ctx=ctx, allow_missing=False, ignore_extra=True)
-    except Exception as exc:
-        raise WeightsUnavailableError(f"weights for {name}: {path} could not be loaded into the "
-                                      f"network ({type(exc).__name__}: {exc})") from exc
+    except (AssertionError, mx.base.MXNetError) as exc:
+        # Gluon asserts on absent or mis-shaped parameters; MXNet's reader fails on bad bytes
+        text = str(exc).strip()
+        if "shape incompatible" in text:
+            kind = "does not match the network's shapes"
+        elif isinstance(exc, AssertionError):
+            kind = f"lacks parameters the network needs (is it a {name} .params file?)"
+        else:
+            kind = "is not a readable .params file (truncated or another format?)"
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        raise WeightsUnavailableError(f"weights for {name}: {path} {kind}: {detail}") from exc
     return net, f"file ({name}: {path})"
