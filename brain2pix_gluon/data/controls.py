@@ -40,6 +40,12 @@ def shuffled_pairing(runs, seed=0, min_separation=16):
     -------
     partner : ndarray of int, shape (n,)
         Sample ``i``'s target is paired with the input of sample ``partner[i]``.
+
+    Notes
+    -----
+    A random permutation is repaired by swaps until every pair satisfies the constraint. When
+    the constraint is too tight for that (e.g. one run of fewer than about 3 ``min_separation``
+    samples), a random cyclic shift by ``s`` in ``[min_separation, n - min_separation]`` is used.
     """
     runs = np.asarray(runs)
     n = len(runs)
@@ -52,23 +58,27 @@ def shuffled_pairing(runs, seed=0, min_separation=16):
     def allowed(i, j):
         return (runs[i] != runs[j]) | (np.abs(i - j) >= min_separation)
 
-    # each sample needs a partner it may take; half the samples of the run must stay reachable
-    largest_run = max(np.sum(runs == r) for r in np.unique(runs))
-    if largest_run == n and n < 2 * min_separation:
+    if n < 2 * min_separation and len(np.unique(runs)) == 1:
         raise DataError(f"time-shuffled control: {n} samples in one run cannot be paired "
                         f"{min_separation} samples apart; expected at least {2 * min_separation}")
     rng = np.random.RandomState(seed)
     partner = rng.permutation(n)
-    for _ in range(1000):
+    for _ in range(100):
         bad = np.flatnonzero(~allowed(position, partner))
         if not bad.size:
             return partner
         for i in bad:
-            # swap with a random sample when both pairings become allowed
+            if allowed(i, partner[i]):          # fixed by an earlier swap of this round
+                continue
+            # swap with a random sample whose partner suits i and who is not made worse
             for j in rng.permutation(n):
-                if allowed(i, partner[j]) and allowed(j, partner[i]):
+                if allowed(i, partner[j]) and (allowed(j, partner[i])
+                                               or not allowed(j, partner[j])):
                     partner[i], partner[j] = partner[j], partner[i]
                     break
+    if n >= 2 * min_separation:
+        # a random cyclic shift by s in [d, n - d] keeps every pair >= d apart
+        return (position + rng.randint(min_separation, n - min_separation + 1)) % n
     raise DataError(f"time-shuffled control: no pairing found with min_separation "
                     f"{min_separation} for {n} samples; lower min_separation")
 
