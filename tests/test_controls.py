@@ -19,6 +19,7 @@ def test_pairing_is_a_far_permutation_without_fixed_points():
     assert np.all(partner != idx)
     same_run = runs[partner] == runs
     assert np.all(np.abs(partner - idx)[same_run] >= 16)
+    assert len(np.unique((partner - idx) % 120)) > 10              # not one cyclic shift
     np.testing.assert_array_equal(partner, shuffled_pairing(runs, seed=3, min_separation=16))
     assert not np.array_equal(partner, shuffled_pairing(runs, seed=4, min_separation=16))
     one_run = shuffled_pairing(np.zeros(40, int), seed=0, min_separation=16)
