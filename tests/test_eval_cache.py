@@ -215,3 +215,15 @@ def test_cache_folder_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("BRAIN2PIX_CACHE")
     monkeypatch.setenv("BRAIN2PIX_DATA", str(tmp_path / "d"))
     assert resolve_cache_dir("auto") == os.path.join(str(tmp_path / "d"), "eval_features")
+
+
+def test_unwritable_cache_folder_falls_back_to_computing(files, tmp_path):
+    targets, paths, root = files
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    ex = TinyExtractor(0, targets)
+    res = _run(paths[0], root / "blocked", ex, cache_dir=str(blocker / "cache"))
+    assert res["feature_cache"]["ground_truth"] == "off" and ex.ground_truth_calls() > 0
+    reference = _run(paths[0], root / "reference", TinyExtractor(0, targets),
+                     cfg=EvalConfig(batch_size=3, feature_cache="off"))
+    assert res["metrics"] == reference["metrics"]
