@@ -185,9 +185,15 @@ def ground_truth_features(targets, clips, extractor, batch_size=16, cache_dir=No
         get_logger().info("ground-truth features from the cache %s", folder)
         return feats
     stats["cache"] = "miss"
-    os.makedirs(cache_dir, exist_ok=True)
     tmp = os.path.join(cache_dir, f".partial-{uuid.uuid4().hex}")
-    os.makedirs(tmp)
+    try:
+        os.makedirs(tmp)
+    except OSError as exc:
+        get_logger().warning("feature cache %s cannot be written (%s); computing the "
+                             "ground-truth features without it", cache_dir, exc)
+        stats["cache"] = "off"
+        return _compute(targets, clips, extractor, batch_size, show_progress,
+                        lambda layer, shape: np.empty(shape, np.float32))
     try:
         out = _compute(targets, clips, extractor, batch_size, show_progress,
                        lambda layer, shape: np.lib.format.open_memmap(
