@@ -101,6 +101,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
     profile: str = "paper"          # paper | quick (outputs of quick runs say so)
+    input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class EvalConfig:
     batch_size: int = 16
     max_frames: int = 0             # 0 = every test frame; >0 evaluates the first N (quick runs)
     seed: int = 0
+    feature_cache: str = "auto"     # ground-truth features: auto ($BRAIN2PIX_CACHE or the data
+                                    # home's eval_features), off, or a folder
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,12 @@ from brain2pix_gluon.evaluation.tables import build_tables, render_latex, render
 from brain2pix_gluon.io.reconstructions import read_reconstructions, write_reconstructions
 
 
+@pytest.fixture(autouse=True)
+def _feature_cache(tmp_path_factory, monkeypatch):
+    # evaluate caches ground-truth features; keep them out of the user's cache folder
+    monkeypatch.setenv("BRAIN2PIX_CACHE", str(tmp_path_factory.getbasetemp() / "feature_cache"))
+
+
 def test_pearson_and_euclidean_by_hand():
     a = np.array([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
     b = np.array([[2.0, 4.0, 6.5], [1.0, 0.0, 1.0]])

@@ -1,34 +1,45 @@
 """``brain2pix evaluate``: every figure of a reconstruction file, with provenance.
 
-Memory is bounded by the batch: features are computed batch by batch and reduced to per-frame
-metrics at once. Only AlexNet pool2/pool5 features are kept for all frames (two-way
-identification compares every reconstruction with every ground truth: 4 x n x 41,664 float32,
-about 690 MB at the paper's n = 1,034).
+The ground truth's features are computed once per test set and feature networks and kept in a
+cache folder (:mod:`.feature_cache`; ``evaluation.feature_cache``), so every further model and
+baseline scored on the same test set costs only its own reconstructions' features. The
+reconstructions' features are computed batch by batch and reduced to per-frame metrics at once;
+only AlexNet pool2/pool5 are kept for all frames (two-way identification compares every
+reconstruction with every ground truth: 4 x n x 41,664 float32, about 690 MB at the paper's
+n = 1,034). A baseline given with ``baselines`` is scored from the per-frame metrics of its own
+earlier evaluation when one of the same reconstructions and feature key is found
+(:func:`stored_per_frame`), else computed.
+
+Pixel metrics are reported over the whole frame (``pixcorr``, ``ssim``, ``psnr``, ``flow_epe``)
+and inside the fisheye frame's valid field (``*_disc``, :func:`field_mask`): the warped frames'
+corners are black in every frame and would otherwise reward any output that is black there.
 
 Chance (for the t-tests) pairs each reconstruction with a non-matching ground truth: frame i with
 frame (i + h) mod n', h = n' // 2 over the first n' (even) frames, an involution without fixed
-points, so each frame's features are computed once; with odd n the last frame is paired with
-frame 0.
+points; with odd n the last frame is paired with frame 0.
 """
 
 import csv
+import json
 import os
 
 import mxnet as mx
 import numpy as np
 
 from .. import __version__
-from ..config import EvalConfig, config_to_dict
+from ..config import DataConfig, EvalConfig, config_to_dict
 from ..errors import DataError
 from ..io.reconstructions import read_reconstructions
 from ..model_zoo.pretrained import is_random
 from ..utils import get_logger, progress, write_json_atomic
+from .feature_cache import array_sha256, ground_truth_features, ground_truth_key, resolve_cache_dir
 from .features import LAYERS, FeatureExtractor, build_feature_nets, clip_indices
-from .metrics import (euclidean_rows, flow_epe, pearson_rows, pixcorr, psnr, ssim_gray,
-                      two_way_identification, zscore_rows)
+from .metrics import (euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows, pixcorr, psnr,
+                      ssim_gray, two_way_identification, zscore_rows)
 from .stats import better, binomial_vs_baseline, summarize, ttest_vs_chance
 
-__all__ = ["METRICS", "chance_partners", "frame_metrics", "evaluate"]
+__all__ = ["METRICS", "FIELD_METRICS", "chance_partners", "frame_metrics", "field_mask",
+           "stored_per_frame", "evaluate"]
 
 METRICS = tuple(f"{layer}_{kind}" for layer in LAYERS for kind in ("r", "dist"))
 
@@ -45,19 +56,12 @@ def chance_partners(n):
     return partner
 
 
-def _batches(n, batch_size):
-    """Batches of positions; pairs (i, partner(i)) stay in the same batch when n is even."""
-    even = n - (n % 2)
-    h = even // 2
-    half = max(batch_size // 2, 1)
-    for start in range(0, h, half):
-        first = np.arange(start, min(start + half, h))
-        yield np.concatenate([first, first + h])
-    if n % 2:
-        yield np.array([n - 1])
+FIELD_METRICS = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc", "psnr", "psnr_disc")
+TWOWAY = ("twoway_alexnet2", "twoway_alexnet5")
 
 
-def frame_metrics(reconstructions, targets, runs, extractor, batch_size=16, show_progress=True):
+def frame_metrics(reconstructions, targets, runs, extractor, batch_size=16, show_progress=True,
+                  gt_features=None, mask=None):
     """Per-frame feature metrics (model and chance) plus the field's image metrics.
 
     Parameters
@@ -65,46 +69,57 @@ def frame_metrics(reconstructions, targets, runs, extractor, batch_size=16, show
     reconstructions, targets : ndarray, shape (n, 3, H, W)
     runs : ndarray of int, shape (n,)
     extractor : FeatureExtractor
+    gt_features : dict of str -> ndarray, shape (n, d_layer), optional
+        The ground truth's features (:func:`~.feature_cache.ground_truth_features`); computed
+        here when not given.
+    mask : ndarray of bool, shape (H, W), optional
+        Valid field of the frames (:func:`~.metrics.fisheye_valid_mask`) for the ``*_disc``
+        metrics; the whole frame when not given.
 
     Returns
     -------
     per_frame : dict of str -> ndarray, shape (n,)
         ``<layer>_r``, ``<layer>_dist``, their ``chance_...`` versions, ``pixcorr``, ``ssim``,
-        ``psnr``, ``twoway_alexnet2``, ``twoway_alexnet5``.
+        ``psnr`` (whole frame), ``pixcorr_disc``, ``ssim_disc``, ``psnr_disc`` (inside the mask),
+        ``twoway_alexnet2``, ``twoway_alexnet5``.
     """
     n = len(reconstructions)
     partner = chance_partners(n)
     clips = clip_indices(runs, extractor.clip_length)
+    if gt_features is None:
+        gt_features = ground_truth_features(targets, clips, extractor, batch_size, None,
+                                            show_progress)
     out = {k: np.full(n, np.nan) for k in METRICS}
     out.update({"chance_" + k: np.full(n, np.nan) for k in METRICS})
-    keep = {"alexnet_pool2": [None] * 2, "alexnet_pool5": [None] * 2}
-    total = sum(1 for _ in _batches(n, batch_size))
-    for pos in progress(_batches(n, batch_size), total=total, desc="evaluate",
-                        enabled=show_progress, unit="batch"):
+    keep = {"alexnet_pool2": None, "alexnet_pool5": None}
+    starts = range(0, n, batch_size)
+    for start in progress(starts, total=len(starts), desc="evaluate", enabled=show_progress,
+                          unit="batch"):
+        pos = np.arange(start, min(start + batch_size, n))
         rec = extractor(reconstructions[pos], reconstructions, pos, clips)
-        gt = extractor(targets[pos], targets, pos, clips)
-        extra = np.setdiff1d(partner[pos], pos)
-        gt_extra = extractor(targets[extra], targets, extra, clips) if extra.size else None
-        in_batch = {int(p): k for k, p in enumerate(pos)}
-        in_extra = {int(p): k for k, p in enumerate(extra)}
         for layer in LAYERS:
-            r, g = rec[layer], gt[layer]
+            r, g = rec[layer], np.asarray(gt_features[layer][pos])
+            g_chance = np.asarray(gt_features[layer][partner[pos]])
             out[f"{layer}_r"][pos] = pearson_rows(r, g)
             out[f"{layer}_dist"][pos] = euclidean_rows(r, g)
-            g_chance = np.stack([g[in_batch[p]] if p in in_batch else gt_extra[layer][in_extra[p]]
-                                 for p in map(int, partner[pos])])
             out[f"chance_{layer}_r"][pos] = pearson_rows(r, g_chance)
             out[f"chance_{layer}_dist"][pos] = euclidean_rows(r, g_chance)
         for layer in keep:
-            for side, feats in enumerate((rec, gt)):
-                if keep[layer][side] is None:
-                    keep[layer][side] = np.zeros((n, feats[layer].shape[1]), np.float32)
-                keep[layer][side][pos] = zscore_rows(feats[layer])
-    out["twoway_alexnet2"] = two_way_identification(*keep["alexnet_pool2"])
-    out["twoway_alexnet5"] = two_way_identification(*keep["alexnet_pool5"])
+            if keep[layer] is None:
+                keep[layer] = np.zeros((n, rec[layer].shape[1]), np.float32)
+            keep[layer][pos] = zscore_rows(rec[layer])
+    for key, layer in zip(TWOWAY, keep):
+        gt = np.zeros(keep[layer].shape, np.float32)
+        for start in starts:
+            gt[start:start + batch_size] = zscore_rows(gt_features[layer][start:start + batch_size])
+        out[key] = two_way_identification(keep[layer], gt)
     out["pixcorr"] = pixcorr(reconstructions, targets)
     out["ssim"] = ssim_gray(reconstructions, targets)
     out["psnr"] = psnr(reconstructions, targets)
+    full = np.ones(np.shape(targets)[-2:], bool)
+    out["pixcorr_disc"] = pixcorr(reconstructions, targets, full if mask is None else mask)
+    out["ssim_disc"] = ssim_gray(reconstructions, targets, full if mask is None else mask)
+    out["psnr_disc"] = psnr(reconstructions, targets, full if mask is None else mask)
     return out
 
 
@@ -125,8 +140,83 @@ def _load(path, max_frames):
     return data
 
 
+def field_mask(attrs, size):
+    """The valid field of a reconstruction file's frames and where its settings came from.
+
+    The warp settings are read from the file's ``config`` attribute (``data.fisheye``,
+    ``data.max_ratio``), else from the prepared file it names as ``source``, else the defaults
+    of :class:`~brain2pix_gluon.config.DataConfig`.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (size, size)
+    info : dict
+        ``fisheye``, ``max_ratio``, ``settings_from``, ``rule``, ``n_pixels``, ``fraction``.
+    """
+    settings, origin = None, None
+    config = attrs.get("config")
+    if isinstance(config, dict) and isinstance(config.get("data"), dict):
+        settings, origin = config["data"], "reconstruction file's config"
+    source = attrs.get("source")
+    if settings is None and isinstance(source, str) and os.path.isfile(source):
+        try:
+            from ..io.prepared import open_prepared
+
+            with open_prepared(source) as handle:
+                stored = json.loads(handle.attrs.get("config", "{}"))
+            stored = stored.get("data", stored)
+            if "max_ratio" in stored:
+                settings, origin = stored, f"prepared file {source}"
+        except (OSError, ValueError, DataError):
+            settings = None
+    if settings is None:
+        settings, origin = {}, "DataConfig defaults (the file records no warp settings)"
+    defaults = DataConfig()
+    fisheye = bool(settings.get("fisheye", defaults.fisheye))
+    max_ratio = float(settings.get("max_ratio", defaults.max_ratio))
+    mask = fisheye_valid_mask(size, max_ratio, fisheye)
+    return mask, {"fisheye": fisheye, "max_ratio": max_ratio, "settings_from": origin,
+                  "rule": "pixels whose fisheye source sample lies inside the frame "
+                          "(*_disc metrics); whole frame otherwise",
+                  "n_pixels": int(mask.sum()), "fraction": float(mask.mean())}
+
+
+def stored_per_frame(recon_path, recon_sha256, feature_key, n_frames):
+    """Per-frame metrics of an earlier evaluation of the same reconstructions, if there is one.
+
+    Looks for ``results.json`` + ``per_frame.csv`` in ``<recon folder>/../eval`` (the layout of
+    the experiments) and in the reconstruction's own folder. An evaluation is used only when it
+    recorded the same reconstructions (sha256 of the evaluated arrays), the same ground-truth
+    feature key and the same number of frames.
+
+    Returns
+    -------
+    per_frame : dict of str -> ndarray, shape (n_frames,), or None
+    folder : str or None
+    """
+    if feature_key is None:
+        return None, None
+    here = os.path.dirname(os.path.abspath(recon_path))
+    for folder in (os.path.join(os.path.dirname(here), "eval"), here):
+        try:
+            with open(os.path.join(folder, "results.json")) as handle:
+                stored = json.load(handle)
+            if (stored.get("reconstructions_sha256") != recon_sha256
+                    or stored.get("feature_key") != feature_key
+                    or stored.get("n_frames") != n_frames):
+                continue
+            with open(os.path.join(folder, "per_frame.csv"), newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            if len(rows) != n_frames:
+                continue
+            return {k: np.array([float(row[k]) for row in rows]) for k in METRICS}, folder
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None, None
+
+
 def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="misc", label=None,
-             ctx=None, show_progress=True, extractor=None):
+             ctx=None, show_progress=True, extractor=None, cache_dir=None):
     """Evaluate a reconstruction file (and compare it with baselines).
 
     Parameters
@@ -144,6 +234,9 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         Row name in the tables (default: the file's model name).
     extractor : FeatureExtractor, optional
         Injected feature networks (default: built from ``eval_config``).
+    cache_dir : str, optional
+        Folder of the ground-truth feature cache; default from ``eval_config.feature_cache``
+        (see :func:`~.feature_cache.resolve_cache_dir`).
 
     Returns
     -------
@@ -161,10 +254,18 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
     data = _load(recon_path, cfg.max_frames)
     runs, frames = data["samples"][:, 0], data["samples"][:, 1]
-    per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
-                              cfg.batch_size, show_progress)
-    epe = flow_epe(data["reconstructions"], data["targets"], runs, frames)
     attrs = data["attrs"]
+    cache_dir = cache_dir or resolve_cache_dir(getattr(cfg, "feature_cache", "auto"))
+    clips = clip_indices(runs, extractor.clip_length)
+    feature_key, _ = ground_truth_key(data["targets"], clips, extractor, cfg.batch_size)
+    cache = {}
+    gt_features = ground_truth_features(data["targets"], clips, extractor, cfg.batch_size,
+                                        cache_dir, show_progress, cache)
+    mask, mask_info = field_mask(attrs, data["targets"].shape[-1])
+    per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
+                              cfg.batch_size, show_progress, gt_features, mask)
+    epe = flow_epe(data["reconstructions"], data["targets"], runs, frames)
+    epe_disc = flow_epe(data["reconstructions"], data["targets"], runs, frames, mask)
     random_eval = any(is_random(s) for s in sources.values())
     recon_weights = attrs.get("weights", {})
     random_model = any(is_random(v) for v in recon_weights.values()) if isinstance(recon_weights, dict) else False
@@ -189,23 +290,29 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
                      f"{'on' if cfg.imagenet_normalize else 'off'}",
         "chance_rule": "frame i vs ground truth of frame (i + n'/2) mod n' (n' = even part of n)",
         "n_frames": int(len(runs)),
+        "reconstructions_sha256": array_sha256(np.asarray(data["reconstructions"], np.float32)),
+        "feature_key": feature_key,
+        "feature_cache": {"dir": cache_dir, "ground_truth": cache.get("cache")},
+        "field_mask": mask_info,
         "metrics": _summaries(per_frame),
-        "field_metrics": {k: summarize(per_frame[k]) for k in
-                          ("pixcorr", "ssim", "psnr", "twoway_alexnet2", "twoway_alexnet5")},
+        "field_metrics": {k: summarize(per_frame[k]) for k in FIELD_METRICS + TWOWAY},
         "baselines": {},
     }
     results["field_metrics"]["flow_epe"] = summarize(epe)
+    results["field_metrics"]["flow_epe_disc"] = summarize(epe_disc)
     for name, path in (baselines or {}).items():
         other = _load(path, cfg.max_frames)
         if not np.array_equal(other["samples"], data["samples"]):
             raise DataError(f"baseline {name} ({path}): its samples differ from {recon_path}; "
                             f"both must reconstruct the same test frames in the same order")
-        theirs = frame_metrics(other["reconstructions"], other["targets"],
-                               other["samples"][:, 0], extractor, cfg.batch_size, show_progress)
+        theirs, origin = _baseline_per_frame(path, other, data["targets"], feature_key,
+                                             gt_features, extractor, cfg.batch_size, cache_dir,
+                                             show_progress)
         wins = [better(per_frame[k], theirs[k], k.endswith("_r")) for k in METRICS]
         wins = np.concatenate(wins)
         results["baselines"][name] = binomial_vs_baseline(int(wins.sum()), wins.size)
         results["baselines"][name]["source"] = os.path.abspath(path)
+        results["baselines"][name]["per_frame_metrics"] = origin
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "results.json"), results)
     _write_per_frame(os.path.join(out_dir, "per_frame.csv"), data["samples"], per_frame)
@@ -214,15 +321,37 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     return results
 
 
+def _baseline_per_frame(path, other, targets, feature_key, gt_features, extractor, batch_size,
+                        cache_dir, show_progress):
+    """A baseline's per-frame feature metrics: its stored evaluation, else computed.
+
+    The ground-truth features are shared with the model's when the baseline holds the same
+    target frames; otherwise they come from the cache under the baseline's own key.
+    """
+    n = len(other["samples"])
+    if not np.array_equal(other["targets"], targets):
+        clips = clip_indices(other["samples"][:, 0], extractor.clip_length)
+        feature_key, _ = ground_truth_key(other["targets"], clips, extractor, batch_size)
+        gt_features = ground_truth_features(other["targets"], clips, extractor, batch_size,
+                                            cache_dir, show_progress)
+    sha = array_sha256(np.asarray(other["reconstructions"], np.float32))
+    stored, folder = stored_per_frame(path, sha, feature_key, n)
+    if stored is not None:
+        get_logger().info("baseline %s: per-frame metrics of its evaluation in %s", path, folder)
+        return stored, f"read from {folder}"
+    theirs = frame_metrics(other["reconstructions"], other["targets"], other["samples"][:, 0],
+                           extractor, batch_size, show_progress, gt_features)
+    return theirs, "computed"
+
+
 def _write_per_frame(path, samples, per_frame):
-    columns = list(METRICS) + ["chance_" + k for k in METRICS] + [
-        "pixcorr", "ssim", "psnr", "twoway_alexnet2", "twoway_alexnet5"]
+    columns = list(METRICS) + ["chance_" + k for k in METRICS] + list(FIELD_METRICS) + list(TWOWAY)
     tmp = path + ".partial"
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "run", "frame"] + columns)
         for i in range(len(samples)):
             writer.writerow([i, int(samples[i, 0]), int(samples[i, 1])]
-                            + [f"{per_frame[c][i]:.6g}" for c in columns])
+                            + [repr(float(per_frame[c][i])) for c in columns])
     os.replace(tmp, path)
 

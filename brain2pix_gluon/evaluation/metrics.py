@@ -1,11 +1,77 @@
-"""Per-frame metrics: feature correlation and distance, and the image/video metrics of the field."""
+"""Per-frame metrics: feature correlation and distance, and the image/video metrics of the field.
+
+The pixel metrics (PixCorr, SSIM, PSNR, optical-flow error) take an optional ``mask`` of the
+pixels to score. The target frames are fisheye-warped (paper section 2.2): output pixels whose
+source sample lies outside the frame are black in every frame, so over the whole frame any
+output that is black in those corners gets a free share of PixCorr and SSIM.
+:func:`fisheye_valid_mask` gives the pixels the warp actually fills, and the evaluation reports
+every pixel metric twice, over the whole frame (``pixcorr``) and inside that region
+(``pixcorr_disc``).
+"""
 
 import numpy as np
 
 from ..errors import DataError
 
 __all__ = ["pearson_rows", "euclidean_rows", "pixcorr", "ssim_gray", "psnr", "grayscale",
-           "two_way_identification", "flow_epe", "zscore_rows"]
+           "two_way_identification", "flow_epe", "zscore_rows", "fisheye_valid_mask",
+           "mean_training_frame", "mean_frame_metrics"]
+
+
+def fisheye_valid_mask(size, max_ratio=10.0, fisheye=True):
+    """Pixels of a warped frame whose source sample falls inside the source image.
+
+    Built from the warp itself (:func:`brain2pix_gluon.preprocessing.retina.fisheye_map`): output
+    pixel (i, j) is valid when its source coordinates lie in ``[0, size - 1]`` along both axes,
+    i.e. its bilinear sample uses only pixels of the frame. Outside, the warped frame is black
+    (or, on the rim, a dimmed mix with black) whatever the video shows.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square frames.
+    max_ratio : float
+        Warp strength of the prepared data.
+    fisheye : bool
+        False (frames not warped): every pixel is valid.
+
+    Returns
+    -------
+    ndarray of bool, shape (size, size)
+    """
+    if int(size) != size or size < 2:
+        raise DataError(f"fisheye_valid_mask: size expected an integer >= 2, got {size!r}")
+    size = int(size)
+    if not fisheye:
+        return np.ones((size, size), bool)
+    from ..preprocessing.retina import fisheye_map
+
+    rows, cols = fisheye_map(size, max_ratio)
+    # the rounding slack keeps pixels whose source sits on the last row/column up to fp error
+    slack = 1e-9 * size
+    return ((rows >= -slack) & (rows <= size - 1 + slack)
+            & (cols >= -slack) & (cols <= size - 1 + slack))
+
+
+def _check_mask(mask, shape, name):
+    """Validate a (H, W) mask against images of shape (..., H, W); None stays None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != tuple(shape[-2:]):
+        raise DataError(f"{name}: mask expected a boolean array of shape {tuple(shape[-2:])}, got "
+                        f"{mask.dtype} {mask.shape}")
+    if not mask.any():
+        raise DataError(f"{name}: mask selects no pixel")
+    return mask
+
+
+def _masked(images, mask):
+    """(n, C, H, W) -> (n, C * mask.sum()) pixels inside the mask (all pixels when None)."""
+    images = np.asarray(images)
+    if mask is None:
+        return images.reshape(len(images), -1)
+    return images[..., mask].reshape(len(images), -1)
 
 
 def _pair(a, b, name):
@@ -56,24 +122,66 @@ def grayscale(images):
     return 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
 
 
-def pixcorr(reconstructions, targets):
-    """PixCorr: Pearson's r between the pixels (all channels) of each reconstruction and target."""
-    return pearson_rows(reconstructions, targets)
+def pixcorr(reconstructions, targets, mask=None):
+    """PixCorr: Pearson's r between the pixels (all channels) of each reconstruction and target.
+
+    Parameters
+    ----------
+    reconstructions, targets : ndarray, shape (n, 3, H, W)
+    mask : ndarray of bool, shape (H, W), optional
+        Only these pixels are correlated (e.g. :func:`fisheye_valid_mask`).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    mask = _check_mask(mask, np.shape(reconstructions), "pixcorr")
+    return pearson_rows(_masked(reconstructions, mask), _masked(targets, mask))
 
 
-def ssim_gray(reconstructions, targets):
-    """SSIM on grayscale frames, Gaussian weights (sigma 1.5), data range 1; shape (n,)."""
+def ssim_gray(reconstructions, targets, mask=None):
+    """SSIM on grayscale frames, Gaussian weights (sigma 1.5), data range 1; shape (n,).
+
+    Without a mask this is scikit-image's mean SSIM (the local SSIM map averaged away from a
+    border of the window's radius). With a mask, the same local map is averaged over the masked
+    pixels that are not in that border; windows of pixels near the mask's edge still see pixels
+    outside it.
+
+    Parameters
+    ----------
+    reconstructions, targets : ndarray, shape (n, 3, H, W)
+    mask : ndarray of bool, shape (H, W), optional
+    """
     from skimage.metrics import structural_similarity
 
+    mask = _check_mask(mask, np.shape(reconstructions), "ssim_gray")
     rec, tgt = grayscale(reconstructions), grayscale(targets)
-    return np.array([structural_similarity(t, r, gaussian_weights=True, sigma=1.5,
-                                           use_sample_covariance=False, data_range=1.0)
-                     for r, t in zip(rec, tgt)])
+    out = np.empty(len(rec))
+    for k, (r, t) in enumerate(zip(rec, tgt)):
+        mean, local = structural_similarity(t, r, gaussian_weights=True, sigma=1.5,
+                                            use_sample_covariance=False, data_range=1.0,
+                                            full=True)
+        if mask is None:
+            out[k] = mean
+            continue
+        pad = int(3.5 * 1.5 + 0.5)          # skimage's window radius for sigma 1.5
+        inner = np.zeros(mask.shape, bool)
+        inner[pad:mask.shape[0] - pad, pad:mask.shape[1] - pad] = True
+        keep = mask & inner
+        if not keep.any():
+            raise DataError(f"ssim_gray: the mask has no pixel further than {pad} pixels from "
+                            f"the frame's border")
+        out[k] = local[keep].mean(dtype=np.float64)
+    return out
 
 
-def psnr(reconstructions, targets):
-    """Peak signal-to-noise ratio in dB for images in [0, 1]; shape (n,) (inf when identical)."""
-    a, b = _pair(reconstructions, targets, "psnr")
+def psnr(reconstructions, targets, mask=None):
+    """Peak signal-to-noise ratio in dB for images in [0, 1]; shape (n,) (inf when identical).
+
+    ``mask`` (bool, shape (H, W)): the mean squared error is taken over these pixels only.
+    """
+    mask = _check_mask(mask, np.shape(reconstructions), "psnr")
+    a, b = _pair(_masked(reconstructions, mask), _masked(targets, mask), "psnr")
     mse = ((a - b) ** 2).mean(axis=1)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(1.0 / mse)
@@ -103,10 +211,11 @@ def two_way_identification(rec_features, gt_features):
     return wins / (n - 1)
 
 
-def flow_epe(reconstructions, targets, runs, frames):
+def flow_epe(reconstructions, targets, runs, frames, mask=None):
     """End-point error between Farneback optical flow of ground-truth and reconstructed frame pairs.
 
-    Pairs are consecutive frames (frame t, t+1) of the same run.
+    Pairs are consecutive frames (frame t, t+1) of the same run. With ``mask`` (bool, shape
+    (H, W)) the error is averaged over those pixels only.
 
     Parameters
     ----------
@@ -124,6 +233,7 @@ def flow_epe(reconstructions, targets, runs, frames):
     def gray8(x):
         return (np.clip(grayscale(x), 0, 1) * 255 + 0.5).astype(np.uint8)
 
+    mask = _check_mask(mask, np.shape(reconstructions), "flow_epe")
     rec, tgt = gray8(reconstructions), gray8(targets)
     runs, frames = np.asarray(runs), np.asarray(frames)
     errors = []
@@ -133,5 +243,62 @@ def flow_epe(reconstructions, targets, runs, frames):
         args = (None, 0.5, 3, 15, 3, 5, 1.2, 0)
         f_gt = cv2.calcOpticalFlowFarneback(tgt[i], tgt[i + 1], *args)
         f_rec = cv2.calcOpticalFlowFarneback(rec[i], rec[i + 1], *args)
-        errors.append(float(np.sqrt(((f_gt - f_rec) ** 2).sum(axis=-1)).mean()))
+        error = np.sqrt(((f_gt - f_rec) ** 2).sum(axis=-1))
+        errors.append(float(error.mean() if mask is None else error[mask].mean()))
     return np.asarray(errors)
+
+
+def mean_training_frame(dataset, batch_size=64):
+    """Mean target frame of a training set, the "always show the average frame" reference.
+
+    Parameters
+    ----------
+    dataset : sequence of tuples
+        E.g. :class:`~brain2pix_gluon.data.RFSImageDataset` of ``train.h5``; the last element of
+        each item is the target frame (3, H, W), exactly as the model is trained against it.
+    batch_size : int
+        Frames summed at a time (the sum is accumulated in float64).
+
+    Returns
+    -------
+    ndarray, shape (3, H, W), float32
+    """
+    n = len(dataset)
+    if n == 0:
+        raise DataError("mean_training_frame: the dataset holds no sample")
+    total = None
+    for start in range(0, n, batch_size):
+        block = np.stack([np.asarray(dataset[i][-1], np.float64)
+                          for i in range(start, min(start + batch_size, n))])
+        total = block.sum(axis=0) if total is None else total + block.sum(axis=0)
+    return (total / n).astype(np.float32)
+
+
+def mean_frame_metrics(mean_frame, targets, mask=None):
+    """PixCorr and SSIM of one fixed frame (the mean training frame) against every test frame.
+
+    Parameters
+    ----------
+    mean_frame : ndarray, shape (3, H, W)
+    targets : ndarray, shape (n, 3, H, W)
+    mask : ndarray of bool, shape (H, W), optional
+        Valid-field mask (:func:`fisheye_valid_mask`); the ``*_disc`` entries use it.
+
+    Returns
+    -------
+    dict of str -> ndarray, shape (n,)
+        ``pixcorr``, ``ssim`` over the whole frame, and ``pixcorr_disc``, ``ssim_disc`` inside
+        the mask (present only when a mask is given).
+    """
+    targets = np.asarray(targets)
+    mean_frame = np.asarray(mean_frame)
+    if targets.ndim != 4 or mean_frame.shape != targets.shape[1:]:
+        raise DataError(f"mean_frame_metrics: expected mean_frame (3, H, W) and targets "
+                        f"(n, 3, H, W) with the same frame shape, got {mean_frame.shape} and "
+                        f"{targets.shape}")
+    repeated = np.broadcast_to(mean_frame, targets.shape)
+    out = {"pixcorr": pixcorr(repeated, targets), "ssim": ssim_gray(repeated, targets)}
+    if mask is not None:
+        out["pixcorr_disc"] = pixcorr(repeated, targets, mask)
+        out["ssim_disc"] = ssim_gray(repeated, targets, mask)
+    return out

@@ -3,7 +3,8 @@
 import numpy as np
 from scipy import stats
 
-__all__ = ["summarize", "ttest_vs_chance", "binomial_vs_baseline", "better"]
+__all__ = ["summarize", "ttest_vs_chance", "binomial_vs_baseline", "better", "paired_comparison",
+           "identification_test"]
 
 
 def summarize(values):
@@ -50,3 +51,95 @@ def binomial_vs_baseline(successes, n):
     result = stats.binomtest(int(successes), int(n), 0.5, alternative="greater")
     return {"successes": int(successes), "n": int(n), "rate": successes / n if n else float("nan"),
             "p": float(result.pvalue)}
+
+
+def paired_comparison(model, other, higher_is_better=True):
+    """Per-frame comparison of two models on the same test frames (e.g. model vs control).
+
+    Parameters
+    ----------
+    model, other : ndarray, shape (n,)
+        The same per-frame metric of both (frames where either is NaN are dropped).
+    higher_is_better : bool
+
+    Returns
+    -------
+    dict
+        ``model_mean``, ``other_mean``, ``difference`` (model - other), ``wins`` (frames where the
+        model is better), ``n``, ``binomial_p`` (one-sided sign test: wins vs 50 %, ties count
+        as losses) and ``t``, ``t_p`` (one-sided paired Student's t-test).
+    """
+    a, b = np.asarray(model, float), np.asarray(other, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired_comparison: expected two arrays of shape (n,), got {a.shape} "
+                         f"and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if a.size < 2:
+        raise ValueError(f"paired_comparison: expected at least 2 frames with finite values, got "
+                         f"{a.size}")
+    wins = int(better(a, b, higher_is_better).sum())
+    side = "greater" if higher_is_better else "less"
+    t = stats.ttest_rel(a, b, alternative=side)
+    return {"model_mean": float(a.mean()), "other_mean": float(b.mean()),
+            "difference": float(a.mean() - b.mean()), "wins": wins, "n": int(a.size),
+            "binomial_p": float(stats.binomtest(wins, int(a.size), 0.5,
+                                                alternative="greater").pvalue),
+            "t": float(t.statistic), "t_p": float(t.pvalue)}
+
+
+def identification_test(rec_features, gt_features, n_permutations=1000, seed=0):
+    """Two-way identification accuracy with two p-values against chance (50 %).
+
+    Frame i is compared with every other frame j: a success when its reconstruction correlates
+    more with its own ground truth than with frame j's (as
+    :func:`~brain2pix_gluon.evaluation.metrics.two_way_identification`).
+
+    * ``binomial_p``: one-sided binomial test of the successes over all n (n - 1) comparisons
+      against p = 0.5. The comparisons share frames, so they are not independent and this p is
+      optimistic; it is given because the field reports it.
+    * ``permutation_p``: the ground truths are shuffled relative to the reconstructions
+      ``n_permutations`` times (fixed seed) and the accuracy recomputed; p = (1 + number of
+      shuffles at least as accurate) / (1 + n_permutations). Valid whatever the dependence
+      between comparisons; use this one for a claim.
+
+    Parameters
+    ----------
+    rec_features, gt_features : ndarray, shape (n, d)
+        Features (e.g. AlexNet pool5) of reconstructions and ground truths, in matching order.
+    n_permutations : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``successes``, ``n_comparisons``, ``n_frames``, ``binomial_p``,
+        ``permutation_p``, ``n_permutations``, ``null_mean`` (mean accuracy of the shuffles).
+    """
+    from .metrics import zscore_rows
+
+    rec, gt = zscore_rows(rec_features), zscore_rows(gt_features)
+    if rec.shape != gt.shape:
+        raise ValueError(f"identification_test: expected two arrays of the same shape (n, d), got "
+                         f"{rec.shape} and {gt.shape}")
+    n = len(rec)
+    if n < 2:
+        raise ValueError(f"identification_test: expected at least 2 frames, got {n}")
+    if n_permutations < 1:
+        raise ValueError(f"identification_test: n_permutations expected >= 1, got {n_permutations}")
+    corr = rec @ gt.T
+    # below[i, k]: how many ground truths of row i correlate less with rec i than gt k does, so a
+    # pairing that gives rec i the ground truth k scores below[i, k] successes
+    ordered = np.sort(corr, axis=1)
+    below = np.stack([np.searchsorted(ordered[i], corr[i], side="left") for i in range(n)])
+    rows = np.arange(n)
+    successes = int(below[rows, rows].sum())
+    comparisons = n * (n - 1)
+    rng = np.random.RandomState(seed)
+    null = np.array([below[rows, rng.permutation(n)].sum() for _ in range(n_permutations)])
+    return {"accuracy": successes / comparisons, "successes": successes,
+            "n_comparisons": comparisons, "n_frames": n,
+            "binomial_p": float(stats.binomtest(successes, comparisons, 0.5,
+                                                alternative="greater").pvalue),
+            "permutation_p": float((1 + (null >= successes).sum()) / (1 + n_permutations)),
+            "n_permutations": int(n_permutations), "null_mean": float(null.mean() / comparisons)}
