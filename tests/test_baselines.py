@@ -19,6 +19,7 @@ class PixelClipFeatures:
     """A cheap stand-in for C3D: the 8x8 mean-pooled centre frame of each clip (192 features)."""
 
     clip_length = 16
+    weights_sha256 = "pixel-pool-8x8"     # what the feature cache keys these "weights" by
 
     def c3d_features(self, all_frames, positions, clips):
         centre = all_frames[np.asarray(clips)[positions, self.clip_length // 2]]
@@ -83,6 +84,17 @@ def test_baseline1_reconstructs_from_retrieved_training_frames(prepared_dir, tmp
     NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=1,
                       show_progress=False).features()
     assert os.path.getmtime(tmp_path / "train_c3d_fc6.f32") == mtime
+    # ... but features made with other weights are never reused (same shapes, other values)
+    class OtherWeights(PixelClipFeatures):
+        weights_sha256 = "other-weights"
+
+        def c3d_features(self, all_frames, positions, clips):
+            return {"c3d_fc6": 2.0 * super().c3d_features(all_frames, positions, clips)["c3d_fc6"]}
+
+    first = np.array(baseline.features())
+    again = NishimotoBaseline(prepared_dir, str(tmp_path), extractor=OtherWeights(), k=1,
+                              show_progress=False).features()
+    np.testing.assert_allclose(np.asarray(again), 2.0 * first, rtol=1e-6)
     # with k=1 every reconstruction is exactly one training frame
     one = NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=1,
                             show_progress=False)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.dataset import RFSImageDataset
 from ..errors import DataError
+from ..evaluation.feature_cache import array_sha256, weights_sha256
 from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
 from ..io.prepared import open_prepared
 from ..io.reconstructions import write_reconstructions
@@ -235,11 +236,32 @@ class NishimotoBaseline:
         unique, inverse = np.unique(rows, return_inverse=True)
         return handle["frames"][unique].astype(np.float32)[inverse]
 
+    def _feature_key(self, handle, samples):
+        """What the cached training features depend on: the C3D weights, the prepared data, the
+        clip rule and the input size. None (never reuse) for an extractor whose weights cannot be
+        hashed."""
+        import hashlib
+        import json
+
+        weights = weights_sha256(self.extractor)
+        if weights is None:
+            return None
+        identity = {"weights": weights, "samples": array_sha256(samples),
+                    "data": {k: str(handle.attrs.get(k, "")) for k in ("sources", "config",
+                                                                       "package_version")},
+                    "clip_length": self.extractor.clip_length,
+                    "c3d_size": getattr(self.extractor, "c3d_size", None),
+                    "normalize": bool(getattr(self.extractor, "normalize", True)),
+                    "layer": "c3d_fc6"}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
     def features(self):
         """C3D fc6 of every training sample, cached on disk; returns a read-only memmap.
 
         Frames are read chunk by chunk (with the clip margin), so memory does not grow with the
-        training set.
+        training set. The cache is reused only when it was made with the same C3D weights (a hash
+        of their values), the same prepared data (its sources, config and samples) and the same
+        clip rule; otherwise it is recomputed.
         """
         import json
 
@@ -248,10 +270,16 @@ class NishimotoBaseline:
         with open_prepared(self.train_path) as handle:
             samples = handle["samples"][()]
             n = len(samples)
-            if os.path.exists(path) and os.path.exists(meta):
-                shape = tuple(json.load(open(meta))["shape"])
-                if shape[0] == n and os.path.getsize(path) == n * shape[1] * 4:
+            key = self._feature_key(handle, samples)
+            if key is not None and os.path.exists(path) and os.path.exists(meta):
+                with open(meta) as stream:
+                    stored = json.load(stream)
+                shape = tuple(stored.get("shape", ()))
+                if (stored.get("key") == key and len(shape) == 2 and shape[0] == n
+                        and os.path.getsize(path) == n * shape[1] * 4):
                     return np.memmap(path, np.float32, "r", shape=shape)
+                get_logger().info("baseline 1: %s was computed with other C3D weights, data or "
+                                  "clip rule; recomputing it", path)
             os.makedirs(self.work_dir, exist_ok=True)
             tmp, out = path + ".partial", None
             clips = clip_indices(samples[:, 0], self.extractor.clip_length)
@@ -269,7 +297,8 @@ class NishimotoBaseline:
             out.flush()
             del out
         os.replace(tmp, path)
-        write_json_atomic(meta, {"shape": list(shape), "layer": "c3d_fc6", "weights": self.sources})
+        write_json_atomic(meta, {"shape": list(shape), "layer": "c3d_fc6", "key": key,
+                                 "encoding_features": self.sources.get("c3d")})
         return np.memmap(path, np.float32, "r", shape=shape)
 
     def fit(self, alphas=(1e0, 1e1, 1e2, 1e3, 1e4, 1e5)):
@@ -294,7 +323,7 @@ class NishimotoBaseline:
         write_json_atomic(os.path.join(self.work_dir, "encoder.json"),
                           {"alpha": self.encoder.alpha, "validation_mean_r": self.encoder.validation,
                            "n_train": int(len(runs)), "n_voxels": int(patterns.shape[1]),
-                           "weights": self.sources})
+                           "encoding_features": self.sources.get("c3d")})
         return self
 
     def reconstruct(self, out_path, label="Baseline 1"):
@@ -309,7 +338,8 @@ class NishimotoBaseline:
             retrieved = self._train_frames(handle, samples, index.reshape(-1))
         recon = retrieved.reshape(index.shape + retrieved.shape[1:]).mean(axis=1)
         test_samples, test_frames, names = self._test_frames()
-        attrs = {"model": label, "variant": "nishimoto", "weights": {"c3d": self.sources.get("c3d")},
+        attrs = {"model": label, "variant": "nishimoto",
+                 "weights": {"encoding_features": self.sources.get("c3d")},
                  "k": self.k, "alpha": self.encoder.alpha, "source": os.path.abspath(self.test_path),
                  "retrieved": index.tolist()[:50]}
         write_reconstructions(out_path, recon, test_frames, test_samples, names, attrs)
