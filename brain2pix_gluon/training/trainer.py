@@ -16,7 +16,7 @@ from ..errors import CheckpointError, ConfigError
 from ..model_zoo.pretrained import is_random
 from ..model_zoo.vgg_features import vgg_features
 from ..utils import get_logger, progress, write_json_atomic
-from ..visualize import save_grid
+from ..plotting import save_grid
 from .builder import build_networks, dataset_mode, uses_rf_images
 from .checkpoint import (checkpoint_dir, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
