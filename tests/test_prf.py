@@ -89,6 +89,22 @@ def test_luminance_pRFs_recovered_within_a_pixel():
     assert np.all(fit["r2"] > 0.2)
 
 
+def test_refinement_goes_below_the_grid_step():
+    # the grid has a candidate every 2 px: without refinement the median error would be ~0.77 px
+    rng = np.random.default_rng(4)
+    xs, ys, sigmas = _truth(rng, 30)
+    weights = _gaussians(xs, ys, sigmas)
+    drives, signals = [], []
+    for _ in range(2):
+        frames = _texture_frames(rng, 150)
+        luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
+        signals.append(_bold(luminance, weights, _hrf(TR), rng, noise=0.05))
+        drives.append(model_drive(frames, 150, PRFConfig(), TR))
+    fit = fit_prf(drives, signals, PRFConfig(grid_stride=2))
+    assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * S) <= 0.35
+    assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.1)
+
+
 def test_contrast_drive_finds_pRFs_of_flickering_bars():
     # the truth responds to where the bar's contrast is (the aperture), not to luminance: the
     # counter-phase checkerboard keeps every pixel's mean luminance grey
@@ -204,7 +220,7 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     from brain2pix_gluon.io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
 
     out = str(tmp_path / "estimated")
-    overrides = ["data.image_size=32", "prf.r2_threshold=0.2"]
+    overrides = ["data.image_size=32", "prf.r2_threshold=0.6"]
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 0
     masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
     cols, rows = load_rf_centres(os.path.join(out, "col_centers_112px.mat"),
@@ -213,7 +229,8 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     truth = np.load(os.path.join(raw_dir, "truth.npz"))
     for key in MASK_KEYS:
         assert cols[key].shape == (masks[key].sum(),)
-        below = ~(est[f"{key}_r2"] >= 0.2)
+        below = ~(est[f"{key}_r2"] >= 0.6)
+        assert below.any() and (~below).any()
         assert np.isnan(cols[key][below]).all() and np.isnan(rows[key][below]).all()
         assert np.isfinite(cols[key][~below]).all()
         np.testing.assert_array_equal(cols[key][~below], est[f"{key}_x"][~below])
