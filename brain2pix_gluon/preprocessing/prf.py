@@ -193,6 +193,7 @@ class PRFGrid:
         self.positions = pixel_coordinates(size)[first::self.stride]
         self.sigmas = np.geomspace(config.sigma_min, config.sigma_max, config.n_sigma)
         self.profiles = np.stack([self.profile(self.positions, s) for s in self.sigmas])
+        self._stacked_t = np.ascontiguousarray(self.profiles.reshape(-1, size).T)
 
     def profile(self, centres, sigma):
         """Gaussian profiles over the pixels of one axis, shape (n_centres, S), float32."""
@@ -221,12 +222,14 @@ class PRFGrid:
         """
         maps = np.asarray(maps, dtype=np.float32)
         k, s = maps.shape[0], self.size
-        n = len(self.positions)
+        n_s, n = len(self.sigmas), len(self.positions)
+        # all sigmas in one product along x (a wide matrix keeps BLAS efficient), then per sigma
+        # along y, batched over voxels
+        over_x = maps.reshape(k * s, s) @ self._stacked_t                    # (k*y, n_s*n_x)
+        over_x = over_x.reshape(k, s, n_s, n)
         out = np.empty((k,) + self.shape, np.float32)
         for i, prof in enumerate(self.profiles):
-            over_x = maps.reshape(k * s, s) @ prof.T                          # (k*y, n_x)
-            over_x = over_x.reshape(k, s, n).transpose(0, 2, 1).reshape(k * n, s)
-            out[:, i] = (over_x @ prof.T).reshape(k, n, n).transpose(0, 2, 1)  # (k, n_y, n_x)
+            np.matmul(prof, over_x[:, :, i, :], out=out[:, i])               # (k, n_y, n_x)
         return out
 
     def candidate_variance(self, drive, block=256):
@@ -268,8 +271,14 @@ class PRFGrid:
 
 def _argmax_grid(scores):
     """Per-voxel (sigma, y, x) index of the largest score; scores shape (k, n_s, n_y, n_x)."""
-    flat = np.nan_to_num(scores.reshape(scores.shape[0], -1), nan=-np.inf).argmax(axis=1)
+    flat = scores.reshape(scores.shape[0], -1).argmax(axis=1)
     return np.unravel_index(flat, scores.shape[1:])
+
+
+def _inverse_sqrt(variance):
+    """1 / sqrt(variance), 0 where a candidate never varies (no NaN reaches the argmax)."""
+    with np.errstate(divide="ignore"):
+        return np.where(variance > 0, 1.0 / np.sqrt(variance), 0.0).astype(np.float32)
 
 
 def _parabola_offset(lower, centre, upper):
@@ -373,7 +382,7 @@ def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, ou
     # Fit on all runs: the estimate.
     covariance = grid.pool(total_cross)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scores = covariance / np.sqrt(total_variance)[None]
+        scores = covariance * _inverse_sqrt(total_variance)[None]
         best = _argmax_grid(scores)
         picked = (np.arange(k), *best)
         r = scores[picked] / np.sqrt(total_sq)
@@ -394,7 +403,7 @@ def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, ou
         train_variance = total_variance - variances[held]
         train_cov = grid.pool(total_cross - cross[held])
         with np.errstate(divide="ignore", invalid="ignore"):
-            fold_best = _argmax_grid(train_cov / np.sqrt(train_variance)[None])
+            fold_best = _argmax_grid(train_cov * _inverse_sqrt(train_variance)[None])
             gain = train_cov[(np.arange(k), *fold_best)] / train_variance[fold_best]
         gain = np.nan_to_num(gain)
         held_cov = grid.point_sums(cross[held], fold_best)

@@ -1,0 +1,88 @@
+"""pRF estimation speed (``brain2pix estimate-rf``'s fit) and its extrapolation to 10,000 x 10,000.
+
+Times :func:`brain2pix_gluon.preprocessing.prf.fit_prf` on random design drives and signals
+(96 x 96 frames, runs of ``--run-volumes`` volumes) streamed from memory maps on disk, as
+``estimate-rf`` does; video decoding is not included. The fit's work is one product
+``signals^T drive`` per run and voxel chunk plus ``n_runs + 1`` poolings of every voxel's
+cross-product map, i.e. proportional to voxels x volumes (at a fixed run length), plus the
+candidate variances, proportional to volumes. Two sizes are measured to separate the two terms.
+
+Run with ``python benchmarks/bench_prf.py`` (about 2 minutes on 2 cores); ``--full`` also fits
+10,000 voxels x 10,000 volumes once (a few minutes; ~1 GB on disk in a temporary folder).
+"""
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+
+import numpy as np
+
+from brain2pix_gluon.config import PRFConfig
+from brain2pix_gluon.preprocessing.prf import fit_prf
+
+
+def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0):
+    """Random drives and signals written as per-run .npy files, reopened as memory maps."""
+    rng = np.random.default_rng(seed)
+    drives, signals = [], []
+    for r, start in enumerate(range(0, n_volumes, run_volumes)):
+        n = min(run_volumes, n_volumes - start)
+        d_path = os.path.join(folder, f"run{r}_drive.npy")
+        s_path = os.path.join(folder, f"run{r}_signals.npy")
+        np.save(d_path, rng.standard_normal((n, size, size), dtype=np.float32))
+        np.save(s_path, rng.standard_normal((n, n_voxels), dtype=np.float32))
+        drives.append(np.load(d_path, mmap_mode="r"))
+        signals.append(np.load(s_path, mmap_mode="r"))
+    return drives, signals
+
+
+def time_fit(n_voxels, n_volumes, run_volumes, config):
+    with tempfile.TemporaryDirectory() as folder:
+        drives, signals = make_runs(folder, n_voxels, n_volumes, run_volumes)
+        start, cpu = time.perf_counter(), time.process_time()
+        fit_prf(drives, signals, config)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        del drives, signals
+    return seconds, cpu
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--voxels", type=int, default=2000)
+    parser.add_argument("--volumes", type=int, default=2000)
+    parser.add_argument("--run-volumes", type=int, default=500)
+    parser.add_argument("--full", action="store_true", help="also fit 10,000 x 10,000 once")
+    args = parser.parse_args()
+    config = PRFConfig()
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    print(f"pRF fit, 96 x 96 frames, runs of {args.run_volumes} volumes, grid stride "
+          f"{config.grid_stride} px x {config.n_sigma} sigmas, chunks of {config.chunk_voxels} "
+          f"voxels; OMP_NUM_THREADS={threads}, {os.cpu_count()} CPUs")
+    small_v = max(args.voxels // 4, config.chunk_voxels)
+    t_small, cpu_small = time_fit(small_v, args.volumes, args.run_volumes, config)
+    t_large, cpu_large = time_fit(args.voxels, args.volumes, args.run_volumes, config)
+    # the host may be shared: CPU seconds (all threads) say how much of the wall time was ours
+    print(f"  {small_v:>6} voxels x {args.volumes} volumes: {t_small:7.1f} s wall, "
+          f"{cpu_small:7.1f} s CPU")
+    print(f"  {args.voxels:>6} voxels x {args.volumes} volumes: {t_large:7.1f} s wall, "
+          f"{cpu_large:7.1f} s CPU; load average now {os.getloadavg()[0]:.1f}")
+    # t = volumes * (a + b * voxels): a (variances), b (per voxel-volume)
+    b = (t_large - t_small) / (args.voxels - small_v) / args.volumes
+    a = max(t_small / args.volumes - b * small_v, 0.0)
+    target_v = target_t = 10_000
+    predicted = target_t * (a + b * target_v)
+    print(f"  per voxel-volume {b * 1e6:.3f} us, per volume {a * 1e3:.2f} ms -> 10,000 voxels x "
+          f"10,000 volumes predicted {predicted:.0f} s ({predicted / 60:.1f} min; goal <= 10 min)")
+    if args.full:
+        t_full, cpu_full = time_fit(target_v, target_t, args.run_volumes, config)
+        print(f"  10,000 voxels x 10,000 volumes measured: {t_full:.0f} s wall "
+              f"({t_full / 60:.1f} min), {cpu_full:.0f} s CPU; load average now "
+              f"{os.getloadavg()[0]:.1f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak resident memory {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
