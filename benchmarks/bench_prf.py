@@ -75,6 +75,12 @@ def main():
     predicted = target_t * (a + b * target_v)
     print(f"  per voxel-volume {b * 1e6:.3f} us, per volume {a * 1e3:.2f} ms -> 10,000 voxels x "
           f"10,000 volumes predicted {predicted:.0f} s ({predicted / 60:.1f} min; goal <= 10 min)")
+    b_cpu = (cpu_large - cpu_small) / (args.voxels - small_v) / args.volumes
+    a_cpu = max(cpu_small / args.volumes - b_cpu * small_v, 0.0)
+    cpu_pred = target_t * (a_cpu + b_cpu * target_v)
+    print(f"  in CPU seconds: {cpu_pred:.0f} s for 10,000 x 10,000, i.e. {cpu_pred / 60:.1f} min of "
+          f"one core; on an idle 2-core machine the wall time lies between {cpu_pred / 120:.1f} and "
+          f"{cpu_pred / 60:.1f} min (BLAS on two threads)")
     if args.full:
         t_full, cpu_full = time_fit(target_v, target_t, args.run_volumes, config)
         print(f"  10,000 voxels x 10,000 volumes measured: {t_full:.0f} s wall "
