@@ -158,3 +158,10 @@ def test_bad_vim2_input(tmp_path, vim2):
 
     with pytest.raises(DataError, match="at least 2"):
         Vim2Source(vim2["folder"], config)
+    short = str(tmp_path / "short")
+    n_vox = int(np.prod(VOLUME))
+    frames = np.zeros((4 * HZ - 1, 8, 8, 3), np.uint8)      # one frame short of 4 volumes
+    write_vim2_files(short, 1, frames, frames, np.zeros((4, n_vox)), np.zeros((2, n_vox)),
+                     np.zeros((1, 2, n_vox)), {n: np.ones(VOLUME, bool) for n in ROI_NAMES})
+    with pytest.raises(DataError, match="'st': 59 frames"):
+        Vim2Dataset(short, subject=1)
