@@ -9,6 +9,11 @@ candidate variances, proportional to volumes. Two sizes are measured to separate
 
 Run with ``python benchmarks/bench_prf.py`` (about 2 minutes on 2 cores); ``--full`` also fits
 10,000 voxels x 10,000 volumes once (a few minutes; ~1 GB on disk in a temporary folder).
+
+``--validate`` instead simulates the default dataset (``brain2pix simulate``: 96 px, V1-V3 with
+known pRFs), runs ``estimate-rf`` on it end to end (videos decoded, frames warped) and prints the
+median centre error in pixels and the sigma error per ROI against the simulator's truth, for the
+voxels above the R^2 threshold.
 """
 
 import argparse
@@ -48,13 +53,55 @@ def time_fit(n_voxels, n_volumes, run_volumes, config):
     return seconds, cpu
 
 
+def validate_on_simulator(sim_dir=None):
+    from brain2pix_gluon.config import Config
+    from brain2pix_gluon.io.raw import MASK_KEYS
+    from brain2pix_gluon.preprocessing.prf import estimate_rf
+    from brain2pix_gluon.simulation import simulate_dataset
+
+    config = Config()
+    with tempfile.TemporaryDirectory() as tmp:
+        if sim_dir is None:
+            sim_dir = os.path.join(tmp, "sim")
+            simulate_dataset(sim_dir, config.simulation, config.data, show_progress=False)
+        out = os.path.join(tmp, "rf")
+        start = time.perf_counter()
+        estimate_rf(sim_dir, out, config, show_progress=False)
+        seconds = time.perf_counter() - start
+        est = dict(np.load(os.path.join(out, "prf_estimates.npz")))
+        truth = dict(np.load(os.path.join(sim_dir, "truth.npz")))
+    size = config.data.image_size
+    print(f"estimate-rf on the simulated dataset ({config.simulation.n_train_runs} runs x "
+          f"{config.simulation.volumes_per_run} volumes, {size} px, drive {config.prf.drive}, "
+          f"R^2 threshold {config.prf.r2_threshold}): {seconds:.1f} s")
+    for roi in ("V1", "V2", "V3"):
+        keys = [k for k in MASK_KEYS if k.startswith(roi)]
+        cat = lambda name, src, fmt: np.concatenate([src[fmt.format(k, name)] for k in keys])
+        r2 = cat("r2", est, "{}_{}")
+        kept = np.isfinite(r2) & (r2 >= config.prf.r2_threshold)
+        err = np.hypot(cat("x", est, "{}_{}") - cat("cols", truth, "{}_{}"),
+                       cat("y", est, "{}_{}") - cat("rows", truth, "{}_{}"))[kept] * size
+        sig_true = cat("sigma", truth, "{}_{}")[kept]
+        sig_err = np.abs(cat("sigma", est, "{}_{}")[kept] - sig_true) * size
+        print(f"  {roi}: {kept.sum():4d}/{kept.size} voxels kept, median R^2 {np.median(r2):.2f}; "
+              f"centre error median {np.median(err):.2f} px, 90th percentile "
+              f"{np.percentile(err, 90):.2f} px; sigma error median {np.median(sig_err):.2f} px "
+              f"(true sigma median {np.median(sig_true) * size:.2f} px)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voxels", type=int, default=2000)
     parser.add_argument("--volumes", type=int, default=2000)
     parser.add_argument("--run-volumes", type=int, default=500)
     parser.add_argument("--full", action="store_true", help="also fit 10,000 x 10,000 once")
+    parser.add_argument("--validate", action="store_true",
+                        help="centre errors of estimate-rf on the simulated dataset instead")
+    parser.add_argument("--sim-dir", help="with --validate: an existing simulated dataset")
     args = parser.parse_args()
+    if args.validate:
+        validate_on_simulator(args.sim_dir)
+        return
     config = PRFConfig()
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(f"pRF fit, 96 x 96 frames, runs of {args.run_volumes} volumes, grid stride "
