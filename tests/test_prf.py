@@ -196,6 +196,17 @@ def test_bad_input_is_refused():
         fit_prf([drive], [np.zeros((10, 3), np.float32)])
     with pytest.raises(DataError, match="signals of run 1"):
         fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))])
+    with pytest.raises(DataError, match="prf.grid_stride"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(grid_stride=0))
+    with pytest.raises(DataError, match="sigma_min <= sigma_max"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(sigma_min=0.2, sigma_max=0.1))
+
+
+def test_estimate_rf_refuses_an_unknown_dataset(tmp_path, capsys):
+    from brain2pix_gluon.cli import main
+
+    assert main(["estimate-rf", str(tmp_path), "dataset=nsd", "--no-progress"]) == 2
+    assert "dataset: expected one of ['raw', 'vim2'], got 'nsd'" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
