@@ -9,7 +9,8 @@ from scipy import ndimage
 
 from brain2pix_gluon.config import Config, apply_overrides
 from brain2pix_gluon.errors import DataError
-from brain2pix_gluon.io.vim2 import ROI_NAMES, VIM2_KEYS, Vim2Dataset, write_vim2_files
+from brain2pix_gluon.io.vim2 import (ROI_NAMES, VIM2_KEYS, Vim2Dataset, load_vim2_centres,
+                                    write_vim2_files)
 from brain2pix_gluon.preprocessing.retina import fisheye_warp
 
 HZ, SIZE, VOLUME = 15, 32, (3, 4, 5)          # MATLAB size of the tiny brain volume
@@ -141,6 +142,13 @@ def test_estimate_rf_on_vim2(vim2, tmp_path):
     errors = np.concatenate(errors) * SIZE
     assert np.isfinite(errors).all()
     assert np.median(errors) <= 1.0
+    # what prepare will read back: one value per ROI voxel, by hemisphere
+    data = Vim2Dataset(vim2["folder"], subject=1)
+    x, y = load_vim2_centres(out, data.masks)
+    np.testing.assert_array_equal(x["V2rh"], cols["V2rh"].reshape(-1))
+    with pytest.raises(DataError, match="expected 60 values .voxels of the ROI., got 8"):
+        load_vim2_centres(out, {k: np.ones(60, bool) if k == "V1lh" else m
+                                for k, m in data.masks.items()})
 
 
 def test_bad_vim2_input(tmp_path, vim2):

@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import DataError
 from .matlab import mat_version, write_mat
 
-__all__ = ["ROI_NAMES", "VIM2_KEYS", "Vim2Dataset", "Vim2Source", "write_vim2_files"]
+__all__ = ["ROI_NAMES", "VIM2_KEYS", "Vim2Dataset", "Vim2Source", "load_vim2_centres",
+           "write_vim2_files"]
 
 ROI_NAMES = ("v1lh", "v1rh", "v2lh", "v2rh", "v3lh", "v3rh")
 VIM2_KEYS = ("V1lh", "V1rh", "V2lh", "V2rh", "V3lh", "V3rh")   # brain2pix's name for each
@@ -221,6 +222,42 @@ class Vim2Source:
         for number, (start, stop) in enumerate(self.runs, start=1):
             yield (f"run_{number:03d}", self.dataset.frames("train", start, stop, self.size),
                    self.dataset.responses("train", start, stop, selected))
+
+
+def load_vim2_centres(folder, masks):
+    """RF centres written by ``estimate-rf`` for a vim-2 subject, one value per ROI voxel.
+
+    Parameters
+    ----------
+    folder : str
+        Folder with ``col_centers_112px.mat`` and ``row_centers_112px.mat`` (keys ``V1lh`` ...).
+    masks : dict of str -> ndarray of bool, shape (n_voxels,)
+        :attr:`Vim2Dataset.masks`.
+
+    Returns
+    -------
+    cols, rows : dict of str -> ndarray, shape (n_roi_voxels,)
+        x and y in [-0.5, 0.5), NaN for voxels without an estimate.
+    """
+    from .matlab import read_mat
+
+    out = []
+    for name in ("col_centers_112px.mat", "row_centers_112px.mat"):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            raise DataError(f"vim-2: {path!s} does not exist; run `brain2pix estimate-rf "
+                            f"{folder} dataset=vim2` first")
+        data = read_mat(path)
+        values = {}
+        for key in VIM2_KEYS:
+            if key not in data:
+                raise DataError(f"vim-2: {path!s}: key {key!r} missing; found {sorted(data)}")
+            values[key] = np.asarray(data[key], float).reshape(-1)
+            if values[key].size != int(masks[key].sum()):
+                raise DataError(f"vim-2: {path!s}, key {key!r}: expected {int(masks[key].sum())} "
+                                f"values (voxels of the ROI), got {values[key].size}")
+        out.append(values)
+    return out[0], out[1]
 
 
 def write_vim2_files(folder, subject, train_frames, test_frames, train_responses,
