@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from brain2pix_gluon.config import PRFConfig, apply_overrides
+from brain2pix_gluon.config import PRFConfig
 from brain2pix_gluon.errors import DataError
 from brain2pix_gluon.preprocessing.prf import PRFGrid, fit_prf, model_drive
 from brain2pix_gluon.preprocessing.retina import fisheye_warp
