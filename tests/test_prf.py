@@ -188,6 +188,11 @@ def test_grid_search_and_cross_validation_match_explicit_time_courses():
             sst[v] += np.sum(y_held[:, v] ** 2)
     np.testing.assert_allclose(fit["r2"], 1 - sse / sst, rtol=1e-4, atol=1e-5)
     assert fit["r2"][:3].min() > fit["r2"][3]
+    # a voxel without variance (NaN or constant in the data) gets no estimate at all
+    signals = [np.concatenate([s, np.full((n_t, 1), np.nan, np.float32)], axis=1) for s in signals]
+    fit = fit_prf(drives, signals, config)
+    assert all(np.isnan(fit[name][4]) for name in ("x", "y", "sigma", "r", "r2", "beta"))
+    assert np.isfinite(fit["x"][:4]).all()
 
 
 def test_bad_input_is_refused():

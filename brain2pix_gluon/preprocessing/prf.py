@@ -391,11 +391,13 @@ def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, ou
     step = grid.stride / size
     log_step = np.log(grid.sigmas[1] / grid.sigmas[0]) if len(grid.sigmas) > 1 else 0.0
     top = np.nextafter(0.5, 0.0)
-    out["x"][start:stop] = np.clip(grid.positions[best[2]] + d_x * step, -0.5, top)
-    out["y"][start:stop] = np.clip(grid.positions[best[1]] + d_y * step, -0.5, top)
-    out["sigma"][start:stop] = grid.sigmas[best[0]] * np.exp(d_sigma * log_step)
+    flat = total_sq <= 0   # voxels without variance (constant or NaN in the data): no estimate
+    nan = np.float64(np.nan)
+    out["x"][start:stop] = np.where(flat, nan, np.clip(grid.positions[best[2]] + d_x * step, -0.5, top))
+    out["y"][start:stop] = np.where(flat, nan, np.clip(grid.positions[best[1]] + d_y * step, -0.5, top))
+    out["sigma"][start:stop] = np.where(flat, nan, grid.sigmas[best[0]] * np.exp(d_sigma * log_step))
     out["r"][start:stop] = r
-    out["beta"][start:stop] = beta
+    out["beta"][start:stop] = np.where(flat, nan, beta)
 
     # Leave one run out: refit on the other runs, predict the held-out run.
     sse = np.zeros(k)
