@@ -1,4 +1,5 @@
-"""The ``brain2pix`` command: simulate, estimate-rf, prepare, inspect, train, reconstruct, evaluate, tables."""
+"""The ``brain2pix`` command: simulate, estimate-rf, prepare, inspect, train, reconstruct, evaluate,
+tables."""
 
 import argparse
 import json

@@ -499,6 +499,8 @@ def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=T
     if existing and not force:
         raise DataError(f"estimate-rf: {existing} already exist; pass --force to replace them "
                         f"or choose another --out")
+    check_choice(config.prf.drive, "prf.drive", DRIVES)
+    PRFGrid(config.data.image_size, config.prf)   # bad grid settings fail before any reading
     source = _source(raw_dir, config)
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="estimate-rf-work-", dir=out_dir)
