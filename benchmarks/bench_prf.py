@@ -79,8 +79,10 @@ def validate_on_simulator(sim_dir=None):
         cat = lambda name, src, fmt: np.concatenate([src[fmt.format(k, name)] for k in keys])
         r2 = cat("r2", est, "{}_{}")
         kept = np.isfinite(r2) & (r2 >= config.prf.r2_threshold)
-        err = np.hypot(cat("x", est, "{}_{}") - cat("cols", truth, "{}_{}"),
-                       cat("y", est, "{}_{}") - cat("rows", truth, "{}_{}"))[kept] * size
+        # the simulator's true centres: <key>_x / <key>_y (earlier versions: _cols / _rows)
+        old = "{}_x".format(keys[0]) not in truth
+        err = np.hypot(cat("x", est, "{}_{}") - cat("cols" if old else "x", truth, "{}_{}"),
+                       cat("y", est, "{}_{}") - cat("rows" if old else "y", truth, "{}_{}"))[kept] * size
         sig_true = cat("sigma", truth, "{}_{}")[kept]
         sig_err = np.abs(cat("sigma", est, "{}_{}")[kept] - sig_true) * size
         print(f"  {roi}: {kept.sum():4d}/{kept.size} voxels kept, median R^2 {np.median(r2):.2f}; "

@@ -214,6 +214,12 @@ def test_estimate_rf_refuses_an_unknown_dataset(tmp_path, capsys):
     assert "dataset: expected one of ['raw', 'vim2'], got 'nsd'" in capsys.readouterr().err
 
 
+def _true(truth, key, axis):
+    """The simulator's true centre along x or y (``<key>_x``; earlier versions: ``<key>_cols``)."""
+    name = f"{key}_{axis}"
+    return truth[name] if name in truth else truth[f"{key}_{dict(x='cols', y='rows')[axis]}"]
+
+
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
     """A simulated raw dataset with runs long enough for pRF fits (the session one has 2 x 60)."""
@@ -253,7 +259,7 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
         # dorsal parts see the lower visual field (rows below the centre), ventral the upper
         sign = 1 if key.endswith("d") else -1
         assert np.mean(sign * rows[key][~below] > 0) >= 0.8
-    v1 = np.concatenate([np.hypot(cols[k] - truth[f"{k}_cols"], rows[k] - truth[f"{k}_rows"])
+    v1 = np.concatenate([np.hypot(cols[k] - _true(truth, k, "x"), rows[k] - _true(truth, k, "y"))
                          for k in ("V1d", "V1v")])
     assert np.nanmedian(v1) * 32 < 1.5
     assert set(read_mat(os.path.join(out, "col_centers_112px.mat"))) == set(MASK_KEYS)

@@ -437,17 +437,27 @@ class _RawLayoutSource:
         self.tr = config.data.tr
 
     def __iter__(self):
+        import inspect
+
         from ..io.raw import load_run
         from ..io.video import read_video
 
+        # the frames prepare trains on: pass on every video setting the data config and the
+        # reader have in common (backend, aspect handling, re-encoding)
+        video_args = inspect.signature(read_video).parameters
+        video_kwargs = {arg: getattr(self.data, field) for field, arg in (
+            ("video_backend", "backend"), ("video_aspect", "aspect"), ("reencode", "reencode"))
+            if hasattr(self.data, field) and arg in video_args}
+        # NaN outside the ROIs is allowed (the fit gives NaN voxels no estimate)
+        run_kwargs = {"finite": False} if "finite" in inspect.signature(load_run).parameters else {}
         selected = np.concatenate([self.columns[k] for k in self.keys])
         for run in self.runs:
             path = run["signals"][0]
-            signals = load_run(path)
+            signals = load_run(path, **run_kwargs)
             if signals.shape[1] != self.n_brain:
                 raise DataError(f"run {path!s}: expected {self.n_brain} voxels (the ROI masks' "
                                 f"size), got signals of shape {signals.shape}")
-            frames = read_video(run["video"], self.data.image_size, self.data.tr)
+            frames = read_video(run["video"], self.data.image_size, self.data.tr, **video_kwargs)
             yield run["name"], frames, signals[:, selected]
 
 
