@@ -5,7 +5,8 @@ The release holds, in one folder (MATLAB v7.3 = HDF5 files, arrays stored column
 * ``Stimuli.mat``: ``st`` (training movie, MATLAB size 128 x 128 x 3 x 108,000, uint8) and ``sv``
   (validation movie, 128 x 128 x 3 x 8,100) at 15 frames per second;
 * ``VoxelResponses_subject{1,2,3}.mat``: ``rt`` (voxels x 7,200 training volumes), ``rv`` (voxels x
-  540 validation volumes, averaged over repetitions), ``rva`` (the single repetitions) and a group
+  540 validation volumes, averaged over repetitions), ``rva`` (the single repetitions; not read
+  here, the fixture writer stores it as voxels x volumes x repetitions) and a group
   ``roi/`` of 18 x 64 x 64 volumes (``v1lh v1rh v2lh v2rh v3lh v3rh v3alh ...``) whose non-zero
   voxels form each ROI. Voxel ``v`` of the responses is element ``v`` of a volume in MATLAB's
   linear (column-major) order. TR = 1 s; voxels outside the brain hold NaN.
