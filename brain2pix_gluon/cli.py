@@ -1,4 +1,5 @@
-"""The ``brain2pix`` command: simulate, prepare, inspect, train, reconstruct, evaluate, tables."""
+"""The ``brain2pix`` command: simulate, estimate-rf, prepare, inspect, train, reconstruct, evaluate,
+tables."""
 
 import argparse
 import json
@@ -61,6 +62,15 @@ def cmd_prepare(args):
                               show_progress=not args.no_progress)
     for split, path in written.items():
         print(f"{split}: {path}")
+
+
+def cmd_estimate_rf(args):
+    from .preprocessing.prf import estimate_rf
+
+    written = estimate_rf(args.raw_dir, args.out, _config(args), force=args.force,
+                          show_progress=not args.no_progress, keep_work=args.keep_work)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
 
 
 def cmd_inspect(args):
@@ -191,6 +201,15 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="rebuild splits that are up to date")
     common(p)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("estimate-rf", help="fit every ROI voxel's pRF (centre, size, "
+                       "cross-validated R^2) from the training runs; writes the centre files")
+    p.add_argument("raw_dir", help="raw dataset (dataset=raw) or vim-2 folder (dataset=vim2)")
+    p.add_argument("--out", help="output folder (default RAW_DIR, where prepare reads centres)")
+    p.add_argument("--force", action="store_true", help="replace existing centre files")
+    p.add_argument("--keep-work", action="store_true", help="keep the per-run work files")
+    common(p)
+    p.set_defaults(func=cmd_estimate_rf)
 
     p = sub.add_parser("inspect", help="schema, sizes and provenance of a prepared dataset")
     p.add_argument("path", help="prepared directory or one split file")

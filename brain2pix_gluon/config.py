@@ -16,7 +16,7 @@ from .errors import ConfigError
 
 __all__ = [
     "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
-    "Config",
+    "PRFConfig", "Vim2Config", "Config",
     "load_config", "apply_overrides", "config_to_dict", "config_from_dict",
 ]
 
@@ -125,16 +125,49 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class PRFConfig:
+    """Estimating receptive fields from the training data (``brain2pix estimate-rf``).
+
+    The paper takes the released centres as given (section 2.3); these are our choices for data
+    without them: an isotropic Gaussian pRF (Dumoulin & Wandell 2008) on a per-pixel drive of the
+    fisheye-warped frames, convolved with a double-gamma HRF, fitted by a grid search on
+    correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
+    """
+
+    drive: str = "luminance"        # luminance (the simulator's model) | contrast (real cortex)
+    contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
+    grid_stride: int = 2            # pixels between candidate centres along x and y
+    n_sigma: int = 12               # log-spaced candidate sizes ...
+    sigma_min: float = 0.008        # ... from (image units; 0.008 = 0.77 px at 96 px)
+    sigma_max: float = 0.3          # ... to
+    r2_threshold: float = 0.05      # centres of voxels below this cross-validated R^2 are NaN
+    chunk_voxels: int = 256         # voxels fitted together; memory ~ n_runs * chunk * S^2 floats
+
+
+@dataclass(frozen=True)
+class Vim2Config:
+    """Reading the vim-2 release (Nishimoto et al. 2011, CRCNS) instead of the raw layout."""
+
+    subject: int = 1                # VoxelResponses_subject{1,2,3}.mat
+    stimulus_hz: float = 15.0       # frame rate of Stimuli.mat
+    tr: float = 1.0                 # seconds per volume
+    run_volumes: int = 600          # training volumes per run (blocks for leave-one-run-out)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a run."""
 
     name: str = "fixed_rf"
+    dataset: str = "raw"            # raw (the package's raw layout) | vim2
     data: DataConfig = field(default_factory=DataConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    prf: PRFConfig = field(default_factory=PRFConfig)
+    vim2: Vim2Config = field(default_factory=Vim2Config)
 
 
 def _coerce(value, annotation, key):
