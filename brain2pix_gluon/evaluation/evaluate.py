@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__
 from ..config import EvalConfig, config_to_dict
 from ..errors import DataError
-from ..io.reconstructions import read_reconstructions
+from ..io.reconstructions import read_reconstructions, targets_checksum
 from ..model_zoo.pretrained import is_random
 from ..utils import get_logger, progress, write_json_atomic
 from .features import LAYERS, FeatureExtractor, build_feature_nets, clip_indices
@@ -137,7 +137,9 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         Receives ``results.json`` and ``per_frame.csv``.
     eval_config : EvalConfig, optional
     baselines : dict of str -> str, optional
-        Name -> reconstruction file of the same test frames (binomial tests).
+        Name -> reconstruction file of the same test frames (binomial tests). The ground truths
+        must be identical, frame by frame (same sha256 of the target frames); otherwise
+        :class:`DataError`.
     experiment : str
         Table group: ``baseline``, ``roi``, ``ablation``, ``data_size`` (or anything else).
     label : str, optional
@@ -160,6 +162,17 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
                                      cfg.imagenet_normalize, ctx)
     sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
     data = _load(recon_path, cfg.max_frames)
+    ours = targets_checksum(data["targets"])    # of the frames evaluated (max_frames applied)
+    others = {}
+    for name, path in (baselines or {}).items():    # refused before any feature is computed
+        other = others[name] = _load(path, cfg.max_frames)
+        theirs_sum = targets_checksum(other["targets"])
+        if theirs_sum != ours:
+            raise DataError(
+                f"baseline {name} ({path}): its ground-truth frames differ from those of "
+                f"{recon_path} (sha256 of the {len(other['targets'])} target frames "
+                f"{theirs_sum[:12]}... vs {ours[:12]}... of {len(data['targets'])}); both must "
+                f"reconstruct the same test set in the same order (same prepared test.h5)")
     runs, frames = data["samples"][:, 0], data["samples"][:, 1]
     per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
                               cfg.batch_size, show_progress)
@@ -189,6 +202,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
                      f"{'on' if cfg.imagenet_normalize else 'off'}",
         "chance_rule": "frame i vs ground truth of frame (i + n'/2) mod n' (n' = even part of n)",
         "n_frames": int(len(runs)),
+        "targets_sha256": ours,
         "metrics": _summaries(per_frame),
         "field_metrics": {k: summarize(per_frame[k]) for k in
                           ("pixcorr", "ssim", "psnr", "twoway_alexnet2", "twoway_alexnet5")},
@@ -196,10 +210,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     }
     results["field_metrics"]["flow_epe"] = summarize(epe)
     for name, path in (baselines or {}).items():
-        other = _load(path, cfg.max_frames)
-        if not np.array_equal(other["samples"], data["samples"]):
-            raise DataError(f"baseline {name} ({path}): its samples differ from {recon_path}; "
-                            f"both must reconstruct the same test frames in the same order")
+        other = others[name]
         theirs = frame_metrics(other["reconstructions"], other["targets"],
                                other["samples"][:, 0], extractor, cfg.batch_size, show_progress)
         wins = [better(per_frame[k], theirs[k], k.endswith("_r")) for k in METRICS]
