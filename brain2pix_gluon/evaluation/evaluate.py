@@ -155,12 +155,6 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     cfg = eval_config or EvalConfig()
     ctx = ctx or mx.cpu()
     log = get_logger()
-    sources = None
-    if extractor is None:
-        alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
-        extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
-                                     cfg.imagenet_normalize, ctx)
-    sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
     data = _load(recon_path, cfg.max_frames)
     ours = targets_checksum(data["targets"])    # of the frames evaluated (max_frames applied)
     others = {}
@@ -173,6 +167,12 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
                 f"{recon_path} (sha256 of the {len(other['targets'])} target frames "
                 f"{theirs_sum[:12]}... vs {ours[:12]}... of {len(data['targets'])}); both must "
                 f"reconstruct the same test set in the same order (same prepared test.h5)")
+    sources = None
+    if extractor is None:
+        alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
+        extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
+                                     cfg.imagenet_normalize, ctx)
+    sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
     runs, frames = data["samples"][:, 0], data["samples"][:, 1]
     per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
                               cfg.batch_size, show_progress)

@@ -87,7 +87,7 @@ def check_free_space(path, needed):
     folder = os.path.dirname(os.path.abspath(path))
     free = shutil.disk_usage(folder).free
     if free < needed + RESERVE_BYTES:
-        raise OSError(errno.ENOSPC, f"No space left on device: writing {path} needs about "
+        raise OSError(errno.ENOSPC, f"No space left on device: writing needs about "
                       f"{(needed + RESERVE_BYTES) / 1e6:.1f} MB (uncompressed estimate) but "
                       f"{free / 1e6:.1f} MB are free", path)
 
