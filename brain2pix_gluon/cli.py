@@ -85,7 +85,7 @@ def cmd_inspect(args):
               f"{info['bytes_per_1000_samples'] / 1e6:.1f} MB per 1,000 samples")
         for name, d in sorted(info["datasets"].items()):
             print(f"   /{name:<18} {str(tuple(d['shape'])):<24} {d['dtype']:<8} "
-                  f"{d['compression'] or ''}")
+                  f"{d['compression'] or '':<5}{' fletcher32' if d.get('fletcher32') else ''}")
         cfg = info["config"]
         print(f"   data config: shift {cfg.get('shift')}, window {cfg.get('n_trs')} TRs, size "
               f"{cfg.get('image_size')}, fisheye {cfg.get('fisheye')} (max_ratio "

@@ -276,6 +276,10 @@ class CheckedDataset:
     def __len__(self):
         return len(self._dataset)
 
+    def __array__(self, dtype=None, copy=None):
+        values = self[()]
+        return values if dtype is None else values.astype(dtype)
+
     def __getattr__(self, name):
         return getattr(self._dataset, name)
 
