@@ -97,7 +97,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     hybridize: bool = True
-    amp: bool = False               # mixed precision, GPU only
+    amp: bool = False               # mixed precision (MXNet AMP, dynamic loss scaling), GPU only
+    kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
     profile: str = "paper"          # paper | quick (outputs of quick runs say so)
@@ -265,6 +266,7 @@ def _validate(config):
     check_choice(config.data.rf_index_order, "data.rf_index_order", ("reference", "transpose"))
     check_choice(config.data.compression, "data.compression", ("gzip", "lzf", "none"))
     check_choice(config.train.profile, "train.profile", ("paper", "quick"))
+    check_choice(config.train.kvstore, "train.kvstore", ("device", "nccl", "local"))
     for roi in config.data.rois:
         check_choice(roi, "data.rois", ("V1", "V2", "V3"))
     if config.model.ngf < 16 or config.model.ngf % 8:

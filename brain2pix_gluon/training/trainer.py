@@ -20,6 +20,7 @@ from ..visualize import save_grid
 from .builder import build_networks, dataset_mode, uses_rf_images
 from .checkpoint import (checkpoint_dir, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
+from .amp import loss_scaling
 from .history import HistoryBuffer
 from .losses import feature_distance, l1_loss
 from .steps import generator_input, update_discriminator, update_generator
@@ -118,14 +119,14 @@ class Trainer:
         g_params = self.nets["net_g"].collect_params()
         if self.nets["learned_rf"] is not None:
             g_params.update(self.nets["learned_rf"].collect_params())
-        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt)),
+        # AMP unscales the gradients in the update, so they must not be applied on the kvstore
+        kv = {"kvstore": config.train.kvstore, "update_on_kvstore": False if config.train.amp else None}
+        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt), **kv),
                          "trainer_d": gluon.Trainer(self.nets["net_d"].collect_params(), "adam",
-                                                    dict(opt))}
-        if config.train.amp:
-            from mxnet.contrib import amp
-
-            for trainer in self.trainers.values():
-                amp.init_trainer(trainer)
+                                                    dict(opt), **kv)}
+        # AMP's dynamic loss scaling (one scaler per trainer) or plain fp32 backward and step
+        self.scalers = {name: loss_scaling(trainer, config.train.amp)
+                        for name, trainer in self.trainers.items()}
         self.history = HistoryBuffer(config.train.history_capacity, config.train.history_swap_prob,
                                      seed=config.train.seed)
         self.epoch, self.step, self.global_step = 0, 0, 0
@@ -160,7 +161,8 @@ class Trainer:
     def save(self):
         """Write a checkpoint of the current (epoch, step)."""
         state = state_for(self.config, epoch=self.epoch, step=self.step,
-                          global_step=self.global_step, provenance=self.provenance())
+                          global_step=self.global_step, provenance=self.provenance(),
+                          loss_scaling={k: s.state() for k, s in self.scalers.items()})
         return save_checkpoint(self.run_dir, self.nets, self.trainers, self.history, state)
 
     def resume(self):
@@ -179,6 +181,8 @@ class Trainer:
                                   f"or the same config.")
         restore_checkpoint(directory, self.nets, self.trainers, self.history, self.ctx)
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        for name, scaler in self.scalers.items():
+            scaler.load_state(state.get("loss_scaling", {}).get(name, {}))
         self.log.info("resumed %s at epoch %d, step %d", directory, self.epoch, self.step)
         return True
 
@@ -264,10 +268,11 @@ class Trainer:
         if lc.adversarial_weight != 0:
             out["d"] = update_discriminator(nets["net_g"], nets["net_d"], self.trainers["trainer_d"],
                                             self.history, rf, target, voxels, nets["learned_rf"],
-                                            include_rf=self.include_rf)
+                                            include_rf=self.include_rf,
+                                            scaler=self.scalers["trainer_d"])
         g = update_generator(nets["net_g"], nets["net_d"], self.trainers["trainer_g"],
                              self.feature_net, rf, target, lc, voxels, nets["learned_rf"],
-                             include_rf=self.include_rf)
+                             include_rf=self.include_rf, scaler=self.scalers["trainer_g"])
         out.update({("g" if k == "total" else k): v for k, v in g.items()})
         return out
 
