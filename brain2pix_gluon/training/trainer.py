@@ -110,7 +110,7 @@ class Trainer:
         if self.feature_net is None and config.loss.feature_weight != 0:
             self.feature_net = vgg_features(config.loss.feature_weights, config.loss.feature_layers,
                                             config.loss.feature_resize,
-                                            config.loss.imagenet_normalize, ctx=self.ctx[0],
+                                            config.loss.imagenet_normalize, ctx=self.ctx,
                                             seed=config.train.seed)
             if config.train.hybridize:
                 self.feature_net.hybridize(static_alloc=True)
