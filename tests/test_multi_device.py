@@ -13,6 +13,7 @@ import os
 
 import mxnet as mx
 import numpy as np
+import pytest
 from mxnet import gluon
 
 from brain2pix_gluon.config import LossConfig
@@ -112,3 +113,15 @@ def test_history_hands_a_stored_sample_to_the_context_asking():
     out = history.query(mx.nd.array([[[[3.0]]], [[[4.0]]]], ctx=mx.cpu(1)))
     assert out.context == mx.cpu(1)
     assert sorted(out.asnumpy().ravel()) != [3.0, 4.0]      # old samples came back
+
+
+@pytest.mark.parametrize("argv", [["reconstruct", "RUN", "DATA", "OUT"],
+                                  ["evaluate", "RECON.h5", "--out", "OUT"],
+                                  ["baseline", "nishimoto", "--data", "DATA", "--out", "OUT"]])
+def test_inference_commands_take_gpus(argv, capsys):
+    from brain2pix_gluon.cli import main
+
+    if mx.context.num_gpus() > 0:
+        pytest.skip("this MXNet sees a GPU")
+    assert main(argv + ["--gpus", "0"]) == 2
+    assert "--gpus 0: this MXNet sees 0 GPU(s)" in capsys.readouterr().err
