@@ -40,7 +40,8 @@ def _device_mean(losses, sync):
     ctx = losses[0].context
     mean = losses[0] if len(losses) == 1 else \
         mx.nd.add_n(*[loss.as_in_context(ctx) for loss in losses]) / len(losses)
-    return float(mean.asscalar()) if sync else mean
+    # float32 also under AMP, so that sums over an epoch neither overflow nor round away
+    return float(mean.asscalar()) if sync else mean.astype("float32", copy=False)
 
 
 def generator_input(rf_images, voxels=None, learned_rf=None, mask=None, include_rf=True):

@@ -28,6 +28,8 @@ from .steps import generator_input, update_discriminator, update_generator
 __all__ = ["Trainer", "make_contexts"]
 
 # Keys that may differ between a checkpoint and the config of the run resuming it.
+# Iterations between two reads of the loss values (each read waits for the device).
+_READ_EVERY = 10
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch")}
 
 
@@ -241,7 +243,7 @@ class Trainer:
                 for batch in loader:
                     if self.step >= n_steps:
                         break
-                    losses = self.train_step(batch)
+                    losses = self.train_step(batch, sync=False)     # NDArrays, not waited for
                     for k, v in losses.items():
                         sums[k] = sums.get(k, 0.0) + v
                     count += 1
@@ -249,7 +251,9 @@ class Trainer:
                     self.global_step += 1
                     done_here += 1
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    if self.step % _READ_EVERY == 0:   # reading a loss waits for its step
+                        bar.set_postfix({k: f"{v.asscalar():.3f}" for k, v in losses.items()},
+                                        refresh=False)
                     if stop.requested or (stop_after_steps is not None and done_here >= stop_after_steps):
                         bar.close()
                         path = self.save()
@@ -257,11 +261,16 @@ class Trainer:
                                       "--resume to continue", self.epoch + 1, self.step, path)
                         return "interrupted"
                 bar.close()
-                self._end_epoch({k: v / max(count, 1) for k, v in sums.items()}, time.time() - start)
+                self._end_epoch({k: float(v.asscalar()) / max(count, 1) for k, v in sums.items()},
+                                time.time() - start)
         return "complete"
 
-    def train_step(self, batch):
-        """One D step (skipped when the adversarial weight is 0) and one G step."""
+    def train_step(self, batch, sync=True):
+        """One D step (skipped when the adversarial weight is 0) and one G step.
+
+        Returns the losses as floats, or as NDArrays of shape (1,) when ``sync`` is false (the
+        host then need not wait for the step to finish).
+        """
         rf, voxels, target = self._unpack(self._split(batch))
         nets, lc = self.nets, self.config.loss
         out = {}
@@ -269,10 +278,11 @@ class Trainer:
             out["d"] = update_discriminator(nets["net_g"], nets["net_d"], self.trainers["trainer_d"],
                                             self.history, rf, target, voxels, nets["learned_rf"],
                                             include_rf=self.include_rf,
-                                            scaler=self.scalers["trainer_d"])
+                                            scaler=self.scalers["trainer_d"], sync=sync)
         g = update_generator(nets["net_g"], nets["net_d"], self.trainers["trainer_g"],
                              self.feature_net, rf, target, lc, voxels, nets["learned_rf"],
-                             include_rf=self.include_rf, scaler=self.scalers["trainer_g"])
+                             include_rf=self.include_rf, scaler=self.scalers["trainer_g"],
+                             sync=sync)
         out.update({("g" if k == "total" else k): v for k, v in g.items()})
         return out
 
