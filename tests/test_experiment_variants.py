@@ -26,3 +26,26 @@ def test_script_rejects_an_unknown_variant_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'V4'" in err and "v1_3" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_variant_runs_alone_and_leaves_the_tables(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from test_experiments import FAST, ROOT
+
+    env = dict(os.environ, BRAIN2PIX_DATA=str(tmp_path / "data"))
+    out = tmp_path / "results"
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "run_ablation.py"), "--profile", "quick",
+           "--out", str(out), "--weights", "random", "--no-progress", "--variant", "no_feature",
+           "--no-tables"] + FAST
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in (out / "ablation").iterdir()) == ["no_feature",
+                                                                     "summary_no_feature.json"]
+    summary = json.loads((out / "ablation" / "summary_no_feature.json").read_text())
+    assert [s["label"] for s in summary["variants"]] == ["No feature"]
+    assert summary["tables"] == []
+    assert os.path.exists(summary["variants"][0]["results"])
