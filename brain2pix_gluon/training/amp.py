@@ -81,7 +81,9 @@ class DynamicLossScaling:
 
     def backward(self, losses):
         """Back-propagate ``S * loss`` for every per-device loss."""
-        # as in MXNet's AMP tutorial: the multiplication by S is recorded, then back-propagated
+        # as in MXNet's AMP tutorial: the multiplication by S is recorded, then back-propagated.
+        # Every loss term ends in a mean, which AMP computes in float32 (its FP32 list), so S * loss
+        # cannot overflow float16.
         with autograd.record():
             with self.amp.scale_loss(list(losses), self.trainer) as scaled:
                 autograd.backward(scaled)
