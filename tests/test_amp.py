@@ -16,6 +16,7 @@ from mxnet.contrib import amp as mx_amp
 from mxnet.contrib.amp.loss_scaler import LossScaler
 
 from brain2pix_gluon.config import LossConfig
+from brain2pix_gluon.errors import CheckpointError
 from brain2pix_gluon.model_zoo import get_model, initialize_paper
 from brain2pix_gluon.training import HistoryBuffer, update_discriminator, update_generator
 from brain2pix_gluon.training.amp import DynamicLossScaling, FullPrecision, loss_scaling
@@ -85,9 +86,9 @@ def test_scaler_state_survives_a_json_round_trip():
     assert other.state() != saved
     other.load_state(saved)
     assert other.state() == saved
-    with pytest.raises(ValueError, match="unskipped"):
+    with pytest.raises(CheckpointError, match="unskipped"):
         other.load_state({"loss_scale": 1.0})
-    with pytest.raises(ValueError, match="train.amp"):
+    with pytest.raises(CheckpointError, match="train.amp"):
         FullPrecision(trainer).load_state(saved)
 
 

@@ -19,6 +19,8 @@ The AMP module is injected, so the scaling can be driven on CPU by tests.
 
 from mxnet import autograd
 
+from ..errors import CheckpointError
+
 __all__ = ["FullPrecision", "DynamicLossScaling", "loss_scaling"]
 
 
@@ -50,8 +52,8 @@ class FullPrecision:
     def load_state(self, state):
         """Accepts the (empty) state of :meth:`state`."""
         if state:
-            raise ValueError(f"loss scaling: an fp32 run has no loss-scale state, got {state!r} "
-                             f"(was the checkpoint made with train.amp=true?)")
+            raise CheckpointError(f"loss scaling: an fp32 run has no loss-scale state, got "
+                                  f"{state!r} (was the checkpoint made with train.amp=true?)")
 
 
 class DynamicLossScaling:
@@ -102,8 +104,8 @@ class DynamicLossScaling:
         scaler = self.trainer._amp_loss_scaler
         missing = [n.lstrip("_") for n in self._STATE if n.lstrip("_") not in state]
         if missing:
-            raise ValueError(f"loss scaling: state lacks {missing}; expected the keys "
-                             f"{[n.lstrip('_') for n in self._STATE]}, got {sorted(state)}")
+            raise CheckpointError(f"loss scaling: state lacks {missing}; expected the keys "
+                                  f"{[n.lstrip('_') for n in self._STATE]}, got {sorted(state)}")
         for name in self._STATE:
             value = state[name.lstrip("_")]
             setattr(scaler, name, int(value) if name in ("_scale_seq_len", "_unskipped")
