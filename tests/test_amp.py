@@ -164,3 +164,34 @@ def test_amp_without_a_gpu_is_a_clear_error(prepared_dir, tmp_path):
 
     with pytest.raises(ConfigError, match="train.amp.*GPU"):
         Trainer(tiny_config("train.amp=true"), f"{prepared_dir}/train.h5", str(tmp_path))
+
+
+def test_checkpoints_keep_the_loss_scale(prepared_dir, tmp_path):
+    from brain2pix_gluon.training.trainer import Trainer
+
+    from conftest import tiny_config
+
+    cfg = tiny_config("train.max_steps_per_epoch=2", "train.grid_samples=1")
+    train = f"{prepared_dir}/train.h5"
+
+    def amp_trainer():
+        trainer = Trainer(cfg, train, str(tmp_path), show_progress=False)
+        trainer.scalers = {k: DynamicLossScaling(t, amp=CpuAmp) for k, t in trainer.trainers.items()}
+        return trainer
+
+    first = amp_trainer()
+    first.scalers["trainer_g"].load_state({"loss_scale": 1024.0, "next_loss_scale": 512.0,
+                                           "max_loss_scale": 2.0 ** 24, "scale_seq_len": 2000,
+                                           "unskipped": 7})
+    assert first.fit(stop_after_steps=1) == "interrupted"
+    # the step ran at S = 1024 and found no overflow: S takes the pending 512, 8 clean steps
+    expected_g = {"loss_scale": 512.0, "next_loss_scale": 512.0, "max_loss_scale": 2.0 ** 24,
+                  "scale_seq_len": 2000, "unskipped": 8}
+    saved = json.loads((tmp_path / "checkpoints" / "latest" / "state.json").read_text())
+    assert saved["loss_scaling"]["trainer_g"] == expected_g
+    assert saved["loss_scaling"]["trainer_d"]["unskipped"] == 1
+    resumed = amp_trainer()
+    assert resumed.scalers["trainer_g"].state() != expected_g
+    assert resumed.resume()
+    assert resumed.scalers["trainer_g"].state() == expected_g
+    assert resumed.scalers["trainer_d"].state() == saved["loss_scaling"]["trainer_d"]
