@@ -17,19 +17,19 @@ from ..model_zoo.pretrained import is_random
 from ..model_zoo.vgg_features import vgg_features
 from ..utils import get_logger, progress, write_json_atomic
 from ..visualize import save_grid
+from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, uses_rf_images
 from .checkpoint import (checkpoint_dir, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
-from .amp import loss_scaling
 from .history import HistoryBuffer
 from .losses import feature_distance, l1_loss
 from .steps import generator_input, update_discriminator, update_generator
 
 __all__ = ["Trainer", "make_contexts"]
 
-# Keys that may differ between a checkpoint and the config of the run resuming it.
 # Iterations between two reads of the loss values (each read waits for the device).
 _READ_EVERY = 10
+# Keys that may differ between a checkpoint and the config of the run resuming it.
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch")}
 
 
@@ -122,7 +122,8 @@ class Trainer:
         if self.nets["learned_rf"] is not None:
             g_params.update(self.nets["learned_rf"].collect_params())
         # AMP unscales the gradients in the update, so they must not be applied on the kvstore
-        kv = {"kvstore": config.train.kvstore, "update_on_kvstore": False if config.train.amp else None}
+        kv = {"kvstore": config.train.kvstore,
+              "update_on_kvstore": False if config.train.amp else None}
         self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt), **kv),
                          "trainer_d": gluon.Trainer(self.nets["net_d"].collect_params(), "adam",
                                                     dict(opt), **kv)}
