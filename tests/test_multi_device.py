@@ -125,3 +125,14 @@ def test_inference_commands_take_gpus(argv, capsys):
         pytest.skip("this MXNet sees a GPU")
     assert main(argv + ["--gpus", "0"]) == 2
     assert "--gpus 0: this MXNet sees 0 GPU(s)" in capsys.readouterr().err
+
+
+def test_kvstore_is_a_checked_config_choice_passed_to_both_optimisers(prepared_dir, tmp_path):
+    from brain2pix_gluon.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.kvstore.*'nccl'.*'dist_sync'"):
+        tiny_config("train.kvstore=dist_sync")
+    trainer = Trainer(tiny_config("train.kvstore=local"), os.path.join(prepared_dir, "train.h5"),
+                      str(tmp_path), ctx=TWO, show_progress=False)
+    for name in ("trainer_g", "trainer_d"):
+        assert trainer.trainers[name]._kvstore_params["kvstore"] == "local"
