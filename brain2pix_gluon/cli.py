@@ -238,7 +238,8 @@ def build_parser():
     p.add_argument("prepared_dir")
     p.add_argument("out")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--gpus", default="")
+    p.add_argument("--gpus", default="", help="e.g. 0: run on that GPU (of a list, the first "
+                   "is used); CPU when empty")
     common(p, config=False)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -250,7 +251,8 @@ def build_parser():
     p.add_argument("--experiment", default="misc",
                    help="table group: baseline, roi, ablation, data_size")
     p.add_argument("--label", help="row name in the tables (default: the model name)")
-    p.add_argument("--gpus", default="")
+    p.add_argument("--gpus", default="", help="e.g. 0: run on that GPU (of a list, the first "
+                   "is used); CPU when empty")
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -260,7 +262,8 @@ def build_parser():
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
-    p.add_argument("--gpus", default="")
+    p.add_argument("--gpus", default="", help="e.g. 0: run on that GPU (of a list, the first "
+                   "is used); CPU when empty")
     common(p)
     p.set_defaults(func=cmd_baseline)
 

@@ -98,7 +98,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     hybridize: bool = True
-    amp: bool = False               # mixed precision, GPU only
+    amp: bool = False               # mixed precision (MXNet AMP, dynamic loss scaling), GPU only
+    kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
     profile: str = "paper"          # paper | quick (outputs of quick runs say so)
@@ -422,6 +423,7 @@ RULES = {
                            "an integer >= 0 (0 = no grid pictures)"),
     "train.profile": _one_of("paper", "quick"),
     "train.input_control": _one_of("none", "time_shuffled"),
+    "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation
     "evaluation.feature_weights": _text(),
     "evaluation.alexnet_size": ((lambda v: isinstance(v, int) and v >= 63),

@@ -21,7 +21,8 @@ from .errors import Brain2PixError
 from .profiles import apply_profile
 from .utils import get_logger, write_json_atomic
 
-__all__ = ["Variant", "EXPERIMENTS", "TABLE_GROUPS", "run_experiment", "experiment_config", "main"]
+__all__ = ["Variant", "EXPERIMENTS", "TABLE_GROUPS", "run_experiment", "experiment_config",
+           "select_variants", "main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +84,8 @@ def _baseline_files(out_root, exclude_label):
     return found
 
 
-def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx, show_progress,
-                 evaluate_it=True):
+def _run_variant(name, variant, data, out_root, profile, overrides, weights, contexts,
+                 show_progress, evaluate_it=True):
     from .baselines import run_nishimoto_baseline
     from .evaluation.evaluate import evaluate
     from .reconstruct import reconstruct
@@ -92,6 +93,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
     from .training.trainer import Trainer
 
     log = get_logger()
+    ctx = contexts[0]           # training is data parallel over all; inference uses the first
     group = TABLE_GROUPS[name]
     vdir = os.path.join(out_root, name, variant.slug)
     config = experiment_config(variant.config, profile, overrides, weights)
@@ -108,7 +110,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
         marks = []
     else:
         trainer = Trainer(config, os.path.join(data, "train.h5"), vdir,
-                          os.path.join(data, "test.h5"), ctx=[ctx], show_progress=show_progress)
+                          os.path.join(data, "test.h5"), ctx=contexts, show_progress=show_progress)
         trainer.resume()
         if trainer.epoch < config.train.epochs:
             log.info("%s / %s: training epochs %d..%d", name, variant.label, trainer.epoch + 1,
@@ -146,8 +148,31 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, ctx
     return status
 
 
+def select_variants(name, wanted=None):
+    """The variants of experiment ``name`` named in ``wanted`` (labels or slugs), in table order.
+
+    Raises
+    ------
+    Brain2PixError
+        When a name is not a variant of the experiment (the message lists them).
+    """
+    all_variants = EXPERIMENTS[name][2]
+    if not wanted:
+        return list(all_variants)
+    known = {key: v for v in all_variants for key in (v.label, v.slug)}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise Brain2PixError(f"--variant {', '.join(map(repr, unknown))}: not a variant of "
+                             f"experiment {name!r}; expected one of "
+                             f"{[v.slug for v in all_variants]} (or their labels "
+                             f"{[v.label for v in all_variants]})")
+    chosen = {known[w].label for w in wanted}
+    return [v for v in all_variants if v.label in chosen]
+
+
 def run_experiment(name, data=None, out="results", profile="paper", overrides=(), weights=None,
-                   gpus="", data_home=None, show_progress=True, variants=None, evaluate=True):
+                   gpus="", data_home=None, show_progress=True, variants=None, evaluate=True,
+                   tables=True):
     """Run one of the paper's experiments end to end (see the module docstring).
 
     Parameters
@@ -165,14 +190,19 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     weights : str, optional
         Sets both ``loss.feature_weights`` and ``evaluation.feature_weights``.
     variants : sequence of str, optional
-        Labels to run (default: all).
+        Variants to run, by label (``"No feature"``) or slug (``no_feature``); default: all. One
+        variant per job lets a cluster scheduler run an experiment's trainings side by side.
     evaluate : bool
         False stops after the reconstructions (no feature-network evaluation, no tables).
+    tables : bool
+        False skips the tables (jobs running variants side by side; ``brain2pix tables`` makes
+        them once all have finished).
 
     Returns
     -------
     dict
-        The summary written to ``OUT/<name>/summary.json``.
+        The summary written to ``OUT/<name>/summary.json`` (``summary_<slugs>.json`` when only
+        some variants ran).
     """
     from .datasets import simulated_dataset
     from .evaluation.tables import write_tables
@@ -181,23 +211,25 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     if name not in EXPERIMENTS:
         raise Brain2PixError(f"experiment {name!r} unknown; expected one of {sorted(EXPERIMENTS)}")
     title, group, all_variants = EXPERIMENTS[name]
+    chosen = select_variants(name, variants)
     base = experiment_config("fixed_rf", profile, overrides, weights)
     if data is None:
         data = simulated_dataset(base, data_home, show_progress)
-    ctx = make_contexts(gpus)[0]
+    contexts = make_contexts(gpus)
     start = time.time()
-    chosen = [v for v in all_variants if not variants or v.label in variants]
-    statuses = [_run_variant(name, v, data, out, profile, overrides, weights, ctx, show_progress,
-                             evaluate) for v in chosen]
+    statuses = [_run_variant(name, v, data, out, profile, overrides, weights, contexts,
+                             show_progress, evaluate) for v in chosen]
     tables = write_tables(os.path.join(out, name), os.path.join(out, name, "tables")) \
-        if evaluate else []
+        if evaluate and tables else []
     marks = sorted({m for s in statuses for m in s["marks"]})
     summary = {"experiment": name, "title": title, "table_group": group, "profile": profile,
                "data": os.path.abspath(data), "marks": marks, "variants": statuses,
                "tables": tables, "seconds": round(time.time() - start, 1),
                "package_version": __version__,
                "config": config_to_dict(base)}
-    write_json_atomic(os.path.join(out, name, "summary.json"), summary)
+    # jobs running single variants side by side each keep their own summary
+    part = "" if len(chosen) == len(all_variants) else "_" + "+".join(v.slug for v in chosen)
+    write_json_atomic(os.path.join(out, name, f"summary{part}.json"), summary)
     return summary
 
 
@@ -213,8 +245,14 @@ def main(name, argv=None):
     parser.add_argument("--profile", choices=("paper", "quick"), default="paper")
     parser.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
                         "(default: the configs' 'pretrained')")
-    parser.add_argument("--gpus", default="", help="e.g. 0 (default: CPU)")
-    parser.add_argument("--variant", action="append", help="run only this row (repeatable)")
+    parser.add_argument("--gpus", default="", help="e.g. 0, or 0,1 to train data parallel "
+                        "(default: CPU)")
+    variant_names = ", ".join(v.slug for v in EXPERIMENTS[name][2])
+    parser.add_argument("--variant", action="append", metavar="NAME",
+                        help=f"run only this variant (repeatable; one of: {variant_names}); "
+                        f"tables cover every variant whose results exist")
+    parser.add_argument("--no-tables", action="store_true",
+                        help="skip the tables (e.g. in array jobs; run `brain2pix tables` after)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args(argv)
@@ -223,7 +261,7 @@ def main(name, argv=None):
     try:
         summary = run_experiment(name, args.data, out, args.profile, args.overrides, args.weights,
                                  args.gpus, show_progress=not args.no_progress,
-                                 variants=args.variant)
+                                 variants=args.variant, tables=not args.no_tables)
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc or 'run the script again to resume'}", file=sys.stderr)
         return 130
