@@ -1,37 +1,19 @@
-"""The ``brain2pix`` command: simulate, estimate-rf, prepare, inspect, train, reconstruct, evaluate,
-tables."""
+"""The ``brain2pix`` command, the package's one entry point: simulate, estimate-rf, prepare,
+inspect, train, reconstruct, evaluate, baseline, tables, experiment, demo.
+
+Every command that uses settings takes ``section.key=value`` overrides anywhere on its line (they
+win over ``--config`` and ``--profile``); ``brain2pix COMMAND --help`` lists its options."""
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
 
 from .errors import Brain2PixError, describe_os_error
+from .utils import setup_logging
 
 __all__ = ["main", "build_parser"]
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def _setup_logging(verbose):
-    logger = logging.getLogger("brain2pix_gluon")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("[brain2pix] %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _config(args):
@@ -187,6 +169,25 @@ def cmd_tables(args):
     print(f"{len(written)} files written next to {md}")
 
 
+def cmd_experiment(args):
+    from .experiments import run_experiment
+
+    profile = args.profile or "paper"
+    out = args.out or ("results" if profile == "paper" else "results-quick")
+    summary = run_experiment(args.name, args.data, out, profile, args.overrides, args.weights,
+                             args.gpus, show_progress=not args.no_progress, variants=args.variant,
+                             tables=not args.no_tables)
+    print(f"{summary['title']} ({summary['profile']} profile) -> {os.path.join(out, args.name)}")
+    if summary["marks"]:
+        print("  marks: " + "; ".join(summary["marks"]))
+    for status in summary["variants"]:
+        print(f"  {status['label']:<16} {status['results']}")
+    md = [t for t in summary["tables"] if t.endswith("tables.md")]
+    if md:
+        with open(md[0]) as handle:
+            print(handle.read())
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -267,6 +268,28 @@ def build_parser():
     common(p)
     p.set_defaults(func=cmd_baseline)
 
+    from .experiments.registry import EXPERIMENTS
+
+    p = sub.add_parser("experiment", help="one of the paper's seven experiments end to end: train "
+                       "every variant, reconstruct, evaluate, tables (skips finished steps, resumes "
+                       "interrupted training)")
+    p.add_argument("name", choices=list(EXPERIMENTS),
+                   help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
+    p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
+    p.add_argument("--out", help="results root (default results, or results-quick)")
+    p.add_argument("--profile", choices=("paper", "quick"), default=None)
+    p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
+                   "(default: the configs' 'pretrained')")
+    p.add_argument("--gpus", default="", help="e.g. 0, or 0,1 to train data parallel (default: CPU)")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="run only this variant, by slug or label (repeatable); tables cover every "
+                   "variant whose results exist")
+    p.add_argument("--no-tables", action="store_true",
+                   help="skip the tables (e.g. in array jobs; run `brain2pix tables` after)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(func=cmd_experiment)
+
     p = sub.add_parser("tables", help="Tables 1-8 (Markdown, CSV, LaTeX) from results.json files")
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
@@ -324,7 +347,7 @@ def main(argv=None):
         parser.error(f"{args.command} takes no section.key=value overrides, got {overrides}")
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides or []) + overrides
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         args.func(args)
     except Brain2PixError as exc:
@@ -333,8 +356,9 @@ def main(argv=None):
     except OSError as exc:
         print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"brain2pix {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else "; run it again to resume"
+        print(f"brain2pix {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
     return 0
 

@@ -98,7 +98,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True):
 
 
 def main(argv=None):
-    from .cli import _setup_logging
+    from .utils import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_output")
@@ -107,7 +107,7 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args(argv)
-    _setup_logging(False)
+    setup_logging(False)
     s = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
     c = s["synthetic_vs_mean_frame"]
     print("\n=== brain2pix demo finished in %.0f s ===" % s["seconds"])

@@ -2,8 +2,9 @@
 
 import pytest
 
+from brain2pix_gluon.cli import main
 from brain2pix_gluon.errors import Brain2PixError
-from brain2pix_gluon.experiments import main, select_variants
+from brain2pix_gluon.experiments import select_variants
 
 
 def test_variants_are_chosen_by_slug_or_label_in_table_order():
@@ -22,7 +23,8 @@ def test_an_unknown_variant_names_the_valid_ones():
 
 def test_script_rejects_an_unknown_variant_before_any_work(tmp_path, capsys):
     # exits before the (slow) simulated dataset is made: no data argument is needed
-    assert main("roi", ["--variant", "V4", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert main(["experiment", "roi", "--variant", "V4", "--out", str(tmp_path),
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "'V4'" in err and "v1_3" in err
     assert list(tmp_path.iterdir()) == []
