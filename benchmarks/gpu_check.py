@@ -198,7 +198,7 @@ def loader_throughput(config, data, workdir, n_batches):
 def quick_epoch_and_evaluation(config, data, device, workdir):
     """One quick-profile epoch end to end, then reconstruct and evaluate the test set."""
     from brain2pix_gluon.evaluation.evaluate import evaluate
-    from brain2pix_gluon.reconstruct import reconstruct
+    from brain2pix_gluon.training.inference import reconstruct
 
     run_dir = os.path.join(workdir, "quick")
     trainer = make_trainer(config, data, run_dir, device)

@@ -114,7 +114,7 @@ def cmd_train(args):
 
 
 def cmd_reconstruct(args):
-    from .reconstruct import reconstruct
+    from .training.inference import reconstruct
     from .training.trainer import make_contexts
 
     paths = reconstruct(args.checkpoint, args.prepared_dir, args.out, split=args.split,

@@ -50,7 +50,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
                  show_progress, evaluate_it=True):
     from ..baselines import run_nishimoto_baseline
     from ..evaluation.evaluate import evaluate
-    from ..reconstruct import reconstruct
+    from ..training.inference import reconstruct
     from ..training.checkpoint import checkpoint_dir
     from ..training.trainer import Trainer
 

@@ -24,15 +24,16 @@ from ..data.dataset import EpochSampler, RFSImageDataset
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model_zoo.pretrained import is_random
 from ..model_zoo.vgg_features import vgg_features
-from ..utils import get_logger, progress, write_json_atomic
 from ..plotting import save_grid
+from ..utils import get_logger, progress, write_json_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, uses_rf_images
 from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
 from .history import HistoryBuffer
+from .inference import generate
 from .losses import feature_distance, l1_loss
-from .steps import generator_input, update_discriminator, update_generator
+from .steps import update_discriminator, update_generator
 
 __all__ = ["Trainer", "make_contexts"]
 
@@ -447,9 +448,8 @@ class Trainer:
         rf, voxels, _ = self._unpack(self._split(batch))
         outs = []
         for k, x in enumerate(rf):
-            inp = generator_input(x, voxels[k] if voxels else None, self.nets["learned_rf"],
-                                  include_rf=self.include_rf)
-            outs.append(self.nets["net_g"](inp).as_in_context(self.ctx[0]))
+            fake = generate(self.nets, x, voxels[k] if voxels else None, self.include_rf)
+            outs.append(fake.as_in_context(self.ctx[0]))
         return mx.nd.concat(*outs, dim=0)
 
     def evaluate(self, dataset=None, batch_size=None):
