@@ -68,6 +68,7 @@ class ModelConfig:
     fc_hidden: typing.Tuple[int, ...] = (512, 256, 512)   # baseline 3's dense widths
     bn_momentum: float = 0.1        # MXNet meaning: running = 0.1 running + 0.9 batch
     init_sigma: float = 0.02
+    learned_rf_mask: bool = False   # [code!=paper] eq. 4: LearnedRF maps only where a voxel lands
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,7 @@ RULES = {
     "model.fc_hidden": _tuple_of(_int_at_least(1)),
     "model.bn_momentum": _number(0, 1),
     "model.init_sigma": _number(0, low_open=True),
+    "model.learned_rf_mask": _boolean(),
     # loss
     "loss.adversarial_weight": _number(0),
     "loss.feature_weight": _number(0),
@@ -466,6 +468,9 @@ def _cross_checks(config):
     if config.prf.sigma_min >= config.prf.sigma_max:
         yield ("prf.sigma_min, prf.sigma_max", "sigma_min < sigma_max",
                (config.prf.sigma_min, config.prf.sigma_max))
+    if config.model.learned_rf_mask and config.model.variant != "learned_rf":
+        yield ("model.learned_rf_mask", "false unless model.variant is learned_rf (the mask "
+               "restricts the LearnedRF maps)", f"true with variant {config.model.variant!r}")
     if loss.adversarial_weight == loss.feature_weight == loss.pixel_weight == 0:
         yield ("loss.adversarial_weight, loss.feature_weight, loss.pixel_weight",
                "at least one weight > 0 (else the generator learns nothing)", "all 0")

@@ -17,14 +17,14 @@ from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
 from ..plotting import input_preview, side_by_side
 from ..utils import get_logger, progress
-from .builder import build_networks, dataset_mode, uses_rf_images
+from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import load_checkpoint_state
 from .steps import generator_input
 
 __all__ = ["generate", "load_generator", "reconstruct", "reconstruct_dataset"]
 
 
-def generate(nets, rf_images, voxels=None, include_rf=True):
+def generate(nets, rf_images, voxels=None, include_rf=True, rf_mask=None):
     """Reconstructions of one batch on one device, in inference mode.
 
     Parameters
@@ -36,12 +36,14 @@ def generate(nets, rf_images, voxels=None, include_rf=True):
         The ROI voxels (LearnedRF and the Shen-like baseline).
     include_rf : bool
         False for generators that take no RFSimages (the Shen-like baseline).
+    rf_mask : NDArray, shape (1, R*T, S, S), optional
+        The paper's eq. 4 mask of the LearnedRF maps (``model.learned_rf_mask``).
 
     Returns
     -------
     NDArray, shape (N, 3, S, S)
     """
-    inp = generator_input(rf_images, voxels, nets["learned_rf"], include_rf=include_rf)
+    inp = generator_input(rf_images, voxels, nets["learned_rf"], rf_mask, include_rf)
     return nets["net_g"](inp)
 
 
@@ -84,6 +86,7 @@ def reconstruct_dataset(nets, config, dataset, batch_size=16, ctx=None, show_pro
     """
     ctx = ctx or mx.cpu()
     include_rf = uses_rf_images(config)
+    rf_mask = learned_rf_mask(config, dataset, ctx)
     inputs, recons, targets = [], [], []
     starts = range(0, len(dataset), batch_size)
     for start in progress(starts, desc="reconstruct", enabled=show_progress, unit="batch"):
@@ -91,7 +94,7 @@ def reconstruct_dataset(nets, config, dataset, batch_size=16, ctx=None, show_pro
         parts = [np.stack([it[k] for it in items]) for k in range(len(items[0]))]
         voxels = mx.nd.array(parts[1], ctx=ctx) if len(parts) == 3 else None
         x = mx.nd.array(parts[0], ctx=ctx)
-        recons.append(generate(nets, x, voxels, include_rf).asnumpy())
+        recons.append(generate(nets, x, voxels, include_rf, rf_mask).asnumpy())
         inputs.append(parts[0])
         targets.append(parts[-1])
     return np.concatenate(inputs), np.concatenate(recons), np.concatenate(targets)

@@ -62,7 +62,7 @@ def generator_input(rf_images, voxels=None, learned_rf=None, mask=None, include_
         return rf_images
     maps = learned_rf(voxels)
     if mask is not None:
-        maps = mx.nd.broadcast_mul(maps, mask)
+        maps = mx.nd.broadcast_mul(maps, mask.as_in_context(maps.context))
     return rf_images + maps if include_rf else maps
 
 

@@ -27,7 +27,7 @@ from ..model_zoo.vgg_features import vgg_features
 from ..plotting import save_grid
 from ..utils import get_logger, progress, write_json_atomic
 from .amp import loss_scaling
-from .builder import build_networks, dataset_mode, uses_rf_images
+from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
 from .history import HistoryBuffer
@@ -139,6 +139,7 @@ class Trainer:
                               f"epoch would have no step")
         self.nets = build_networks(config, ds.in_channels, ds.n_voxels, ds.n_trs, ds.size, self.ctx)
         self.include_rf = uses_rf_images(config)
+        self.rf_mask = learned_rf_mask(config, ds, self.ctx[0])
         self.feature_net = feature_net
         if self.feature_net is None and config.loss.feature_weight != 0:
             self.feature_net = vgg_features(config.loss.feature_weights, config.loss.feature_layers,
@@ -434,11 +435,12 @@ class Trainer:
         if lc.adversarial_weight != 0:
             out["d"] = update_discriminator(nets["net_g"], nets["net_d"], self.trainers["trainer_d"],
                                             self.history, rf, target, voxels, nets["learned_rf"],
-                                            include_rf=self.include_rf,
+                                            rf_mask=self.rf_mask, include_rf=self.include_rf,
                                             scaler=self.scalers["trainer_d"], sync=sync)
         g = update_generator(nets["net_g"], nets["net_d"], self.trainers["trainer_g"],
                              self.feature_net, rf, target, lc, voxels, nets["learned_rf"],
-                             include_rf=self.include_rf, scaler=self.scalers["trainer_g"],
+                             rf_mask=self.rf_mask, include_rf=self.include_rf,
+                             scaler=self.scalers["trainer_g"],
                              sync=sync)
         out.update({("g" if k == "total" else k): v for k, v in g.items()})
         return out
@@ -448,7 +450,8 @@ class Trainer:
         rf, voxels, _ = self._unpack(self._split(batch))
         outs = []
         for k, x in enumerate(rf):
-            fake = generate(self.nets, x, voxels[k] if voxels else None, self.include_rf)
+            fake = generate(self.nets, x, voxels[k] if voxels else None, self.include_rf,
+                            self.rf_mask)
             outs.append(fake.as_in_context(self.ctx[0]))
         return mx.nd.concat(*outs, dim=0)
 
