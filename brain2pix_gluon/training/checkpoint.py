@@ -260,11 +260,6 @@ def restore_checkpoint(directory, nets, trainers, history, ctx):
     return extra
 
 
-def config_of(state):
-    """The resolved config stored in a checkpoint's state."""
-    return config_from_dict(state["config"])
-
-
 def state_for(config, **values):
     """A checkpoint state dict holding the resolved config and ``values``."""
     return {"config": config_to_dict(config), **values}
