@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data.dataset import RFSImageDataset
-from ..errors import CheckpointError
+from ..errors import CheckpointError, params_load_problem
 from ..io.prepared import open_prepared
 from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
@@ -70,9 +70,9 @@ def load_generator(checkpoint, n_voxels=None, in_channels=None, n_trs=5, size=96
             continue
         try:
             nets[name].load_parameters(os.path.join(directory, f"{name}.params"), ctx=ctx)
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {directory}: {name}.params does not match the test "
-                                  f"data's shape (ROIs/voxels/size): {exc}") from exc
+        except (AssertionError, mx.base.MXNetError) as exc:
+            raise CheckpointError(f"checkpoint {directory}: {name}.params "
+                                  f"{params_load_problem(exc)}") from exc
     return nets, config, state
 
 
