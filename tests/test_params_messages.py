@@ -41,9 +41,8 @@ def test_a_truncated_params_file_is_called_unreadable_not_a_shape_mismatch(run, 
 def test_params_of_another_network_are_called_a_mismatch(run):
     _, trainer, directory = run
     ds = trainer.train_set
-
-
-    shutil.copyfile(os.path.join(directory, "net_d.params"), os.path.join(directory, "net_g.params"))
+    shutil.copyfile(os.path.join(directory, "net_d.params"),
+                    os.path.join(directory, "net_g.params"))
     with pytest.raises(CheckpointError, match=r"net_g.params (does not match the network's "
                                               r"shapes|lacks parameters the network needs)"):
         load_generator(directory, ds.n_voxels, ds.in_channels, ds.n_trs, ds.size)
