@@ -3,7 +3,7 @@
 Experiment files (``configs/*.yaml``) list only what differs from these defaults; the resolved
 configuration is written beside every prepared dataset, checkpoint and result.
 
-Values follow ``SPEC.md``; where the authors' code and the paper disagree the code's behaviour is
+Values follow the paper and the authors' code (docs/method.md); where they disagree the code's behaviour is
 the default (marked [code!=paper] in the field comments).
 """
 
@@ -59,7 +59,7 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Networks (SPEC section 4)."""
+    """Networks (paper section 3.2.1; docs/method.md section 4)."""
 
     variant: str = "fixed_rf"       # fixed_rf | learned_rf | shen | fully_connected
     input: str = "fmri"             # fmri | synthetic (experiment 1: RF-sampled target pixels)
@@ -73,7 +73,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Generator and discriminator losses (SPEC section 5)."""
+    """Generator and discriminator losses (paper sections 3.2.1-3.2.2; docs/method.md section 5)."""
 
     adversarial_weight: float = 1.0
     feature_weight: float = 100.0
@@ -109,7 +109,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Feature networks and statistics of the evaluation (paper sections 3.5-3.6, SPEC 7).
+    """Feature networks and statistics of the evaluation (paper sections 3.5-3.6; docs/method.md section 7).
 
     The paper does not publish how frames become C3D clips nor the resizing/normalisation; these
     are our fixed choices (README, "Evaluation").

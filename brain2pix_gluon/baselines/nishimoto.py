@@ -1,4 +1,4 @@
-"""Baseline 1, Nishimoto-like: C3D encoding model + retrieval of training frames (SPEC 6).
+"""Baseline 1, Nishimoto-like: C3D encoding model + retrieval of training frames (paper section 3.5, Fig. 2).
 
 1. C3D fc6 features (4096) of every training sample, from its 16-frame clip (the evaluation's clip
    rule), streamed in batches into a float32 file.

@@ -1,4 +1,4 @@
-"""VGG-19 conv4_2 features for the generator's feature loss (SPEC section 5)."""
+"""VGG-19 conv4_2 features for the generator's feature loss (paper section 3.2.1; docs/method.md section 5)."""
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock
