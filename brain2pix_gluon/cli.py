@@ -193,6 +193,11 @@ def build_parser():
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def gpus(p, parallel=False):
+        p.add_argument("--gpus", default="", help=(
+            "e.g. 0, or 0,1 to train data parallel" if parallel else
+            "e.g. 0: run on that GPU (of a list, the first is used)") + "; CPU when empty")
+
     def common(p, config=True):
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if config:
@@ -230,7 +235,7 @@ def build_parser():
     p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
     p.add_argument("--out", help="run directory (default results/runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--gpus", default="", help="e.g. 0 or 0,1 (data parallel); CPU when empty")
+    gpus(p, parallel=True)
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -239,8 +244,7 @@ def build_parser():
     p.add_argument("prepared_dir")
     p.add_argument("out")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--gpus", default="", help="e.g. 0: run on that GPU (of a list, the first "
-                   "is used); CPU when empty")
+    gpus(p)
     common(p, config=False)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -252,8 +256,7 @@ def build_parser():
     p.add_argument("--experiment", default="misc",
                    help="table group: baseline, roi, ablation, data_size")
     p.add_argument("--label", help="row name in the tables (default: the model name)")
-    p.add_argument("--gpus", default="", help="e.g. 0: run on that GPU (of a list, the first "
-                   "is used); CPU when empty")
+    gpus(p)
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -263,8 +266,7 @@ def build_parser():
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
-    p.add_argument("--gpus", default="", help="e.g. 0: run on that GPU (of a list, the first "
-                   "is used); CPU when empty")
+    gpus(p)
     common(p)
     p.set_defaults(func=cmd_baseline)
 
@@ -280,7 +282,7 @@ def build_parser():
     p.add_argument("--profile", choices=("paper", "quick"), default=None)
     p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
                    "(default: the configs' 'pretrained')")
-    p.add_argument("--gpus", default="", help="e.g. 0, or 0,1 to train data parallel (default: CPU)")
+    gpus(p, parallel=True)
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant, by slug or label (repeatable); tables cover every "
                    "variant whose results exist")
