@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 from ..errors import DataError, check_array
+from .matlab import read_mat
 
 __all__ = ["MASK_KEYS", "load_roi_masks", "load_rf_centres", "load_run", "discover_runs",
            "file_checksum", "VIDEO_EXTENSIONS", "RUN_EXTENSIONS"]
@@ -47,27 +48,10 @@ def _require(path, what):
         raise DataError(f"{what}: file {path!s} does not exist")
 
 
-def _load_mat(path):
-    """Variables of a MATLAB file (v5 through scipy, v7.3 through h5py)."""
-    from scipy import io as sio
-
-    _require(path, "MATLAB file")
-    try:
-        data = sio.loadmat(path)
-        return {k: v for k, v in data.items() if not k.startswith("__")}
-    except NotImplementedError:  # v7.3 files are HDF5
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            return {k: np.asarray(handle[k]).T for k in handle.keys()}
-    except Exception as exc:
-        raise DataError(f"MATLAB file {path!s} could not be read: {exc}") from exc
-
-
 def _load_keyed(path):
     """A mapping of key -> array from .mat or .npz."""
     if path.endswith(".mat"):
-        return _load_mat(path)
+        return read_mat(path)
     if path.endswith(".npz"):
         _require(path, "array file")
         with np.load(path) as data:
