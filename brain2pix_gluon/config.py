@@ -32,9 +32,30 @@ class DataConfig:
     rois: typing.Tuple[str, ...] = ("V1", "V2", "V3")
     max_ratio: float = 10.0         # fisheye warp strength
     fisheye: bool = True
-    rf_index_order: str = "reference"   # "reference": map row from the column centre; or "transpose"
+    # How RFSimages and targets are laid out (README, "Orientation"). "aligned": RFSimage[y, x]
+    # with upright targets (maps and frames line up). [code!=paper] the authors' tensors:
+    # "authors_fixed_rf" = x-first maps (their map[x, y]) with transposed targets (their runnable
+    # FixedRF/data-size script), "authors_learned_rf" = x-first maps with upright targets.
+    rf_layout: str = "aligned"
+    rf_swap_axes: bool = False      # the col file holds y and the row file x (fixes a wrong-axis report)
+    rf_flip_y: bool = False         # y measured upwards: use -y (fixes a flipped report)
     zscore_test: bool = False       # test data (averaged repetitions) are used as given
     compression: str = "lzf"        # HDF5 filter of the prepared data: lzf (fast), gzip (smaller), none
+    video_aspect: str = "squash"    # squash (the authors' scale=96:96) or crop (centred square)
+    video_backend: str = "auto"     # auto (ffmpeg when available), ffmpeg or opencv
+    reencode: str = "none"          # webm: the authors' intermediate 96x96 WebM (their targets' compression)
+    max_unused_s: float = 60.0      # more unused volumes after the last window: probably the wrong video
+
+    def __post_init__(self):
+        choices = {"rf_layout": ("aligned", "authors_fixed_rf", "authors_learned_rf"),
+                   "video_aspect": ("squash", "crop"), "video_backend": ("auto", "ffmpeg", "opencv"),
+                   "reencode": ("none", "webm")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"data.{name}: expected one of {list(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
+        if self.max_unused_s < 0:
+            raise ConfigError(f"data.max_unused_s: expected >= 0, got {self.max_unused_s}")
 
 
 @dataclass(frozen=True)
@@ -53,7 +74,26 @@ class SimulationConfig:
     noise_sd: float = 0.5           # relative to the signal's standard deviation
     centre_error_sd: float = 0.004  # estimation error of the RF centres written to disk
     nan_fraction: float = 0.03      # voxels without an RF estimate
-    video_ext: str = "mp4"
+    video_ext: str = "webm"         # webm needs ffmpeg (imageio-ffmpeg); mp4 is written with OpenCV
+    video_fps: float = 25.0         # native frame rate of the stimulus videos, as in the release
+    video_size: typing.Tuple[int, ...] = (160, 90)   # width, height: 16:9 like the episodes
+    post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
+    mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
+
+    def __post_init__(self):
+        if self.mat_version not in ("5", "7.3"):
+            raise ConfigError(f"simulation.mat_version: expected '5' or '7.3', got {self.mat_version!r}")
+        if self.video_ext not in ("webm", "mp4"):
+            raise ConfigError(f"simulation.video_ext: expected 'webm' or 'mp4', got {self.video_ext!r}")
+        if len(self.video_size) != 2 or min(self.video_size) < 16:
+            raise ConfigError(f"simulation.video_size: expected (width, height) of at least 16 px, "
+                              f"got {self.video_size}")
+        low_high = self.post_stimulus_s
+        if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1]:
+            raise ConfigError(f"simulation.post_stimulus_s: expected (low, high) seconds with "
+                              f"0 <= low <= high, got {low_high}")
+        if self.video_fps <= 0:
+            raise ConfigError(f"simulation.video_fps: expected > 0, got {self.video_fps}")
 
 
 @dataclass(frozen=True)
@@ -262,7 +302,6 @@ def _validate(config):
                  ("fixed_rf", "learned_rf", "shen", "fully_connected"))
     check_choice(config.model.input, "model.input", ("fmri", "synthetic"))
     check_choice(config.loss.feature_distance, "loss.feature_distance", ("l1", "l2"))
-    check_choice(config.data.rf_index_order, "data.rf_index_order", ("reference", "transpose"))
     check_choice(config.data.compression, "data.compression", ("gzip", "lzf", "none"))
     check_choice(config.train.profile, "train.profile", ("paper", "quick"))
     for roi in config.data.rois:

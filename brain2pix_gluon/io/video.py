@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["read_video", "write_video", "write_gif", "ffmpeg_executable", "fps_filter_selection",
+__all__ = ["read_video", "write_video", "VideoWriter", "write_gif", "ffmpeg_executable", "fps_filter_selection",
            "ASPECT_MODES", "REENCODE_MODES", "VIDEO_BACKENDS"]
 
 ASPECT_MODES = ("squash", "crop")
@@ -192,44 +192,102 @@ def read_video(path, size=96, tr=0.7, backend="auto", aspect="squash", reencode=
     return _read_opencv(path, size, tr, aspect)
 
 
-def write_video(path, frames, fps=1.0 / 0.7, quality="high"):
-    """Write RGB frames (N, H, W, 3), uint8 or float in [0, 1].
+class VideoWriter:
+    """Write RGB uint8 frames of one size to a video file, a chunk at a time.
 
-    ``.webm`` is written with ffmpeg (VP9; needs :func:`ffmpeg_executable`), anything else as
-    MP4 (mp4v) with OpenCV. Frame rate may be any positive number.
+    ``.webm`` goes through ffmpeg (VP9; needs :func:`ffmpeg_executable`), anything else is MP4
+    (mp4v) through OpenCV. The file appears under its name only when :meth:`close` succeeds.
+
+    Parameters
+    ----------
+    path : str
+    width, height : int
+    fps : float
+        Any positive frame rate.
     """
-    frames = _to_uint8(frames)
-    height, width = frames.shape[1:3]
-    ext = os.path.splitext(path)[1]
-    tmp = path + ".partial" + ext
-    if ext == ".webm":
-        exe = ffmpeg_executable()
-        if exe is None:
-            raise DataError(f"video {path!s}: writing WebM needs ffmpeg (pip install imageio-ffmpeg)")
-        crf = "10" if quality == "high" else "30"
-        command = [exe, "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                   "-s", f"{width}x{height}", "-r", f"{Fraction(fps).limit_denominator(1001000)}",
-                   "-i", "-", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
-                   "-crf", crf, "-b:v", "0", "-pix_fmt", "yuv420p", tmp]
-        result = subprocess.run(command, input=frames.tobytes(), capture_output=True, check=False)
-        if result.returncode != 0:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise DataError(f"video {path!s}: ffmpeg could not write it: "
-                            f"{result.stderr.decode(errors='replace')[-500:]}")
-        os.replace(tmp, path)
-        return path
-    import cv2
 
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise DataError(f"video {path!s}: OpenCV could not open a writer")
-    try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    os.replace(tmp, path)
+    def __init__(self, path, width, height, fps=1.0 / 0.7):
+        self.path, self.size = os.fspath(path), (int(width), int(height))
+        self.ext = os.path.splitext(self.path)[1]
+        self.tmp = self.path + ".partial" + self.ext
+        self._proc = self._cv = None
+        if self.ext == ".webm":
+            exe = ffmpeg_executable()
+            if exe is None:
+                raise DataError(f"video {path!s}: writing WebM needs ffmpeg "
+                                f"(pip install imageio-ffmpeg)")
+            command = [exe, "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                       "-s", f"{width}x{height}", "-r", str(Fraction(fps).limit_denominator(1001000)),
+                       "-i", "-", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
+                       "-crf", "12", "-b:v", "0", "-pix_fmt", "yuv420p", self.tmp]
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        else:
+            import cv2
+
+            self._cv = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
+            if not self._cv.isOpened():
+                raise DataError(f"video {path!s}: OpenCV could not open a writer")
+
+    def write(self, frames):
+        """Append frames, shape (N, height, width, 3), uint8 or float in [0, 1]."""
+        frames = _to_uint8(frames)
+        if frames.shape[1:3] != self.size[::-1]:
+            raise DataError(f"video {self.path!s}: expected frames of {self.size[1]}x{self.size[0]} "
+                            f"(height x width), got {frames.shape[1:3]}")
+        if self._proc is not None:
+            try:
+                self._proc.stdin.write(np.ascontiguousarray(frames).tobytes())
+            except BrokenPipeError:
+                self._fail()
+        else:
+            import cv2
+
+            for frame in frames:
+                self._cv.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def _fail(self):
+        err = self._proc.stderr.read().decode(errors="replace")[-500:] if self._proc.stderr else ""
+        self._proc.kill()
+        self._proc.wait()
+        self.abort()
+        raise DataError(f"video {self.path!s}: ffmpeg could not write it: {err}")
+
+    def close(self):
+        if self._proc is not None:
+            self._proc.stdin.close()
+            if self._proc.wait() != 0:
+                self._fail()
+            self._proc.stderr.close()
+        else:
+            self._cv.release()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self):
+        if self._cv is not None:
+            self._cv.release()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self.abort()
+        return False
+
+
+def write_video(path, frames, fps=1.0 / 0.7):
+    """Write RGB frames (N, H, W, 3), uint8 or float in [0, 1], as WebM (ffmpeg) or MP4 (OpenCV)."""
+    frames = _to_uint8(frames)
+    with VideoWriter(path, frames.shape[2], frames.shape[1], fps) as writer:
+        writer.write(frames)
     return path
 
 
