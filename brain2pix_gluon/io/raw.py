@@ -101,7 +101,7 @@ def load_roi_masks(path):
     return masks
 
 
-def load_rf_centres(col_path, row_path=None, masks=None):
+def load_rf_centres(col_path, row_path=None, masks=None, mask_source=None):
     """Read RF centres per mask key, one value per mask voxel in mask order.
 
     Parameters
@@ -113,6 +113,8 @@ def load_rf_centres(col_path, row_path=None, masks=None):
     masks : dict, optional
         ROI masks; centres given for every brain voxel are then reduced to the mask's voxels,
         and the lengths are checked against the masks.
+    mask_source : str, optional
+        File the masks came from, named when the lengths disagree.
 
     Returns
     -------
@@ -148,26 +150,45 @@ def load_rf_centres(col_path, row_path=None, masks=None):
                     raise DataError(f"RF centres {path!s}: key {key!r} missing; found {sorted(data)}")
                 out[key] = np.asarray(data[key], dtype=float).reshape(-1)
         sources = (col_path, row_path)
+    for key in MASK_KEYS:
+        for values, path, name in ((cols, sources[0], "col"), (rows, sources[1], "row")):
+            infinite = np.isinf(values[key])
+            if infinite.any():
+                raise DataError(
+                    f"RF centres {path!s}, key {key!r}: {name} centre of voxel "
+                    f"{int(np.argmax(infinite))} is {values[key][infinite][0]!r}; expected a value "
+                    f"in [-0.5, 0.5) or NaN (no estimate)")
     if masks is not None:
+        where = f" in {mask_source!s}" if mask_source else ""
+        lengths = {}
         for key in MASK_KEYS:
             n_mask, n_brain = int(masks[key].sum()), masks[key].shape[0]
             for values, path in ((cols, sources[0]), (rows, sources[1])):
                 if values[key].shape[0] == n_brain and n_brain != n_mask:
                     values[key] = values[key][masks[key]]
                 elif values[key].shape[0] != n_mask:
-                    raise DataError(
-                        f"RF centres {path!s}, key {key!r}: expected {n_mask} values (voxels in "
-                        f"the mask) or {n_brain} (all voxels), got {values[key].shape[0]}")
+                    lengths[key] = (path, values[key].shape[0], n_mask, n_brain)
+        if lengths:
+            # every key disagrees: the centres files belong to other masks; one key: its mask
+            # (or that key of the centres) is wrong; name both files either way
+            key, (path, got, n_mask, n_brain) = next(iter(lengths.items()))
+            raise DataError(
+                f"ROI mask {key!r}{where} selects {n_mask} of {n_brain} voxels, but RF centres "
+                f"{path!s} hold {got} values for {key!r} (expected one per mask voxel, or one per "
+                f"brain voxel); keys that disagree: {sorted(lengths)}. The masks and the centre "
+                f"files do not belong together")
     return cols, rows
 
 
-def load_run(path):
+def load_run(path, finite=True):
     """Read one run's signals as (time, voxels) float32.
 
     Parameters
     ----------
     path : str
         ``.npy`` of shape (time, voxels) or (time, X, Y, Z), or NIfTI of shape (X, Y, Z, time).
+    finite : bool
+        Raise on NaN/inf anywhere. ``prepare`` passes False and checks only the voxels it uses.
 
     Returns
     -------
@@ -191,7 +212,7 @@ def load_run(path):
             raise DataError(f"run {path!s} could not be read as NIfTI: {exc}") from exc
         data = check_array(data, "signals", ndim=4, source=path)
         arr = np.ascontiguousarray(np.moveaxis(data, -1, 0)).reshape(data.shape[-1], -1)
-    return check_array(arr, "signals", ndim=2, finite=True, source=path)
+    return check_array(arr, "signals", ndim=2, finite=finite, source=path)
 
 
 def _strip_run_ext(name):

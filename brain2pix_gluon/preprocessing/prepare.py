@@ -70,15 +70,18 @@ class RawDataset:
         self.masks = load_roi_masks(self.mask_path)
         if os.path.exists(os.path.join(self.raw_dir, "rf_centres.csv")):
             self.centre_paths = (os.path.join(self.raw_dir, "rf_centres.csv"),)
-            cols, rows = load_rf_centres(self.centre_paths[0], masks=self.masks)
+            cols, rows = load_rf_centres(self.centre_paths[0], masks=self.masks,
+                                         mask_source=self.mask_path)
         else:
             col = find_first(self.raw_dir, ("col_centers_112px.mat", "col_centers.npz"),
                              "column RF centres")
             row = find_first(self.raw_dir, ("row_centers_112px.mat", "row_centers.npz"),
                              "row RF centres")
             self.centre_paths = (col, row)
-            cols, rows = load_rf_centres(col, row, masks=self.masks)
+            cols, rows = load_rf_centres(col, row, masks=self.masks, mask_source=self.mask_path)
         cols, rows = orient_centres(cols, rows, config.data.rf_swap_axes, config.data.rf_flip_y)
+        x_src, y_src = self.centre_paths[0], self.centre_paths[-1]
+        self.axis_sources = (y_src, x_src) if config.data.rf_swap_axes else (x_src, y_src)
         self.cols, self.rows = cols, rows  # now x (horizontal) and y (vertical) of every voxel
         self.n_brain_voxels = next(iter(self.masks.values())).shape[0]
         self.mappers, self.centres, parts = {}, {}, {}
@@ -94,7 +97,7 @@ class RawDataset:
             if col.size == 0:
                 raise DataError(f"ROI {roi}: no voxel has a finite RF centre in {self.centre_paths}")
             self.mappers[roi] = RFMapper(col, row, config.data.image_size, config.data.rf_layout,
-                                         source=self.centre_paths[0])
+                                         source=self.axis_sources)
             self.centres[roi] = np.stack([col, row], axis=1)
 
     def runs(self, split):
@@ -125,11 +128,24 @@ class RawDataset:
         ndarray, shape (n_volumes, n_brain_voxels), float32
         """
         reps = []
+        used = np.zeros(self.n_brain_voxels, bool)
+        for roi in self.config.data.rois:
+            for p in ("d", "v"):
+                idx = np.flatnonzero(self.masks[roi + p])
+                used[idx[np.isfinite(self.cols[roi + p]) & np.isfinite(self.rows[roi + p])]] = True
         for path in run["signals"]:
-            signals = load_run(path)
+            signals = load_run(path, finite=False)
             if signals.shape[1] != self.n_brain_voxels:
                 raise DataError(f"run {path!s}: expected {self.n_brain_voxels} voxels (the ROI "
                                 f"masks' size), got signals of shape {signals.shape}")
+            # only the voxels that go into the RFSimages must be finite
+            bad = ~np.isfinite(signals[:, used])
+            if bad.any():
+                volume, column = np.argwhere(bad)[0]
+                raise DataError(
+                    f"signals in {path!s}: expected finite values in the ROI voxels, found "
+                    f"{int(bad.sum())} NaN/inf entries (first at volume {int(volume)}, brain voxel "
+                    f"{int(np.flatnonzero(used)[column])})")
             if reps and signals.shape != reps[0].shape:
                 raise DataError(f"repetitions of {run['name']!r}: {path!s} has shape "
                                 f"{signals.shape}, expected {reps[0].shape} like {run['signals'][0]}")

@@ -15,13 +15,15 @@ Overlapping voxels of one ROI are averaged (eq. 2). The mapping is a sparse voxe
 so any eq. 3 weights can be used instead.
 """
 
+import os
+
 import numpy as np
 from scipy import sparse
 
 from ..errors import DataError, check_array
 
 __all__ = ["rf_pixel_indices", "RFMapper", "render_dense_reference", "RF_LAYOUTS",
-           "target_is_transposed", "retinotopy_report", "format_retinotopy"]
+           "target_is_transposed", "retinotopy_report", "format_retinotopy", "plot_rf_coverage"]
 
 RF_LAYOUTS = ("aligned", "authors_fixed_rf", "authors_learned_rf")
 
@@ -44,18 +46,19 @@ def rf_pixel_indices(x_centers, y_centers, size=96, layout="aligned", source=Non
         Map side S.
     layout : {"aligned", "authors_fixed_rf", "authors_learned_rf"}
         "aligned": map row from y, map column from x; the authors' layouts: map row from x.
-    source : str, optional
-        Where the centres came from, for error messages.
+    source : str or (str, str), optional
+        Where the centres came from, for error messages (one file, or the x and y files).
 
     Returns
     -------
     map_rows, map_cols : ndarray of int64, shape (n_voxels,)
     """
-    xs = check_array(x_centers, "col_centers (x)", ndim=1, finite=True, source=source,
+    x_src, y_src = source if isinstance(source, (tuple, list)) else (source, source)
+    xs = check_array(x_centers, "RF centre x", ndim=1, finite=True, source=x_src,
                      dtype_kind="fiu").astype(float)
-    ys = check_array(y_centers, "row_centers (y)", shape=(xs.shape[0],), finite=True,
-                     source=source, dtype_kind="fiu").astype(float)
-    for name, values in (("col_centers (x)", xs), ("row_centers (y)", ys)):
+    ys = check_array(y_centers, "RF centre y", shape=(xs.shape[0],), finite=True,
+                     source=y_src, dtype_kind="fiu").astype(float)
+    for name, values, source in (("RF centre x", xs, x_src), ("RF centre y", ys, y_src)):
         bad = (values < -0.5) | (values >= 0.5)
         if bad.any():
             first = int(np.argmax(bad))
@@ -275,3 +278,61 @@ def format_retinotopy(report):
                 "unclear": "no dorsal/ventral split"}[report["verdict"]]
         lines.append(f"  WARNING: {report['verdict']}: {what}; {report['advice']}")
     return lines
+
+
+def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
+    """Draw each ROI's RF centres over a warped frame and save the figure as PNG.
+
+    Dorsal voxels are drawn in orange, ventral in cyan; with aligned centres the orange points
+    fill the lower half of each panel. Axes are the frame's own: x to the right, y downwards.
+
+    Parameters
+    ----------
+    path : str
+        Output ``.png``.
+    centres : dict of str -> ndarray, shape (n_roi_voxels, 2)
+        (x, y) per voxel, dorsal voxels first (the prepared file's ``/rf_centres``).
+    n_dorsal : dict of str -> int
+        Dorsal voxels per ROI.
+    frame : ndarray, shape (3, S, S) or (S, S, 3), optional
+        Background (a warped target frame in [0, 1]).
+    report : dict, optional
+        :func:`retinotopy_report` output, whose verdicts go into the titles.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rois = list(centres)
+    fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois), 3.6), squeeze=False)
+    for ax, roi in zip(axes[0], rois):
+        if frame is not None:
+            img = np.asarray(frame, np.float32)
+            img = img.transpose(1, 2, 0) if img.shape[0] == 3 else img
+            ax.imshow(np.clip(img, 0, 1), extent=(-0.5, 0.5, 0.5, -0.5), alpha=0.6)
+        xy = np.asarray(centres[roi], float)
+        nd = int(n_dorsal[roi])
+        ax.scatter(xy[:nd, 0], xy[:nd, 1], s=4, c="tab:orange", label="dorsal")
+        ax.scatter(xy[nd:, 0], xy[nd:, 1], s=4, c="tab:cyan", label="ventral")
+        ax.axhline(0, color="w", lw=0.8)
+        ax.axvline(0, color="w", lw=0.8)
+        ax.set_xlim(-0.5, 0.5)
+        ax.set_ylim(0.5, -0.5)  # y grows downwards, as in the frame
+        verdict = report["rois"].get(roi, {}).get("verdict", "") if report else ""
+        ax.set_title(f"{roi}  {verdict}")
+        ax.set_xlabel("x (left -> right)")
+        ax.set_ylabel("y (top -> bottom)")
+    axes[0][0].legend(loc="upper right", fontsize=7, markerscale=2)
+    fig.suptitle("RF centres over a warped frame (dorsal should fill the lower half)", fontsize=9)
+    fig.tight_layout()
+    tmp = path + ".partial.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
