@@ -163,7 +163,7 @@ def _fps_filter_by_hand(n, fps, tr=0.7):
     return [max(i for i, r in enumerate(rounded) if r <= k) for k in range(end)]
 
 
-@pytest.mark.parametrize("fps", [24.0, 25.0, 30000 / 1001])
+@pytest.mark.parametrize("fps", [24.0, 25.0, 30000 / 1001, 10 / 7])
 def test_ffmpeg_and_opencv_pick_the_same_source_frame_for_every_tr(tmp_path, fps):
     n = 150
     path = str(tmp_path / "coded.webm")
@@ -194,3 +194,24 @@ def test_aspect_squash_or_crop_and_the_authors_webm(tmp_path):
     assert np.abs(webm.astype(int) - squash).mean() < 12   # same frames, one more compression
     with pytest.raises(DataError, match=r"aspect: expected one of \['squash', 'crop'\], got 'pad'"):
         read_video(path, 32, 0.7, aspect="pad")
+
+
+def test_damage_late_in_a_video_is_an_error_not_frames(tmp_path, rng):
+    frames = (rng.random((100, 36, 64, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "v.webm"
+    write_video(str(path), frames, fps=25.0)
+    assert len(read_video(str(path), 32, 0.7, backend="ffmpeg")) == 6   # 4 s -> round(5.71)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: int(len(data) * 0.8)])      # the last fifth never arrived
+    with pytest.raises(DataError, match=r"cut.webm: ffmpeg reported errors.*ended prematurely"):
+        read_video(str(cut), 32, 0.7, backend="ffmpeg")
+    mp4 = tmp_path / "v.mp4"
+    write_video(str(mp4), frames, fps=25.0)
+    damaged = bytearray(mp4.read_bytes())
+    start = int(len(damaged) * 0.85)
+    damaged[start:start + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match=r"bad.mp4: ffmpeg reported errors"):
+        read_video(str(bad), 32, 0.7, backend="ffmpeg")

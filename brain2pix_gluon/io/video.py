@@ -56,9 +56,12 @@ def _filter_chain(size, tr, aspect):
 
 def _run_ffmpeg(exe, args, path):
     result = subprocess.run([exe, "-nostdin", "-v", "error", *args], capture_output=True, check=False)
-    if result.returncode != 0:
-        raise DataError(f"video {path!s}: ffmpeg failed (exit {result.returncode}): "
-                        f"{result.stderr.decode(errors='replace')[-500:]}")
+    # at "-v error" ffmpeg prints only errors; some (a file that ends early, a damaged packet)
+    # leave the exit code at 0, but the frames after them are missing or wrong
+    errors = result.stderr.decode(errors="replace").strip()
+    if result.returncode != 0 or errors:
+        raise DataError(f"video {path!s}: ffmpeg reported errors (exit {result.returncode}), the "
+                        f"file is damaged or incomplete: {errors[-500:]}")
     return result.stdout
 
 
