@@ -14,9 +14,9 @@ as the Doctor Who release's are:
 * **Voxels**: V1, V2 and V3, each with a dorsal part in the lower visual field (y > 0) and a
   ventral part in the upper field (y < 0), with isotropic Gaussian pRFs on the fisheye-warped
   frame whose size grows with eccentricity and from V1 to V3. A voxel's neural drive is its
-  pRF-weighted luminance of the frame shown at each TR (dark after the video); the BOLD signal is
-  that drive convolved with a canonical double-gamma HRF, times a gain, plus a baseline and white
-  noise. Non-visual voxels carry noise only.
+  pRF-weighted luminance of the frame shown at each TR (a uniform grey after the video); the BOLD
+  signal is that drive convolved with a canonical double-gamma HRF, times a gain, plus a baseline
+  and white noise. Non-visual voxels carry noise only.
 * **Files**: ``roimask.mat``, ``col_centers_112px.mat`` (x) and ``row_centers_112px.mat`` (y) as
   MATLAB v5 or v7.3 (``simulation.mat_version``); centres on the release's 112-px grid with a
   Gaussian estimation error and a few NaNs (no estimate). Training runs ``train/run_NNN.npy``
@@ -319,10 +319,12 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
     width, height = sim.video_size
 
     def bold(frames_uint8, n_volumes):
-        # the screen is dark after the video; the brain keeps being scanned
+        # after the video the screen is a uniform grey at the video's mean level; the brain
+        # keeps being scanned
         warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, data.max_ratio)
-        luminance = np.zeros((n_volumes, size * size), np.float32)
-        luminance[:len(warped)] = warped.mean(axis=-1).reshape(len(warped), -1)
+        shown = warped.mean(axis=-1).reshape(len(warped), -1)
+        luminance = np.full((n_volumes, size * size), shown.mean(), np.float32)
+        luminance[:len(warped)] = shown
         drive = luminance @ weights.T
         drive -= drive.mean(axis=0)
         signal = np.stack([np.convolve(d, hrf)[: len(d)] for d in drive.T], axis=1) * gains
