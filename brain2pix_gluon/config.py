@@ -76,7 +76,7 @@ class SimulationConfig:
     nan_fraction: float = 0.03      # voxels without an RF estimate
     video_ext: str = "webm"         # webm needs ffmpeg (imageio-ffmpeg); mp4 is written with OpenCV
     video_fps: float = 25.0         # native frame rate of the stimulus videos, as in the release
-    video_size: typing.Tuple[int, ...] = (160, 90)   # width, height: 16:9 like the episodes
+    video_size: typing.Tuple[int, ...] = (128, 72)   # width, height: 16:9 like the episodes
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
 
