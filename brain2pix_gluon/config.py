@@ -23,7 +23,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How raw fMRI and video become RFSimage samples (SPEC section 1-3)."""
+    """How raw fMRI and video become RFSimage samples (paper §2; README "Preprocessing")."""
 
     image_size: int = 96
     tr: float = 0.7                 # seconds; one stimulus frame per TR

@@ -43,7 +43,7 @@ from .preprocessing.retina import fisheye_warp
 from .utils import get_logger, progress
 
 __all__ = ["simulate_dataset", "stimulus_images", "split_stimulus_images", "double_gamma_hrf",
-           "make_voxels", "render_shots", "oracle_patterns", "GRID"]
+           "make_voxels", "render_shots", "oracle_patterns", "GRID", "SIMULATOR_VERSION"]
 
 _SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
                    "hubble_deep_field", "colorwheel", "camera", "coins", "horse", "moon", "grass",
@@ -245,6 +245,9 @@ def _prf_weights(voxel, size):
 
 
 GRID = 112  # the release's RF centres were estimated on a 112-px grid
+
+# bumped whenever the simulator writes different data for the same settings (cache key)
+SIMULATOR_VERSION = 2
 
 
 def _on_grid(values):

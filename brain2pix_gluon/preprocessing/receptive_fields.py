@@ -1,4 +1,4 @@
-"""Receptive-field mapping of voxels to pixels (paper eqs. 1-3, ``docs/method.md``).
+"""Receptive-field mapping of voxels to pixels (paper eqs. 1-3; README, "Orientation").
 
 RF centres are positions in the (fisheye-warped) frame in [-0.5, 0.5): ``x`` horizontal (-0.5 left
 ... +0.5 right, the ``col_centers`` files), ``y`` vertical (-0.5 top ... +0.5 bottom, the

@@ -1,4 +1,4 @@
-"""Voxel time series: ROI selection, per-run z-scoring and hemodynamic alignment (``docs/method.md``)."""
+"""Voxel time series: ROI selection, per-run z-scoring and hemodynamic alignment (paper §2)."""
 
 import numpy as np
 
