@@ -57,6 +57,7 @@ def cmd_estimate_rf(args):
 
 def cmd_inspect(args):
     from .io.prepared import describe_prepared
+    from .preprocessing.receptive_fields import format_retinotopy
 
     paths = [args.path]
     if os.path.isdir(args.path):
@@ -81,8 +82,42 @@ def cmd_inspect(args):
         cfg = info["config"]
         print(f"   data config: shift {cfg.get('shift')}, window {cfg.get('n_trs')} TRs, size "
               f"{cfg.get('image_size')}, fisheye {cfg.get('fisheye')} (max_ratio "
-              f"{cfg.get('max_ratio')}), index order {cfg.get('rf_index_order')}")
+              f"{cfg.get('max_ratio')}), rf_layout {cfg.get('rf_layout', 'unknown (older file)')}, "
+              f"rf_swap_axes {cfg.get('rf_swap_axes')}, rf_flip_y {cfg.get('rf_flip_y')}")
         print(f"   sources: {len(info['sources'])} files with sha256 checksums")
+        report = _retinotopy(path)
+        if report is None:
+            print("   retinotopy: not recorded (file prepared by an older version)")
+        else:
+            for line in format_retinotopy(report):
+                print("   " + line)
+    if args.figure:
+        _coverage_figure(paths[0], args.figure)
+        print(f"RF coverage figure: {args.figure}")
+
+
+def _retinotopy(path):
+    from .io.prepared import open_prepared
+
+    with open_prepared(path) as handle:
+        text = handle.attrs.get("retinotopy")
+    return json.loads(text) if text else None
+
+
+def _coverage_figure(path, out):
+    from .io.prepared import open_prepared
+    from .preprocessing.receptive_fields import plot_rf_coverage
+
+    report = _retinotopy(path)
+    if report is None:
+        raise Brain2PixError(f"{path}: no retinotopy record (prepared by an older version); "
+                             f"prepare it again to draw the coverage figure")
+    with open_prepared(path) as handle:
+        rois = json.loads(handle.attrs["rois"])
+        centres = {roi: handle[f"rf_centres/{roi}"][()] for roi in rois}
+        frame = handle["frames"][0].astype("float32") if handle["frames"].shape[0] else None
+    n_dorsal = {roi: report["rois"][roi]["n_dorsal"] for roi in rois}
+    plot_rf_coverage(out, centres, n_dorsal, frame, report)
 
 
 def cmd_train(args):
@@ -219,7 +254,8 @@ def build_parser():
 
     p = sub.add_parser("estimate-rf", help="fit every ROI voxel's pRF (centre, size, "
                        "cross-validated R^2) from the training runs; writes the centre files")
-    p.add_argument("raw_dir", help="raw dataset (dataset=raw) or vim-2 folder (dataset=vim2)")
+    p.add_argument("raw_dir", help="raw dataset (data.dataset=raw) or vim-2 folder "
+                   "(data.dataset=vim2)")
     p.add_argument("--out", help="output folder (default RAW_DIR, where prepare reads centres)")
     p.add_argument("--force", action="store_true", help="replace existing centre files")
     p.add_argument("--keep-work", action="store_true", help="keep the per-run work files")
@@ -229,6 +265,8 @@ def build_parser():
     p = sub.add_parser("inspect", help="schema, sizes and provenance of a prepared dataset")
     p.add_argument("path", help="prepared directory or one split file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--figure", metavar="PNG",
+                   help="draw each ROI's RF centres (dorsal/ventral) over a warped frame")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("train", help="train a model on prepared data")
