@@ -244,7 +244,7 @@ def main(argv=None):
                         "dataset, made on first use)")
     parser.add_argument("--out", default="gpu_check.json", help="JSON with every figure")
     args = parser.parse_args(argv)
-    from brain2pix_gluon.datasets import simulated_dataset
+    from brain2pix_gluon.data.embedded import simulated_dataset
 
     report = {"dry_run": args.dry_run, "mxnet": mx.__version__}
     iters = 1 if args.dry_run else args.iters

@@ -30,7 +30,7 @@ def _config(args):
 
 
 def cmd_simulate(args):
-    from .simulation import simulate_dataset
+    from .data.simulation import simulate_dataset
 
     config = _config(args)
     simulate_dataset(args.out_dir, config.simulation, config.data, not args.no_progress)
@@ -121,7 +121,7 @@ def _coverage_figure(path, out):
 
 
 def cmd_train(args):
-    from .datasets import simulated_dataset
+    from .data.embedded import simulated_dataset
     from .training.checkpoint import find_checkpoint
     from .training.trainer import Trainer, make_contexts
 

@@ -40,7 +40,7 @@ def config():
 
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory, config):
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.data.simulation import simulate_dataset
 
     out = str(tmp_path_factory.mktemp("raw"))
     simulate_dataset(out, config.simulation, config.data, show_progress=False)

@@ -9,7 +9,7 @@ from brain2pix_gluon.baselines import (NishimotoBaseline, RidgeEncoder, TopK, re
 from brain2pix_gluon.io.prepared import open_prepared
 from brain2pix_gluon.io.reconstructions import read_reconstructions
 from brain2pix_gluon.model_zoo import get_model, initialize_paper
-from brain2pix_gluon.simulation import oracle_patterns
+from brain2pix_gluon.data.simulation import oracle_patterns
 from brain2pix_gluon.training.trainer import Trainer
 
 from conftest import tiny_config

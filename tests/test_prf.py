@@ -223,7 +223,7 @@ def _true(truth, key, axis):
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
     """A simulated raw dataset with runs long enough for pRF fits (the session one has 2 x 60)."""
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.data.simulation import simulate_dataset
 
     from conftest import tiny_config
 

@@ -29,7 +29,7 @@ def _assert_same_prepared(a, b):
 
 
 def test_matlab_v73_files_prepare_like_v5(prepared_dir, tmp_path):
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.data.simulation import simulate_dataset
 
     config = tiny_config("simulation.mat_version=7.3")
     raw = str(tmp_path / "raw73")

@@ -144,7 +144,7 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
         The summary written to ``OUT/<name>/summary.json`` (``summary_<slugs>.json`` when only
         some variants ran).
     """
-    from ..datasets import simulated_dataset
+    from ..data.embedded import simulated_dataset
     from ..evaluation.tables import write_tables
     from ..training.trainer import make_contexts
 

@@ -151,7 +151,7 @@ def model_drive(frames, n_volumes, config=None, tr=0.7, max_ratio=10.0, fisheye=
     -------
     ndarray, shape (min(n_frames, n_volumes), S, S), float32
     """
-    from ..simulation import double_gamma_hrf
+    from ..data.simulation import double_gamma_hrf
 
     config = config or PRFConfig()
     n_use = min(int(n_volumes), len(frames))

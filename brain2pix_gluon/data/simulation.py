@@ -35,12 +35,12 @@ import os
 
 import numpy as np
 
-from .config import SimulationConfig, DataConfig
-from .errors import DataError
-from .io.matlab import write_mat
-from .io.video import VideoWriter, ffmpeg_executable, read_video
-from .preprocessing.retina import fisheye_warp
-from .utils import get_logger, progress
+from ..config import DataConfig, SimulationConfig
+from ..errors import DataError
+from ..io.matlab import write_mat
+from ..io.video import VideoWriter, ffmpeg_executable, read_video
+from ..preprocessing.retina import fisheye_warp
+from ..utils import get_logger, progress
 
 __all__ = ["simulate_dataset", "stimulus_images", "split_stimulus_images", "double_gamma_hrf",
            "make_voxels", "render_shots", "oracle_patterns", "GRID", "SIMULATOR_VERSION"]
@@ -397,8 +397,8 @@ def oracle_patterns(raw_dir, prepared_path):
     """
     import json
 
-    from .io.prepared import open_prepared
-    from .io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
+    from ..io.prepared import open_prepared
+    from ..io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
 
     masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
     cols, rows = load_rf_centres(os.path.join(raw_dir, "col_centers_112px.mat"),

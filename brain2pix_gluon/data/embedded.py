@@ -10,10 +10,10 @@ import hashlib
 import json
 import os
 
-from .config import config_to_dict
-from .preprocessing.prepare import prepare_dataset
+from ..config import config_to_dict
+from ..preprocessing.prepare import prepare_dataset
 from .simulation import SIMULATOR_VERSION, simulate_dataset
-from .utils import get_logger, resolve_data_home
+from ..utils import get_logger, resolve_data_home
 
 __all__ = ["simulated_dataset"]
 
