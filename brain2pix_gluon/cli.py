@@ -397,7 +397,7 @@ def main(argv=None):
         print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
-        detail = f": {exc}" if str(exc) else "; run it again to resume"
+        detail = f": {exc}" if str(exc) else ""
         print(f"brain2pix {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
     return 0
