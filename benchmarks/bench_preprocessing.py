@@ -70,12 +70,16 @@ def bench_render(n_voxels=3000, n_volumes=300):
 def _prepare_child(raw, out, config, pipeline, queue):
     start = time.perf_counter()
     prepare_dataset(raw, out, config, force=True, show_progress=False, pipeline=pipeline)
-    queue.put((time.perf_counter() - start,
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    queue.put((time.perf_counter() - start, usage.ru_maxrss / 1024,
+               usage.ru_utime + usage.ru_stime))
 
 
 def _timed_prepare(raw, out, config, pipeline):
-    """Run prepare in a fresh process: (seconds, peak memory in MB)."""
+    """Run prepare in a fresh process: (seconds, peak memory in MB, CPU seconds of the process).
+
+    The CPU seconds leave out ffmpeg (a child process of the prepare process): they are the work
+    of everything but video decoding, whatever the load of the host."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_prepare_child, args=(raw, out, config, pipeline, queue))
@@ -98,8 +102,8 @@ def bench_prepare(workdir, overrides):
                                        data.video_aspect, data.reencode))
     decode = time.perf_counter() - start
     fast_dir, ref_dir = os.path.join(workdir, "prepared"), os.path.join(workdir, "reference")
-    total, peak_mb = _timed_prepare(raw, fast_dir, config, pipeline=True)
-    total_ref, _ = _timed_prepare(raw, ref_dir, config, pipeline=False)
+    total, peak_mb, cpu = _timed_prepare(raw, fast_dir, config, pipeline=True)
+    total_ref, _, cpu_ref = _timed_prepare(raw, ref_dir, config, pipeline=False)
     sizes = sum(os.path.getsize(os.path.join(fast_dir, f)) for f in ("train.h5", "test.h5"))
     print(f"prepare   {n_frames} frames (simulated dataset: {config.simulation.n_train_runs} runs x "
           f"{config.simulation.volumes_per_run} + {config.simulation.n_test_clips} clips x "
@@ -110,6 +114,8 @@ def bench_prepare(workdir, overrides):
           f"decoding {n_frames / max(total_ref - decode, 1e-9):7.0f} frames/s")
     print(f"prepare   {n_frames / max(total - decode, 1e-9):7.0f} frames/s excluding decoding "
           f"(goal >= 2,000)")
+    print(f"prepare   CPU time of the prepare process (without ffmpeg's): {cpu:5.2f} s = "
+          f"{cpu / n_frames * 1e3:5.3f} ms/frame (pipeline=False: {cpu_ref:5.2f} s)")
     print(f"prepare   peak memory of the prepare process {peak_mb:7.0f} MB; output "
           f"{sizes / 1e6:6.1f} MB ({sizes / n_frames * 1000 / 1e6:5.1f} MB per 1,000 frames)")
     n_same = n_all = 0

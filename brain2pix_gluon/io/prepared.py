@@ -48,11 +48,16 @@ SAMPLE_FIELDS = ("run", "frame", "first_volume", "frame_row", "volume_row")
 SAMPLE = types.SimpleNamespace(**{name: k for k, name in enumerate(SAMPLE_FIELDS)})
 
 
-def _filters(compression):
-    """HDF5 filters of every dataset: the configured compression plus the Fletcher32 checksum."""
+def _filters(compression, dataset):
+    """HDF5 filters of a dataset: the configured compression plus the Fletcher32 checksum.
+
+    ``lzf`` (the fast default) compresses only ``/rf_images``, mostly zeros (8x smaller): on the
+    warped frames it saves about 10 % at a third of prepare's writing time, and on the z-scored
+    voxels nothing, so those are stored as they are. ``gzip`` compresses every dataset.
+    """
     if compression == "gzip":
         return {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
-    if compression == "lzf":
+    if compression == "lzf" and dataset == "rf_images":
         return {"compression": "lzf", "fletcher32": True}
     return {"fletcher32": True}
 
@@ -112,6 +117,7 @@ class PreparedWriter:
     attrs : dict
         Provenance attributes (JSON-serialisable values are stored as JSON strings).
     compression : {"lzf", "gzip", "none"}
+        See :func:`_filters`: ``lzf`` compresses the RFSimages only.
     background : bool
         Write in a worker thread (h5py releases the GIL while HDF5 compresses, checksums and
         writes), so the caller prepares the next run meanwhile. Runs are written in the order
@@ -134,16 +140,16 @@ class PreparedWriter:
         self.size = int(image_size)
         self.file = h5py.File(self.partial, "w")
         f = self.file
-        filters = _filters(compression)
         s = self.size
         f.create_dataset("frames", (0, 3, s, s), np.float16, maxshape=(None, 3, s, s),
-                         chunks=(8, 3, s, s), **filters)
+                         chunks=(8, 3, s, s), **_filters(compression, "frames"))
         f.create_dataset("rf_images", (0, len(self.rois), s, s), np.float32,
                          maxshape=(None, len(self.rois), s, s), chunks=(4, len(self.rois), s, s),
-                         **filters)
+                         **_filters(compression, "rf_images"))
         for roi, n in zip(self.rois, n_voxels):
             f.create_dataset(f"voxels/{roi}", (0, n), np.float32, maxshape=(None, n),
-                             chunks=(max(1, min(256, (1 << 18) // max(n, 1))), n), **filters)
+                             chunks=(max(1, min(256, (1 << 18) // max(n, 1))), n),
+                             **_filters(compression, "voxels"))
             f.create_dataset(f"rf_centres/{roi}", data=np.asarray(centres[roi], np.float32),
                              fletcher32=True)
         f.create_dataset("samples", (0, len(SAMPLE_FIELDS)), np.int64,
