@@ -137,12 +137,14 @@ def bench_prepare(workdir, overrides):
             digest.update(f"{split}/{key}={fast[key]}".encode())
     verdict = "identical" if n_same == n_all else "DIFFERENT"
     print(f"prepare   array checksums (sha256 of every dataset's array): {n_same}/{n_all} "
-          f"{verdict} to the reference path (pipeline=False); digest of all {digest.hexdigest()[:16]}")
+          f"{verdict} to the reference path (pipeline=False); digest of all "
+          f"{digest.hexdigest()[:16]}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("overrides", nargs="*", help="section.key=value overrides for the prepare run")
+    parser.add_argument("overrides", nargs="*",
+                        help="section.key=value overrides for the prepare run")
     args = parser.parse_args()
     print(f"brain2pix_gluon preprocessing benchmark ({os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at start)")
