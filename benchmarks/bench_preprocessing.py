@@ -5,6 +5,7 @@ Ratios are measured within one run, on the same machine, to be robust to a share
 """
 
 import argparse
+import hashlib
 import multiprocessing as mp
 import os
 import resource
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 from brain2pix_gluon.config import Config, apply_overrides
+from brain2pix_gluon.io.prepared import array_checksums
 from brain2pix_gluon.io.raw import discover_runs
 from brain2pix_gluon.io.video import read_video
 from brain2pix_gluon.preprocessing.prepare import prepare_dataset
@@ -65,48 +67,93 @@ def bench_render(n_voxels=3000, n_volumes=300):
           f"{float(np.abs(sparse_out - blas).max()):.2e} (BLAS)")
 
 
-def _prepare_child(raw, out, queue):
+def _prepare_child(raw, out, config, pipeline, queue):
     start = time.perf_counter()
-    prepare_dataset(raw, out, Config(), force=True, show_progress=False)
-    queue.put(time.perf_counter() - start)
+    prepare_dataset(raw, out, config, force=True, show_progress=False, pipeline=pipeline)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    queue.put((time.perf_counter() - start, usage.ru_maxrss / 1024,
+               usage.ru_utime + usage.ru_stime))
+
+
+def _timed_prepare(raw, out, config, pipeline):
+    """Run prepare in a fresh process: (seconds, peak memory in MB, CPU seconds of the process).
+
+    The CPU seconds leave out ffmpeg (a child process of the prepare process): they are the work
+    of everything but video decoding, whatever the load of the host."""
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_prepare_child, args=(raw, out, config, pipeline, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
 
 
 def bench_prepare(workdir, overrides):
     config = apply_overrides(Config(), overrides)
     raw = os.path.join(workdir, "raw")
     simulate_dataset(raw, config.simulation, config.data, show_progress=False)
-    n_frames = 0
-    start = time.perf_counter()
-    for split in ("train", "test"):
-        for run in discover_runs(raw, split):
-            n_frames += len(read_video(run["video"], 96, 0.7))
-    decode = time.perf_counter() - start
-    queue = mp.get_context("fork").Queue()
-    child = mp.get_context("fork").Process(target=_prepare_child,
-                                           args=(raw, os.path.join(workdir, "prepared"), queue))
-    child.start()
-    child.join()
-    total = queue.get()
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    sizes = sum(os.path.getsize(os.path.join(workdir, "prepared", f)) for f in ("train.h5", "test.h5"))
+    data = config.data
+
+    def decode_all():
+        start, n = time.perf_counter(), 0
+        for split in ("train", "test"):
+            for run in discover_runs(raw, split):
+                n += len(read_video(run["video"], data.image_size, data.tr, data.video_backend,
+                                    data.video_aspect, data.reencode))
+        return n, time.perf_counter() - start
+
+    # decoding alone is timed before and after the two prepares (a shared host's load drifts)
+    n_frames, decode_before = decode_all()
+    fast_dir, ref_dir = os.path.join(workdir, "prepared"), os.path.join(workdir, "reference")
+    total, peak_mb, cpu = _timed_prepare(raw, fast_dir, config, pipeline=True)
+    total_ref, _, cpu_ref = _timed_prepare(raw, ref_dir, config, pipeline=False)
+    decode = (decode_before + decode_all()[1]) / 2
+    sizes = sum(os.path.getsize(os.path.join(fast_dir, f)) for f in ("train.h5", "test.h5"))
     print(f"prepare   {n_frames} frames (simulated dataset: {config.simulation.n_train_runs} runs x "
           f"{config.simulation.volumes_per_run} + {config.simulation.n_test_clips} clips x "
-          f"{config.simulation.n_repetitions} repetitions)")
+          f"{config.simulation.n_repetitions} repetitions); compression {data.compression}")
     print(f"prepare   end to end {total:6.2f} s = {n_frames / total:7.0f} frames/s; video decoding "
-          f"alone {decode:5.2f} s; excluding it {n_frames / max(total - decode, 1e-9):7.0f} frames/s")
+          f"alone {decode:5.2f} s (mean of {decode_before:5.2f} s before, the other after)")
+    print(f"prepare   one stage after the other (pipeline=False) {total_ref:6.2f} s; excluding "
+          f"decoding {n_frames / max(total_ref - decode, 1e-9):7.0f} frames/s")
+    print(f"prepare   {n_frames / max(total - decode, 1e-9):7.0f} frames/s excluding decoding "
+          f"(goal >= 2,000): frames / (end to end - decoding alone); the pipeline decodes the "
+          f"next run while it works on the current one")
+    print(f"prepare   CPU time of the prepare process (all but ffmpeg: reading, warp, rendering, "
+          f"HDF5): {cpu:5.2f} s = {cpu / n_frames * 1e3:5.3f} ms/frame = "
+          f"{n_frames / cpu:5.0f} frames/s of one core (pipeline=False: {cpu_ref:5.2f} s)")
     print(f"prepare   peak memory of the prepare process {peak_mb:7.0f} MB; output "
           f"{sizes / 1e6:6.1f} MB ({sizes / n_frames * 1000 / 1e6:5.1f} MB per 1,000 frames)")
+    n_same = n_all = 0
+    digest = hashlib.sha256()
+    for split in ("train", "test"):
+        fast = array_checksums(os.path.join(fast_dir, f"{split}.h5"))
+        ref = array_checksums(os.path.join(ref_dir, f"{split}.h5"))
+        n_all += len(ref)
+        n_same += sum(fast.get(key) == value for key, value in ref.items())
+        n_all += len(set(fast) - set(ref))
+        for key in sorted(fast):
+            digest.update(f"{split}/{key}={fast[key]}".encode())
+    verdict = "identical" if n_same == n_all else "DIFFERENT"
+    print(f"prepare   array checksums (sha256 of every dataset's array): {n_same}/{n_all} "
+          f"{verdict} to the reference path (pipeline=False); digest of all "
+          f"{digest.hexdigest()[:16]}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("overrides", nargs="*", help="simulation.* overrides for the prepare run")
+    parser.add_argument("overrides", nargs="*",
+                        help="section.key=value overrides for the prepare run")
     args = parser.parse_args()
-    print(f"brain2pix_gluon preprocessing benchmark ({os.cpu_count()} CPUs)")
+    print(f"brain2pix_gluon preprocessing benchmark ({os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start)")
     bench_warp()
     bench_render()
     with tempfile.TemporaryDirectory() as tmp:
         bench_prepare(tmp, args.overrides)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end (a shared host: compare figures "
+          f"within one run)")
 
 
 if __name__ == "__main__":

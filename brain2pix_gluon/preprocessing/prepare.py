@@ -6,6 +6,7 @@ runs), split into ROIs (dorsal then ventral voxels with a finite RF centre), ren
 to the split's HDF5 file together with the fisheye-warped frames.
 """
 
+import contextlib
 import json
 import os
 
@@ -172,7 +173,8 @@ def _split_is_current(path, config_json, sources):
         return False
 
 
-def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, show_progress=True):
+def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, show_progress=True,
+                    pipeline=True):
     """Prepare a raw dataset into ``out_dir/{train,test}.h5``.
 
     Parameters
@@ -184,6 +186,11 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     force : bool
         Rebuild splits that are already prepared from the same sources and config.
     show_progress : bool
+    pipeline : bool
+        Overlap the stages: the next run is read (signals, video decoding) in a thread while the
+        current one is warped and rendered, and runs are written to HDF5 in another thread
+        (numpy, scipy, ffmpeg and h5py's writes run without the GIL). ``False`` runs everything
+        one run after the other in this thread; the files are identical either way.
 
     Returns
     -------
@@ -213,24 +220,56 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
                  "retinotopy": json.dumps(raw.retinotopy, sort_keys=True)}
         n_voxels = [raw.mappers[roi].n_voxels for roi in data_cfg.rois]
         with schema.PreparedWriter(path, data_cfg.rois, n_voxels, raw.centres,
-                                   data_cfg.image_size, attrs, data_cfg.compression) as writer:
-            for run in progress(runs, desc=f"prepare {split}", enabled=show_progress, unit="run"):
-                _prepare_run(raw, run, split, writer)
+                                   data_cfg.image_size, attrs, data_cfg.compression,
+                                   background=pipeline) as writer:
+            with contextlib.closing(_load_runs(raw, runs, split, prefetch=pipeline)) as loaded:
+                for run in progress(runs, desc=f"prepare {split}", enabled=show_progress,
+                                    unit="run"):
+                    _prepare_run(raw, run, next(loaded), writer)
         log.info("%s: %d runs written, %d frames dropped at run ends (window past the last volume)",
                  path, len(runs), writer.n_dropped)
         written[split] = path
     return written
 
 
-def _prepare_run(raw, run, split, writer):
+def _load_run(raw, run, split):
+    """Read one run: its signals, its decoded frames and the frame/volume plan."""
     data_cfg = raw.config.data
     signals = raw.load_signals(run, split)
-    n_volumes = signals.shape[0]
     frames = read_video(run["video"], data_cfg.image_size, data_cfg.tr, data_cfg.video_backend,
                         data_cfg.video_aspect, data_cfg.reencode)
-    plan = plan_run(frames.shape[0], n_volumes, data_cfg.shift, data_cfg.n_trs, data_cfg.tr,
+    plan = plan_run(frames.shape[0], signals.shape[0], data_cfg.shift, data_cfg.n_trs, data_cfg.tr,
                     data_cfg.max_unused_s, video=run["video"], run=run["name"])
     get_logger().info("%s", plan["message"])
+    return signals, frames, plan
+
+
+def _load_runs(raw, runs, split, prefetch=True):
+    """Yield :func:`_load_run` of each run in order; with ``prefetch`` the next run is read in a
+    thread while the caller works on the current one (one run ahead: bounded memory)."""
+    if not prefetch:
+        for run in runs:
+            yield _load_run(raw, run, split)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-read") as pool:
+        pending = pool.submit(_load_run, raw, runs[0], split) if runs else None
+        for k in range(len(runs)):
+            loaded = pending.result()
+            pending = pool.submit(_load_run, raw, runs[k + 1], split) if k + 1 < len(runs) else None
+            yield loaded
+
+
+def _prepare_run(raw, run, loaded, writer):
+    """Warp and render one read run (see :func:`_load_run`) and hand it to the writer."""
+    writer.add_run(*_render_run(raw, run, loaded))
+
+
+def _render_run(raw, run, loaded):
+    """Warp a run's frames and render its RFSimages: the arguments of ``PreparedWriter.add_run``."""
+    data_cfg = raw.config.data
+    signals, frames, plan = loaded
     frame_index, first_volumes = plan["frames"], plan["first_volumes"]
     frames = frames[: frame_index.size]
     if data_cfg.fisheye:
@@ -239,6 +278,8 @@ def _prepare_run(raw, run, split, writer):
     else:
         targets = (np.transpose(frames, (0, 3, 1, 2)) / 255.0).astype(np.float16)
     voxels = raw.roi_voxels(signals, run["signals"][0])
-    rf_images = np.stack([raw.mappers[roi].render(voxels[roi]) for roi in data_cfg.rois], axis=1)
-    writer.add_run(run["name"], targets, rf_images, voxels,
-                   frame_index, first_volumes, plan["n_dropped"])
+    rf_images = np.empty((signals.shape[0], len(data_cfg.rois), data_cfg.image_size,
+                          data_cfg.image_size), np.float32)
+    for k, roi in enumerate(data_cfg.rois):
+        rf_images[:, k] = raw.mappers[roi].render(voxels[roi])
+    return (run["name"], targets, rf_images, voxels, frame_index, first_volumes, plan["n_dropped"])

@@ -96,6 +96,9 @@ def _bilinear_operator(src_rows, src_cols, height, width):
         shape=(src_rows.size, height * width))
 
 
+WARP_BATCH = 16     # frames per sparse product in FisheyeWarp.warp_nchw (measured: 8-32 alike)
+
+
 class FisheyeWarp:
     """The warp for one image size, computed once and applied to any number of frames.
 
@@ -121,13 +124,16 @@ class FisheyeWarp:
                 f"frames: expected spatial size ({self.size}, {self.size}), got shape {arr.shape}")
         return arr
 
-    def _apply(self, batch, scale):
-        """Warp (N, H, W, C) -> array of shape (H, W, N, C), float32, multiplied by ``scale``."""
+    def _operator(self, scale):
+        return self.operator if scale == 1.0 else self.operator * np.float32(scale)
+
+    def _apply(self, batch, operator):
+        """Warp (N, H, W, C) -> array of shape (H, W, N, C), float32, with ``operator`` (the
+        warp, its weights multiplied by the output scale)."""
         n, h, w, c = batch.shape
         # One strided copy (cheap for uint8 input) puts pixels first, so the sparse operator
         # multiplies all frames and channels at once.
         flat = np.ascontiguousarray(batch.transpose(1, 2, 0, 3)).reshape(h * w, n * c)
-        operator = self.operator if scale == 1.0 else self.operator * np.float32(scale)
         return np.asarray(operator @ flat.astype(np.float32, copy=False)).reshape(h, w, n, c)
 
     def __call__(self, frames, scale=1.0):
@@ -146,7 +152,8 @@ class FisheyeWarp:
         """
         arr = self._check(frames)
         single = arr.ndim == 3
-        out = np.ascontiguousarray(self._apply(arr[None] if single else arr, scale).transpose(2, 0, 1, 3))
+        out = np.ascontiguousarray(self._apply(arr[None] if single else arr,
+                                               self._operator(scale)).transpose(2, 0, 1, 3))
         return out[0] if single else out
 
     def warp_nchw(self, frames, scale=1.0, dtype=np.float32):
@@ -159,9 +166,13 @@ class FisheyeWarp:
         arr = self._check(frames)
         if arr.ndim != 4:
             raise DataError(f"frames: expected shape (N, H, W, C), got {arr.shape}")
-        warped = self._apply(arr, scale)
+        operator = self._operator(scale)
         out = np.empty((arr.shape[0], arr.shape[3], self.size, self.size), dtype)
-        out[...] = warped.transpose(2, 3, 0, 1)
+        # a few frames at a time: the transposes then stay in the CPU caches (twice as fast as
+        # the whole run at once for 96x96 frames); each frame's values do not depend on the batch
+        for start in range(0, arr.shape[0], WARP_BATCH):
+            batch = arr[start:start + WARP_BATCH]
+            out[start:start + batch.shape[0]] = self._apply(batch, operator).transpose(2, 3, 0, 1)
         return out
 
 
