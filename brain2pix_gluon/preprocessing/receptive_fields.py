@@ -23,7 +23,8 @@ from scipy import sparse
 from ..errors import DataError, check_array
 
 __all__ = ["rf_pixel_indices", "RFMapper", "render_dense_reference", "RF_LAYOUTS",
-           "target_is_transposed", "retinotopy_report", "format_retinotopy", "plot_rf_coverage"]
+           "target_is_transposed", "retinotopy_report", "hemisphere_report",
+           "format_retinotopy", "plot_rf_coverage"]
 
 RF_LAYOUTS = ("aligned", "authors_fixed_rf", "authors_learned_rf")
 
@@ -258,8 +259,55 @@ def retinotopy_report(centres, swap_axes=False, flip_y=False):
     return {"verdict": overall, "advice": advice, "rois": rois, "settings": current}
 
 
+def hemisphere_report(centres):
+    """Where each ROI's left- and right-hemisphere voxels fall: vim-2's orientation check.
+
+    The left hemisphere represents the right visual field (x > 0) and the right hemisphere the
+    left field (x < 0). ``score_x`` is the mean of the fraction of left-hemisphere voxels right
+    of the centre and of right-hemisphere voxels left of it (1 = textbook; the dorsal/ventral
+    check of :func:`retinotopy_report` does not apply to hemisphere parts).
+
+    Parameters
+    ----------
+    centres : dict of str -> dict of str -> (ndarray, ndarray)
+        ``{"V1": {"lh": (x, y), "rh": (x, y)}, ...}``: finite centres of each hemisphere.
+
+    Returns
+    -------
+    dict
+        ``{"kind": "hemisphere", "verdict": str, "advice": str, "rois": {roi: {...}}}``; verdicts
+        "aligned" (score >= 0.75), "mirrored" (<= 0.25: x runs the wrong way) or "unclear".
+    """
+    rois = {}
+    for roi, parts in centres.items():
+        xl, xr = (np.asarray(parts[side][0], float) for side in ("lh", "rh"))
+        entry = {"n_lh": int(xl.size), "n_rh": int(xr.size),
+                 "lh_mean_x": float(xl.mean()) if xl.size else float("nan"),
+                 "rh_mean_x": float(xr.mean()) if xr.size else float("nan")}
+        if xl.size == 0 or xr.size == 0:
+            entry.update(score_x=float("nan"), verdict="unclear")
+        else:
+            score = 0.5 * (np.mean(xl > 0) + np.mean(xr < 0))
+            entry.update(lh_right=float(np.mean(xl > 0)), rh_left=float(np.mean(xr < 0)),
+                         score_x=float(score),
+                         verdict="aligned" if score >= 0.75 else
+                         "mirrored" if score <= 0.25 else "unclear")
+        rois[roi] = entry
+    verdicts = [e["verdict"] for e in rois.values()]
+    overall = next((v for v in ("mirrored", "unclear") if v in verdicts), "aligned")
+    advice = {"aligned": "",
+              "mirrored": "left-hemisphere voxels sit in the left visual field: the frames or "
+                          "the centres are mirrored left-right",
+              "unclear": "the hemispheres do not separate along x: check that the centre files "
+                         "were estimated for this subject"}[overall]
+    return {"kind": "hemisphere", "verdict": overall, "advice": advice, "rois": rois}
+
+
 def format_retinotopy(report):
-    """Printable lines of a :func:`retinotopy_report` (the last one a WARNING when not aligned)."""
+    """Printable lines of a :func:`retinotopy_report` or :func:`hemisphere_report` (the last one
+    a WARNING when not aligned)."""
+    if report.get("kind") == "hemisphere":
+        return _format_hemispheres(report)
     lines = ["retinotopy (x: -0.5 left .. +0.5 right, y: -0.5 top .. +0.5 bottom; "
              "dorsal should be lower, y > 0):"]
     for roi, e in report["rois"].items():
@@ -277,6 +325,22 @@ def format_retinotopy(report):
                               "swapped",
                 "unclear": "no dorsal/ventral split"}[report["verdict"]]
         lines.append(f"  WARNING: {report['verdict']}: {what}; {report['advice']}")
+    return lines
+
+
+def _format_hemispheres(report):
+    lines = ["retinotopy by hemisphere (x: -0.5 left .. +0.5 right; the left hemisphere should "
+             "see the right field, x > 0):"]
+    for roi, e in report["rois"].items():
+        lines.append(
+            f"  {roi}: lh {e['n_lh']:>5} voxels mean x {e['lh_mean_x']:+.3f}, "
+            f"{100 * e.get('lh_right', float('nan')):5.1f}% right | rh {e['n_rh']:>5} voxels mean "
+            f"x {e['rh_mean_x']:+.3f}, {100 * e.get('rh_left', float('nan')):5.1f}% left "
+            f"-> {e['verdict']}")
+    if report["verdict"] == "aligned":
+        lines.append("  verdict: aligned (left-hemisphere voxels in the right visual field)")
+    else:
+        lines.append(f"  WARNING: {report['verdict']}: {report['advice']}")
     return lines
 
 
