@@ -117,6 +117,9 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
                                 / 255.0)
         got = train["frames"][:32].astype(np.float32).transpose(0, 2, 3, 1)
         assert np.abs(got - expected).max() < 0.02
+    capsys.readouterr()
+    assert main(["inspect", prepared]) == 0
+    assert "retinotopy by hemisphere" in capsys.readouterr().out
     run = str(tmp_path / "run")
     assert main(["train", "--data", prepared, "--out", run, *common[:1], *TINY, *TRAIN]) == 0
     assert os.path.isdir(os.path.join(run, "checkpoints"))
