@@ -118,8 +118,10 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
         got = train["frames"][:32].astype(np.float32).transpose(0, 2, 3, 1)
         assert np.abs(got - expected).max() < 0.02
     capsys.readouterr()
-    assert main(["inspect", prepared]) == 0
+    figure = str(tmp_path / "coverage.png")
+    assert main(["inspect", prepared, "--figure", figure]) == 0
     assert "retinotopy by hemisphere" in capsys.readouterr().out
+    assert os.path.getsize(figure) > 1000
     run = str(tmp_path / "run")
     assert main(["train", "--data", prepared, "--out", run, *common[:1], *TINY, *TRAIN]) == 0
     assert os.path.isdir(os.path.join(run, "checkpoints"))

@@ -262,7 +262,7 @@ def load_vim2_centres(folder, masks):
         path = os.path.join(folder, name)
         if not os.path.exists(path):
             raise DataError(f"vim-2: {path!s} does not exist; run `brain2pix estimate-rf "
-                            f"{folder} data.dataset=vim2` first")
+                            f"{folder} data.dataset=vim2 data.tr=1` first")
         data = read_mat(path)
         values = {}
         for key in VIM2_KEYS:

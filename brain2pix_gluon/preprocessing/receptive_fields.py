@@ -348,7 +348,9 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     """Draw each ROI's RF centres over a warped frame and save the figure as PNG.
 
     Dorsal voxels are drawn in orange, ventral in cyan; with aligned centres the orange points
-    fill the lower half of each panel. Axes are the frame's own: x to the right, y downwards.
+    fill the lower half of each panel. With a :func:`hemisphere_report` (vim-2) the two colours are
+    the left and right hemisphere, and the orange points fill the right half. Axes are the
+    frame's own: x to the right, y downwards.
 
     Parameters
     ----------
@@ -357,7 +359,7 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     centres : dict of str -> ndarray, shape (n_roi_voxels, 2)
         (x, y) per voxel, dorsal voxels first (the prepared file's ``/rf_centres``).
     n_dorsal : dict of str -> int
-        Dorsal voxels per ROI.
+        Dorsal voxels per ROI (left-hemisphere voxels with a hemisphere report).
     frame : ndarray, shape (3, S, S) or (S, S, 3), optional
         Background (a warped target frame in [0, 1]).
     report : dict, optional
@@ -373,6 +375,8 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    by_hemisphere = bool(report) and report.get("kind") == "hemisphere"
+    first, second = ("left hemisphere", "right hemisphere") if by_hemisphere else ("dorsal", "ventral")
     rois = list(centres)
     fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois), 3.6), squeeze=False)
     for ax, roi in zip(axes[0], rois):
@@ -382,8 +386,8 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
             ax.imshow(np.clip(img, 0, 1), extent=(-0.5, 0.5, 0.5, -0.5), alpha=0.6)
         xy = np.asarray(centres[roi], float)
         nd = int(n_dorsal[roi])
-        ax.scatter(xy[:nd, 0], xy[:nd, 1], s=4, c="tab:orange", label="dorsal")
-        ax.scatter(xy[nd:, 0], xy[nd:, 1], s=4, c="tab:cyan", label="ventral")
+        ax.scatter(xy[:nd, 0], xy[:nd, 1], s=4, c="tab:orange", label=first)
+        ax.scatter(xy[nd:, 0], xy[nd:, 1], s=4, c="tab:cyan", label=second)
         ax.axhline(0, color="w", lw=0.8)
         ax.axvline(0, color="w", lw=0.8)
         ax.set_xlim(-0.5, 0.5)
@@ -393,7 +397,8 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
         ax.set_xlabel("x (left -> right)")
         ax.set_ylabel("y (top -> bottom)")
     axes[0][0].legend(loc="upper right", fontsize=7, markerscale=2)
-    fig.suptitle("RF centres over a warped frame (dorsal should fill the lower half)", fontsize=9)
+    fig.suptitle("RF centres over a warped frame (" + ("the left hemisphere should fill the right "
+                 "half" if by_hemisphere else "dorsal should fill the lower half") + ")", fontsize=9)
     fig.tight_layout()
     tmp = path + ".partial.png"
     fig.savefig(tmp, dpi=110)
