@@ -117,6 +117,12 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
                                 / 255.0)
         got = train["frames"][:32].astype(np.float32).transpose(0, 2, 3, 1)
         assert np.abs(got - expected).max() < 0.02
+    # another run length is another dataset: not skipped as up to date
+    longer = [a if a != "vim2.run_volumes=40" else "vim2.run_volumes=60" for a in common]
+    assert main(["prepare", folder, prepared, *longer]) == 0
+    with h5py.File(os.path.join(prepared, "train.h5"), "r") as train:
+        assert list(train["runs/n_volumes"][()]) == [60, 60]
+        assert json.loads(train.attrs["config"])["vim2"]["run_volumes"] == 60
     capsys.readouterr()
     figure = str(tmp_path / "coverage.png")
     assert main(["inspect", prepared, "--figure", figure]) == 0

@@ -1,9 +1,12 @@
 """Raw fMRI + video -> prepared HDF5 RFSimage data (``brain2pix prepare``).
 
 Each run is processed on its own (bounded memory): signals are read, z-scored per run (training
-runs), split into ROIs (dorsal then ventral voxels with a finite RF centre), rendered as RFSimages
-(eq. 2), aligned with the frames (frame t uses volumes t+shift ... t+shift+n_trs-1) and appended
-to the split's HDF5 file together with the fisheye-warped frames.
+runs), split into ROIs (the voxels with a finite RF centre of each part of the ROI: dorsal then
+ventral in the raw layout, left then right hemisphere in vim-2), rendered as RFSimages (eq. 2),
+aligned with the frames (frame t uses volumes t+shift ... t+shift+n_trs-1) and appended to the
+split's HDF5 file together with the fisheye-warped frames. What differs between dataset layouts
+(where masks, centres, signals and frames come from) is a :class:`PrepareSource`:
+:class:`RawDataset` (``data.dataset=raw``) or :class:`Vim2PrepareSource` (``data.dataset=vim2``).
 """
 
 import json
@@ -323,8 +326,10 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     Parameters
     ----------
     raw_dir, out_dir : str
+        ``raw_dir``: a raw dataset (``data.dataset=raw``) or a vim-2 folder with the centres of
+        ``estimate-rf`` (``data.dataset=vim2``).
     config : Config, optional
-        Only its ``data`` section is used; defaults to the paper's values.
+        Its ``data`` section (and ``vim2`` for vim-2); defaults to the paper's values.
     splits : sequence of {"train", "test"}
     force : bool
         Rebuild splits that are already prepared from the same sources and config.
@@ -340,7 +345,11 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     raw = open_source(raw_dir, config)
     log_retinotopy(raw.retinotopy, log)
     os.makedirs(out_dir, exist_ok=True)
-    config_json = json.dumps(config_to_dict(config)["data"], sort_keys=True)
+    recorded = config_to_dict(config)["data"]
+    if config.data.dataset == "vim2":
+        # subject, rates and run length decide the samples too (an up-to-date check sees them)
+        recorded["vim2"] = config_to_dict(config)["vim2"]
+    config_json = json.dumps(recorded, sort_keys=True)
     data_cfg = config.data
     written = {}
     for split in splits:
