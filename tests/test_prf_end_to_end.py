@@ -145,3 +145,7 @@ def test_vim2_prepare_refuses_another_tr(vim2, tmp_path, capsys):  # noqa: F811
     assert ("data.tr: vim-2 has one volume every vim2.tr = 1 s, but data.tr = 0.7 s; pass "
             "data.tr=1") in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "p")
+    assert main(["estimate-rf", vim2["folder"], "--out", str(tmp_path / "rf"), "--no-progress",
+                 "data.dataset=vim2", "data.tr=2"]) == 2
+    assert "but data.tr = 2 s; pass data.tr=1" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "rf")
