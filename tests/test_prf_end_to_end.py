@@ -12,7 +12,7 @@ import pytest
 from brain2pix_gluon.cli import main
 
 from conftest import TINY
-from test_vim2 import N_TEST, N_TRAIN, vim2  # noqa: F401  (the module's fixture, reused)
+from test_vim2 import N_TEST, vim2  # noqa: F401  (the module's fixture, reused)
 
 TRAIN = ["train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=2",
          "train.grid_samples=2"]
@@ -112,9 +112,8 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
         # the targets: the 15-Hz frame at each TR onset, warped (the fixture's frames are grey)
         from brain2pix_gluon.preprocessing.retina import fisheye_warp
 
-        onset = vim2["frames"][::15][:32]          # run_001 keeps 32 frames
-        expected = fisheye_warp(np.stack([_resize(f, 32) for f in onset]).astype(np.float32)
-                                / 255.0)
+        onset = vim2["frames"][::15][:32]          # run_001 keeps 32 frames; already 32 x 32
+        expected = fisheye_warp(onset.astype(np.float32) / 255.0)
         got = train["frames"][:32].astype(np.float32).transpose(0, 2, 3, 1)
         assert np.abs(got - expected).max() < 0.02
     # another run length is another dataset: not skipped as up to date
@@ -131,12 +130,6 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
     run = str(tmp_path / "run")
     assert main(["train", "--data", prepared, "--out", run, *common[:1], *TINY, *TRAIN]) == 0
     assert os.path.isdir(os.path.join(run, "checkpoints"))
-
-
-def _resize(frame, size):
-    """Frames already at the model's size pass through (the fixture writes 32 x 32)."""
-    assert frame.shape[:2] == (size, size)
-    return frame
 
 
 def test_vim2_prepare_refuses_another_tr(vim2, tmp_path, capsys):  # noqa: F811
