@@ -116,7 +116,9 @@ def _coverage_figure(path, out):
         rois = json.loads(handle.attrs["rois"])
         centres = {roi: handle[f"rf_centres/{roi}"][()] for roi in rois}
         frame = handle["frames"][0].astype("float32") if handle["frames"].shape[0] else None
-    n_dorsal = {roi: report["rois"][roi]["n_dorsal"] for roi in rois}
+    # the first part of each ROI: dorsal voxels (raw layout), left hemisphere (vim-2)
+    first = "n_lh" if report.get("kind") == "hemisphere" else "n_dorsal"
+    n_dorsal = {roi: report["rois"][roi][first] for roi in rois}
     plot_rf_coverage(out, centres, n_dorsal, frame, report)
 
 

@@ -126,7 +126,7 @@ def test_estimate_rf_on_vim2(vim2, tmp_path):
 
     out = str(tmp_path / "rf")
     assert main(["estimate-rf", vim2["folder"], "--out", out, "--no-progress", "data.dataset=vim2",
-                 "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2"]) == 0
+                 "data.tr=1", "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2"]) == 0
     cols = read_mat(os.path.join(out, "col_centers_112px.mat"))
     rows = read_mat(os.path.join(out, "row_centers_112px.mat"))
     assert set(cols) == set(VIM2_KEYS)
@@ -161,7 +161,7 @@ def test_bad_vim2_input(tmp_path, vim2):
         Vim2Dataset(str(tmp_path), subject=1)
     with pytest.raises(DataError, match="whole number of frames"):
         Vim2Dataset(vim2["folder"], subject=1, stimulus_hz=15.0, tr=0.7)
-    config = apply_overrides(Config(), ["data.dataset=vim2", "vim2.run_volumes=200"])
+    config = apply_overrides(Config(), ["data.dataset=vim2", "data.tr=1", "vim2.run_volumes=200"])
     from brain2pix_gluon.io.vim2 import Vim2Source
 
     with pytest.raises(DataError, match="at least 2"):
@@ -173,3 +173,37 @@ def test_bad_vim2_input(tmp_path, vim2):
                      np.zeros((1, 2, n_vox)), {n: np.ones(VOLUME, bool) for n in ROI_NAMES})
     with pytest.raises(DataError, match="'st': 59 frames"):
         Vim2Dataset(short, subject=1)
+
+
+def test_roi_parts_by_hemisphere_are_stacked_left_then_right():
+    from brain2pix_gluon.preprocessing.signals import select_roi_voxels
+
+    signals = np.arange(2 * 5).reshape(2, 5).astype(float)
+    masks = {"V1lh": np.array([0, 1, 0, 1, 0], bool), "V1rh": np.array([1, 0, 0, 0, 1], bool)}
+    cols = {"V1lh": np.array([0.2, 0.3]), "V1rh": np.array([np.nan, -0.1])}
+    rows = {"V1lh": np.array([0.0, 0.1]), "V1rh": np.array([0.0, 0.2])}
+    voxels, x, y = select_roi_voxels(signals, masks, "V1", cols, rows, parts=("V1lh", "V1rh"))
+    np.testing.assert_array_equal(voxels, signals[:, [1, 3, 4]])   # brain voxel 0: no centre
+    np.testing.assert_array_equal(x, [0.2, 0.3, -0.1])
+    np.testing.assert_array_equal(y, [0.0, 0.1, 0.2])
+    with pytest.raises(DataError, match="'V1d' missing"):
+        select_roi_voxels(signals, masks, "V1", cols, rows)          # the default parts: d, v
+
+
+def test_hemisphere_report():
+    from brain2pix_gluon.preprocessing.receptive_fields import format_retinotopy, hemisphere_report
+
+    right, left = np.array([0.1, 0.2, 0.3, -0.1]), np.array([-0.2, -0.3, 0.05])
+    y = lambda x: np.zeros_like(x)
+    report = hemisphere_report({"V1": {"lh": (right, y(right)), "rh": (left, y(left))}})
+    entry = report["rois"]["V1"]
+    # 3 of 4 left-hemisphere voxels right of the centre, 2 of 3 right-hemisphere voxels left of it
+    assert entry["lh_right"] == 0.75 and entry["rh_left"] == pytest.approx(2 / 3)
+    assert entry["score_x"] == pytest.approx((0.75 + 2 / 3) / 2)
+    assert entry["verdict"] == "unclear" and report["verdict"] == "unclear"
+    good = hemisphere_report({"V1": {"lh": (right[:3], y(right[:3])), "rh": (left[:2], y(left[:2]))}})
+    assert good["verdict"] == "aligned" and format_retinotopy(good)[-1].startswith("  verdict: aligned")
+    mirrored = hemisphere_report({"V1": {"lh": (left[:2], y(left[:2])), "rh": (right[:3], y(right[:3]))}})
+    assert mirrored["verdict"] == "mirrored"
+    assert "WARNING: mirrored" in format_retinotopy(mirrored)[-1]
+    assert "left hemisphere should see the right field" in format_retinotopy(mirrored)[0]

@@ -29,11 +29,25 @@ import numpy as np
 from ..errors import DataError
 from .matlab import mat_version, write_mat
 
-__all__ = ["ROI_NAMES", "VIM2_KEYS", "Vim2Dataset", "Vim2Source", "load_vim2_centres",
-           "write_vim2_files"]
+__all__ = ["ROI_NAMES", "VIM2_KEYS", "VIM2_PARTS", "Vim2Dataset", "Vim2Source", "check_vim2_tr",
+           "load_vim2_centres", "write_vim2_files"]
 
 ROI_NAMES = ("v1lh", "v1rh", "v2lh", "v2rh", "v3lh", "v3rh")
 VIM2_KEYS = ("V1lh", "V1rh", "V2lh", "V2rh", "V3lh", "V3rh")   # brain2pix's name for each
+# the parts of each ROI, in the order prepare stacks their voxels (left, then right hemisphere)
+VIM2_PARTS = {roi: (roi + "lh", roi + "rh") for roi in ("V1", "V2", "V3")}
+
+
+def check_vim2_tr(config):
+    """Refuse a ``data.tr`` other than the release's TR (``vim2.tr``).
+
+    ``data.tr`` is what the rest of the package takes as seconds per volume (the HRF, the frame
+    rate of reconstruction videos), so with vim-2 it must say 1 s like ``vim2.tr``.
+    """
+    if abs(config.data.tr - config.vim2.tr) > 1e-9:
+        raise DataError(f"data.tr: vim-2 has one volume every vim2.tr = {config.vim2.tr:g} s, but "
+                        f"data.tr = {config.data.tr:g} s; pass data.tr={config.vim2.tr:g} with "
+                        f"data.dataset=vim2 (to every command: estimate-rf, prepare, train)")
 
 
 def _open(path, what):
@@ -206,6 +220,7 @@ class Vim2Source:
     """
 
     def __init__(self, folder, config):
+        check_vim2_tr(config)
         self.dataset = Vim2Dataset(folder, config.vim2.subject, config.vim2.stimulus_hz,
                                    config.vim2.tr)
         self.size = config.data.image_size
@@ -247,7 +262,7 @@ def load_vim2_centres(folder, masks):
         path = os.path.join(folder, name)
         if not os.path.exists(path):
             raise DataError(f"vim-2: {path!s} does not exist; run `brain2pix estimate-rf "
-                            f"{folder} data.dataset=vim2` first")
+                            f"{folder} data.dataset=vim2 data.tr=1` first")
         data = read_mat(path)
         values = {}
         for key in VIM2_KEYS:

@@ -1,9 +1,12 @@
 """Raw fMRI + video -> prepared HDF5 RFSimage data (``brain2pix prepare``).
 
 Each run is processed on its own (bounded memory): signals are read, z-scored per run (training
-runs), split into ROIs (dorsal then ventral voxels with a finite RF centre), rendered as RFSimages
-(eq. 2), aligned with the frames (frame t uses volumes t+shift ... t+shift+n_trs-1) and appended
-to the split's HDF5 file together with the fisheye-warped frames.
+runs), split into ROIs (the voxels with a finite RF centre of each part of the ROI: dorsal then
+ventral in the raw layout, left then right hemisphere in vim-2), rendered as RFSimages (eq. 2),
+aligned with the frames (frame t uses volumes t+shift ... t+shift+n_trs-1) and appended to the
+split's HDF5 file together with the fisheye-warped frames. What differs between dataset layouts
+(where masks, centres, signals and frames come from) is a :class:`PrepareSource`:
+:class:`RawDataset` (``data.dataset=raw``) or :class:`Vim2PrepareSource` (``data.dataset=vim2``).
 """
 
 import contextlib
@@ -19,11 +22,12 @@ from ..io import prepared as schema
 from ..io.raw import discover_runs, file_checksum, find_first, load_rf_centres, load_roi_masks, load_run
 from ..io.video import read_video
 from ..utils import get_logger, progress
-from .receptive_fields import RFMapper, format_retinotopy, retinotopy_report
+from .receptive_fields import RFMapper, format_retinotopy, hemisphere_report, retinotopy_report
 from .retina import cached_warp
 from .signals import plan_run, select_roi_voxels, zscore
 
-__all__ = ["prepare_dataset", "RawDataset", "SPLITS", "orient_centres", "log_retinotopy"]
+__all__ = ["prepare_dataset", "PrepareSource", "RawDataset", "Vim2PrepareSource", "open_source",
+           "SPLITS", "orient_centres", "log_retinotopy"]
 
 SPLITS = ("train", "test")
 
@@ -51,7 +55,106 @@ def log_retinotopy(report, log=None):
     (log.info if report["verdict"] == "aligned" else log.warning)("%s", lines[-1])
 
 
-class RawDataset:
+class PrepareSource:
+    """What ``prepare`` reads from a dataset, whatever its layout (the shared half).
+
+    A layout (:class:`RawDataset`, :class:`Vim2PrepareSource`) sets the ROI masks, the oriented RF
+    centres and which mask keys make up each ROI, then calls :meth:`_build_rois`; it provides
+    ``runs(split)``, ``sources(split)``, ``read_signals(run)`` (raw, one array per repetition),
+    ``load_frames(run, split)`` and ``tr``. Everything else (ROI selection, z-scoring, the finite
+    check of the voxels used, the RF mappers) is done here, once for every layout.
+
+    Attributes
+    ----------
+    masks : dict of str -> ndarray of bool, shape (n_brain_voxels,)
+    cols, rows : dict of str -> ndarray, shape (n_mask_voxels,)
+        x (horizontal) and y (vertical) centre of every mask voxel (NaN = no estimate).
+    parts : dict of str -> tuple of str
+        Mask keys of each ROI, in the order its voxels are stacked.
+    mappers : dict of str -> RFMapper
+    centres : dict of str -> ndarray, shape (n_roi_voxels, 2)
+    retinotopy : dict
+        Orientation check of the centres (stored in the prepared files).
+    """
+
+    def _build_rois(self, config, parts, centre_sources, axis_sources):
+        self.config = config
+        self.parts = {roi: tuple(keys) for roi, keys in parts.items()}
+        self.centre_paths = tuple(centre_sources)
+        self.axis_sources = axis_sources
+        self.n_brain_voxels = next(iter(self.masks.values())).shape[0]
+        self.mappers, self.centres = {}, {}
+        for roi in config.data.rois:
+            if roi not in self.parts:
+                raise DataError(f"data.rois: ROI {roi!r} is not in this dataset; expected some of "
+                                f"{sorted(self.parts)}")
+            x, y = self.finite_centres(roi)
+            if x.size == 0:
+                raise DataError(f"ROI {roi}: no voxel has a finite RF centre in {self.centre_paths}")
+            self.mappers[roi] = RFMapper(x, y, config.data.image_size, config.data.rf_layout,
+                                         source=self.axis_sources)
+            self.centres[roi] = np.stack([x, y], axis=1)
+
+    def finite_centres(self, roi, key=None):
+        """x and y of the voxels of a ROI (or of one of its mask keys) with a finite centre."""
+        keys = self.parts[roi] if key is None else (key,)
+        xs, ys = [], []
+        for k in keys:
+            finite = np.isfinite(self.cols[k]) & np.isfinite(self.rows[k])
+            xs.append(self.cols[k][finite])
+            ys.append(self.rows[k][finite])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def used_voxels(self):
+        """Brain voxels that go into the RFSimages (in a selected ROI, with a finite centre)."""
+        used = np.zeros(self.n_brain_voxels, bool)
+        for roi in self.config.data.rois:
+            for key in self.parts[roi]:
+                idx = np.flatnonzero(self.masks[key])
+                used[idx[np.isfinite(self.cols[key]) & np.isfinite(self.rows[key])]] = True
+        return used
+
+    def load_signals(self, run, split):
+        """Voxel signals of one run (test clips: repetitions averaged), z-scored as configured.
+
+        Returns
+        -------
+        ndarray, shape (n_volumes, n_brain_voxels), float32
+        """
+        used = self.used_voxels()
+        reps = []
+        for path, signals in self.read_signals(run):
+            if signals.shape[1] != self.n_brain_voxels:
+                raise DataError(f"run {path!s}: expected {self.n_brain_voxels} voxels (the ROI "
+                                f"masks' size), got signals of shape {signals.shape}")
+            # only the voxels that go into the RFSimages must be finite
+            bad = ~np.isfinite(signals[:, used])
+            if bad.any():
+                volume, column = np.argwhere(bad)[0]
+                raise DataError(
+                    f"signals in {path!s}: expected finite values in the ROI voxels, found "
+                    f"{int(bad.sum())} NaN/inf entries (first at volume {int(volume)}, brain voxel "
+                    f"{int(np.flatnonzero(used)[column])})")
+            if reps and signals.shape != reps[0][1].shape:
+                raise DataError(f"repetitions of {run['name']!r}: {path!s} has shape "
+                                f"{signals.shape}, expected {reps[0][1].shape} like {reps[0][0]}")
+            reps.append((path, signals))
+        if len(reps) > 1:
+            signals = np.mean([s for _, s in reps], axis=0, dtype=np.float64)
+        else:
+            signals = reps[0][1]
+        if split == "train" or self.config.data.zscore_test:
+            return zscore(signals)
+        return np.asarray(signals, np.float32)
+
+    def roi_voxels(self, signals, source):
+        """Split a run's signals into ROIs: dict roi -> (n_volumes, n_roi_voxels)."""
+        return {roi: select_roi_voxels(signals, self.masks, roi, self.cols, self.rows, source,
+                                       parts=self.parts[roi])[0]
+                for roi in self.config.data.rois}
+
+
+class RawDataset(PrepareSource):
     """Masks, RF centres and run listing of a raw dataset directory.
 
     Parameters
@@ -65,41 +168,30 @@ class RawDataset:
         self.raw_dir = os.fspath(raw_dir)
         if not os.path.isdir(self.raw_dir):
             raise DataError(f"raw dataset {self.raw_dir!s} is not a directory")
-        self.config = config
+        self.tr = config.data.tr
         self.mask_path = find_first(self.raw_dir, ("roimask.mat", "roimask.npz", "masks"),
                                     "ROI masks")
         self.masks = load_roi_masks(self.mask_path)
         if os.path.exists(os.path.join(self.raw_dir, "rf_centres.csv")):
-            self.centre_paths = (os.path.join(self.raw_dir, "rf_centres.csv"),)
-            cols, rows = load_rf_centres(self.centre_paths[0], masks=self.masks,
+            centre_paths = (os.path.join(self.raw_dir, "rf_centres.csv"),)
+            cols, rows = load_rf_centres(centre_paths[0], masks=self.masks,
                                          mask_source=self.mask_path)
         else:
             col = find_first(self.raw_dir, ("col_centers_112px.mat", "col_centers.npz"),
                              "column RF centres")
             row = find_first(self.raw_dir, ("row_centers_112px.mat", "row_centers.npz"),
                              "row RF centres")
-            self.centre_paths = (col, row)
+            centre_paths = (col, row)
             cols, rows = load_rf_centres(col, row, masks=self.masks, mask_source=self.mask_path)
         cols, rows = orient_centres(cols, rows, config.data.rf_swap_axes, config.data.rf_flip_y)
-        x_src, y_src = self.centre_paths[0], self.centre_paths[-1]
-        self.axis_sources = (y_src, x_src) if config.data.rf_swap_axes else (x_src, y_src)
+        x_src, y_src = centre_paths[0], centre_paths[-1]
+        axis_sources = (y_src, x_src) if config.data.rf_swap_axes else (x_src, y_src)
         self.cols, self.rows = cols, rows  # now x (horizontal) and y (vertical) of every voxel
-        self.n_brain_voxels = next(iter(self.masks.values())).shape[0]
-        self.mappers, self.centres, parts = {}, {}, {}
-        for roi in ("V1", "V2", "V3"):
-            parts[roi] = {}
-            for p in ("d", "v"):
-                finite = np.isfinite(cols[roi + p]) & np.isfinite(rows[roi + p])
-                parts[roi][p] = (cols[roi + p][finite], rows[roi + p][finite])
+        self._build_rois(config, {roi: (roi + "d", roi + "v") for roi in ("V1", "V2", "V3")},
+                         centre_paths, axis_sources)
+        parts = {roi: {p: self.finite_centres(roi, roi + p) for p in ("d", "v")}
+                 for roi in ("V1", "V2", "V3")}
         self.retinotopy = retinotopy_report(parts, config.data.rf_swap_axes, config.data.rf_flip_y)
-        for roi in config.data.rois:
-            col = np.concatenate([parts[roi]["d"][0], parts[roi]["v"][0]])
-            row = np.concatenate([parts[roi]["d"][1], parts[roi]["v"][1]])
-            if col.size == 0:
-                raise DataError(f"ROI {roi}: no voxel has a finite RF centre in {self.centre_paths}")
-            self.mappers[roi] = RFMapper(col, row, config.data.image_size, config.data.rf_layout,
-                                         source=self.axis_sources)
-            self.centres[roi] = np.stack([col, row], axis=1)
 
     def runs(self, split):
         """Runs of a split (see :func:`brain2pix_gluon.io.raw.discover_runs`)."""
@@ -121,45 +213,101 @@ class RawDataset:
                 out[os.path.relpath(path, self.raw_dir)] = file_checksum(path)
         return out
 
-    def load_signals(self, run, split):
-        """Voxel signals of one run (test clips: repetitions averaged), z-scored as configured.
-
-        Returns
-        -------
-        ndarray, shape (n_volumes, n_brain_voxels), float32
-        """
-        reps = []
-        used = np.zeros(self.n_brain_voxels, bool)
-        for roi in self.config.data.rois:
-            for p in ("d", "v"):
-                idx = np.flatnonzero(self.masks[roi + p])
-                used[idx[np.isfinite(self.cols[roi + p]) & np.isfinite(self.rows[roi + p])]] = True
+    def read_signals(self, run):
+        """Each repetition's signals of a run as ``(path, (n_volumes, n_brain_voxels))``."""
         for path in run["signals"]:
-            signals = load_run(path, finite=False)
-            if signals.shape[1] != self.n_brain_voxels:
-                raise DataError(f"run {path!s}: expected {self.n_brain_voxels} voxels (the ROI "
-                                f"masks' size), got signals of shape {signals.shape}")
-            # only the voxels that go into the RFSimages must be finite
-            bad = ~np.isfinite(signals[:, used])
-            if bad.any():
-                volume, column = np.argwhere(bad)[0]
-                raise DataError(
-                    f"signals in {path!s}: expected finite values in the ROI voxels, found "
-                    f"{int(bad.sum())} NaN/inf entries (first at volume {int(volume)}, brain voxel "
-                    f"{int(np.flatnonzero(used)[column])})")
-            if reps and signals.shape != reps[0].shape:
-                raise DataError(f"repetitions of {run['name']!r}: {path!s} has shape "
-                                f"{signals.shape}, expected {reps[0].shape} like {run['signals'][0]}")
-            reps.append(signals)
-        signals = np.mean(reps, axis=0, dtype=np.float64) if len(reps) > 1 else reps[0]
-        if split == "train" or self.config.data.zscore_test:
-            return zscore(signals)
-        return np.asarray(signals, np.float32)
+            yield path, load_run(path, finite=False)
 
-    def roi_voxels(self, signals, source):
-        """Split a run's signals into ROIs: dict roi -> (n_volumes, n_roi_voxels)."""
-        return {roi: select_roi_voxels(signals, self.masks, roi, self.cols, self.rows, source)[0]
-                for roi in self.config.data.rois}
+    def load_frames(self, run, split):
+        """The run's video at one frame per TR: (n_frames, S, S, 3) uint8."""
+        data_cfg = self.config.data
+        return read_video(run["video"], data_cfg.image_size, data_cfg.tr, data_cfg.video_backend,
+                          data_cfg.video_aspect, data_cfg.reencode)
+
+
+class Vim2PrepareSource(PrepareSource):
+    """A vim-2 subject (Nishimoto et al. 2011) as ``prepare`` reads it.
+
+    ROIs are split by hemisphere (``V1 = V1lh + V1rh``), centres come from ``estimate-rf``
+    (``col_centers_112px.mat`` / ``row_centers_112px.mat`` in the folder), training runs are
+    ``rt`` cut into blocks of ``vim2.run_volumes`` volumes, and the test set is the validation
+    set (``rv``, averaged over repetitions) with ``sv``; one stimulus frame per TR (the frame at
+    the TR's onset). Only the ROI voxels are read (the release's other voxels hold NaN).
+
+    Parameters
+    ----------
+    folder : str
+    config : Config
+        ``data.tr`` must equal ``vim2.tr`` (the release's TR, 1 s).
+    """
+
+    def __init__(self, folder, config):
+        from ..io.vim2 import VIM2_PARTS, Vim2Dataset, check_vim2_tr, load_vim2_centres
+
+        self.folder = os.fspath(folder)
+        if not os.path.isdir(self.folder):
+            raise DataError(f"vim-2 folder {self.folder!s} is not a directory")
+        check_vim2_tr(config)
+        self.tr = config.vim2.tr
+        self.dataset = Vim2Dataset(self.folder, config.vim2.subject, config.vim2.stimulus_hz,
+                                   config.vim2.tr)
+        # the "brain" is the union of the ROI voxels: only these columns are ever read
+        union = np.zeros(self.dataset.n_voxels, bool)
+        for mask in self.dataset.masks.values():
+            union |= mask
+        self.columns = np.flatnonzero(union)
+        self.masks = {k: m[self.columns] for k, m in self.dataset.masks.items()}
+        cols, rows = load_vim2_centres(self.folder, self.dataset.masks)
+        cols, rows = orient_centres(cols, rows, config.data.rf_swap_axes, config.data.rf_flip_y)
+        self.cols, self.rows = cols, rows
+        centre_paths = tuple(os.path.join(self.folder, n) for n in
+                             ("col_centers_112px.mat", "row_centers_112px.mat"))
+        axis_sources = centre_paths[::-1] if config.data.rf_swap_axes else centre_paths
+        self._build_rois(config, VIM2_PARTS, centre_paths, axis_sources)
+        self.retinotopy = hemisphere_report(
+            {roi: {side: self.finite_centres(roi, roi + side) for side in ("lh", "rh")}
+             for roi in VIM2_PARTS})
+        self._run_volumes = config.vim2.run_volumes
+        self._checksums = None
+
+    def runs(self, split):
+        """Training: blocks of ``vim2.run_volumes`` of ``rt``; test: the whole validation set."""
+        name = os.path.basename(self.dataset.responses_path)
+        if split == "train":
+            blocks = [(f"run_{i:03d}", start, stop) for i, (start, stop) in
+                      enumerate(self.dataset.runs(self._run_volumes), start=1)]
+        else:
+            blocks = [("validation", 0, self.dataset.n_volumes["test"])]
+        array = {"train": ("rt", "st"), "test": ("rv", "sv")}[split]
+        return [{"name": run, "split": split, "start": start, "stop": stop,
+                 "signals": [f"{name}:{array[0]}[{start}:{stop}]"],
+                 "video": f"Stimuli.mat:{array[1]} (volumes {start}:{stop})"}
+                for run, start, stop in blocks]
+
+    def sources(self, split):
+        """sha256 of the release's two files and the centre files (computed once)."""
+        if self._checksums is None:
+            paths = (self.dataset.stimuli_path, self.dataset.responses_path, *self.centre_paths)
+            self._checksums = {os.path.basename(p): file_checksum(p) for p in paths}
+        return dict(self._checksums)
+
+    def read_signals(self, run):
+        yield run["signals"][0], self.dataset.responses(run["split"], run["start"], run["stop"],
+                                                        self.columns)
+
+    def load_frames(self, run, split):
+        return self.dataset.frames(split, run["start"], run["stop"], self.config.data.image_size)
+
+
+def open_source(raw_dir, config):
+    """The dataset ``prepare`` reads, by ``data.dataset``: :class:`RawDataset` or
+    :class:`Vim2PrepareSource`."""
+    from ..errors import check_choice
+
+    check_choice(config.data.dataset, "data.dataset", ("raw", "vim2"))
+    if config.data.dataset == "vim2":
+        return Vim2PrepareSource(raw_dir, config)
+    return RawDataset(raw_dir, config)
 
 
 def _split_is_current(path, config_json, sources):
@@ -180,8 +328,10 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     Parameters
     ----------
     raw_dir, out_dir : str
+        ``raw_dir``: a raw dataset (``data.dataset=raw``) or a vim-2 folder with the centres of
+        ``estimate-rf`` (``data.dataset=vim2``).
     config : Config, optional
-        Only its ``data`` section is used; defaults to the paper's values.
+        Its ``data`` section (and ``vim2`` for vim-2); defaults to the paper's values.
     splits : sequence of {"train", "test"}
     force : bool
         Rebuild splits that are already prepared from the same sources and config.
@@ -199,10 +349,14 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     """
     config = config or Config()
     log = get_logger()
-    raw = RawDataset(raw_dir, config)
+    raw = open_source(raw_dir, config)
     log_retinotopy(raw.retinotopy, log)
     os.makedirs(out_dir, exist_ok=True)
-    config_json = json.dumps(config_to_dict(config)["data"], sort_keys=True)
+    recorded = config_to_dict(config)["data"]
+    if config.data.dataset == "vim2":
+        # subject, rates and run length decide the samples too (an up-to-date check sees them)
+        recorded["vim2"] = config_to_dict(config)["vim2"]
+    config_json = json.dumps(recorded, sort_keys=True)
     data_cfg = config.data
     written = {}
     for split in splits:
@@ -236,9 +390,8 @@ def _load_run(raw, run, split):
     """Read one run: its signals, its decoded frames and the frame/volume plan."""
     data_cfg = raw.config.data
     signals = raw.load_signals(run, split)
-    frames = read_video(run["video"], data_cfg.image_size, data_cfg.tr, data_cfg.video_backend,
-                        data_cfg.video_aspect, data_cfg.reencode)
-    plan = plan_run(frames.shape[0], signals.shape[0], data_cfg.shift, data_cfg.n_trs, data_cfg.tr,
+    frames = raw.load_frames(run, split)
+    plan = plan_run(frames.shape[0], signals.shape[0], data_cfg.shift, data_cfg.n_trs, raw.tr,
                     data_cfg.max_unused_s, video=run["video"], run=run["name"])
     get_logger().info("%s", plan["message"])
     return signals, frames, plan

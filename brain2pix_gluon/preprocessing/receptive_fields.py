@@ -23,7 +23,8 @@ from scipy import sparse
 from ..errors import DataError, check_array
 
 __all__ = ["rf_pixel_indices", "RFMapper", "render_dense_reference", "RF_LAYOUTS",
-           "target_is_transposed", "retinotopy_report", "format_retinotopy", "plot_rf_coverage"]
+           "target_is_transposed", "retinotopy_report", "hemisphere_report",
+           "format_retinotopy", "plot_rf_coverage"]
 
 RF_LAYOUTS = ("aligned", "authors_fixed_rf", "authors_learned_rf")
 
@@ -258,8 +259,55 @@ def retinotopy_report(centres, swap_axes=False, flip_y=False):
     return {"verdict": overall, "advice": advice, "rois": rois, "settings": current}
 
 
+def hemisphere_report(centres):
+    """Where each ROI's left- and right-hemisphere voxels fall: vim-2's orientation check.
+
+    The left hemisphere represents the right visual field (x > 0) and the right hemisphere the
+    left field (x < 0). ``score_x`` is the mean of the fraction of left-hemisphere voxels right
+    of the centre and of right-hemisphere voxels left of it (1 = textbook; the dorsal/ventral
+    check of :func:`retinotopy_report` does not apply to hemisphere parts).
+
+    Parameters
+    ----------
+    centres : dict of str -> dict of str -> (ndarray, ndarray)
+        ``{"V1": {"lh": (x, y), "rh": (x, y)}, ...}``: finite centres of each hemisphere.
+
+    Returns
+    -------
+    dict
+        ``{"kind": "hemisphere", "verdict": str, "advice": str, "rois": {roi: {...}}}``; verdicts
+        "aligned" (score >= 0.75), "mirrored" (<= 0.25: x runs the wrong way) or "unclear".
+    """
+    rois = {}
+    for roi, parts in centres.items():
+        xl, xr = (np.asarray(parts[side][0], float) for side in ("lh", "rh"))
+        entry = {"n_lh": int(xl.size), "n_rh": int(xr.size),
+                 "lh_mean_x": float(xl.mean()) if xl.size else float("nan"),
+                 "rh_mean_x": float(xr.mean()) if xr.size else float("nan")}
+        if xl.size == 0 or xr.size == 0:
+            entry.update(score_x=float("nan"), verdict="unclear")
+        else:
+            score = 0.5 * (np.mean(xl > 0) + np.mean(xr < 0))
+            entry.update(lh_right=float(np.mean(xl > 0)), rh_left=float(np.mean(xr < 0)),
+                         score_x=float(score),
+                         verdict="aligned" if score >= 0.75 else
+                         "mirrored" if score <= 0.25 else "unclear")
+        rois[roi] = entry
+    verdicts = [e["verdict"] for e in rois.values()]
+    overall = next((v for v in ("mirrored", "unclear") if v in verdicts), "aligned")
+    advice = {"aligned": "",
+              "mirrored": "left-hemisphere voxels sit in the left visual field: the frames or "
+                          "the centres are mirrored left-right",
+              "unclear": "the hemispheres do not separate along x: check that the centre files "
+                         "were estimated for this subject"}[overall]
+    return {"kind": "hemisphere", "verdict": overall, "advice": advice, "rois": rois}
+
+
 def format_retinotopy(report):
-    """Printable lines of a :func:`retinotopy_report` (the last one a WARNING when not aligned)."""
+    """Printable lines of a :func:`retinotopy_report` or :func:`hemisphere_report` (the last one
+    a WARNING when not aligned)."""
+    if report.get("kind") == "hemisphere":
+        return _format_hemispheres(report)
     lines = ["retinotopy (x: -0.5 left .. +0.5 right, y: -0.5 top .. +0.5 bottom; "
              "dorsal should be lower, y > 0):"]
     for roi, e in report["rois"].items():
@@ -280,11 +328,29 @@ def format_retinotopy(report):
     return lines
 
 
+def _format_hemispheres(report):
+    lines = ["retinotopy by hemisphere (x: -0.5 left .. +0.5 right; the left hemisphere should "
+             "see the right field, x > 0):"]
+    for roi, e in report["rois"].items():
+        lines.append(
+            f"  {roi}: lh {e['n_lh']:>5} voxels mean x {e['lh_mean_x']:+.3f}, "
+            f"{100 * e.get('lh_right', float('nan')):5.1f}% right | rh {e['n_rh']:>5} voxels mean "
+            f"x {e['rh_mean_x']:+.3f}, {100 * e.get('rh_left', float('nan')):5.1f}% left "
+            f"-> {e['verdict']}")
+    if report["verdict"] == "aligned":
+        lines.append("  verdict: aligned (left-hemisphere voxels in the right visual field)")
+    else:
+        lines.append(f"  WARNING: {report['verdict']}: {report['advice']}")
+    return lines
+
+
 def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     """Draw each ROI's RF centres over a warped frame and save the figure as PNG.
 
     Dorsal voxels are drawn in orange, ventral in cyan; with aligned centres the orange points
-    fill the lower half of each panel. Axes are the frame's own: x to the right, y downwards.
+    fill the lower half of each panel. With a :func:`hemisphere_report` (vim-2) the two colours are
+    the left and right hemisphere, and the orange points fill the right half. Axes are the
+    frame's own: x to the right, y downwards.
 
     Parameters
     ----------
@@ -293,7 +359,7 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     centres : dict of str -> ndarray, shape (n_roi_voxels, 2)
         (x, y) per voxel, dorsal voxels first (the prepared file's ``/rf_centres``).
     n_dorsal : dict of str -> int
-        Dorsal voxels per ROI.
+        Dorsal voxels per ROI (left-hemisphere voxels with a hemisphere report).
     frame : ndarray, shape (3, S, S) or (S, S, 3), optional
         Background (a warped target frame in [0, 1]).
     report : dict, optional
@@ -309,6 +375,8 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    by_hemisphere = bool(report) and report.get("kind") == "hemisphere"
+    first, second = ("left hemisphere", "right hemisphere") if by_hemisphere else ("dorsal", "ventral")
     rois = list(centres)
     fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois), 3.6), squeeze=False)
     for ax, roi in zip(axes[0], rois):
@@ -318,8 +386,8 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
             ax.imshow(np.clip(img, 0, 1), extent=(-0.5, 0.5, 0.5, -0.5), alpha=0.6)
         xy = np.asarray(centres[roi], float)
         nd = int(n_dorsal[roi])
-        ax.scatter(xy[:nd, 0], xy[:nd, 1], s=4, c="tab:orange", label="dorsal")
-        ax.scatter(xy[nd:, 0], xy[nd:, 1], s=4, c="tab:cyan", label="ventral")
+        ax.scatter(xy[:nd, 0], xy[:nd, 1], s=4, c="tab:orange", label=first)
+        ax.scatter(xy[nd:, 0], xy[nd:, 1], s=4, c="tab:cyan", label=second)
         ax.axhline(0, color="w", lw=0.8)
         ax.axvline(0, color="w", lw=0.8)
         ax.set_xlim(-0.5, 0.5)
@@ -329,7 +397,8 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
         ax.set_xlabel("x (left -> right)")
         ax.set_ylabel("y (top -> bottom)")
     axes[0][0].legend(loc="upper right", fontsize=7, markerscale=2)
-    fig.suptitle("RF centres over a warped frame (dorsal should fill the lower half)", fontsize=9)
+    fig.suptitle("RF centres over a warped frame (" + ("the left hemisphere should fill the right "
+                 "half" if by_hemisphere else "dorsal should fill the lower half") + ")", fontsize=9)
     fig.tight_layout()
     tmp = path + ".partial.png"
     fig.savefig(tmp, dpi=110)

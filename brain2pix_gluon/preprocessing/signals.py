@@ -38,8 +38,9 @@ def zscore_runs(runs):
     return [zscore(run) for run in runs]
 
 
-def select_roi_voxels(signals, masks, roi, col_centers, row_centers, source=None):
-    """Voxels of one ROI: dorsal then ventral, keeping those with a finite RF centre.
+def select_roi_voxels(signals, masks, roi, col_centers, row_centers, source=None, parts=None):
+    """Voxels of one ROI, part after part (dorsal then ventral by default), keeping those with a
+    finite RF centre.
 
     Parameters
     ----------
@@ -53,15 +54,20 @@ def select_roi_voxels(signals, masks, roi, col_centers, row_centers, source=None
         Centres of the voxels of each mask, in mask order (NaN = no estimate).
     source : str, optional
         File the signals came from, for errors.
+    parts : sequence of str, optional
+        Mask keys that make up the ROI, in order; default ``(roi + "d", roi + "v")`` (dorsal,
+        ventral). vim-2 splits ROIs by hemisphere: ``("V1lh", "V1rh")``.
 
     Returns
     -------
     voxels : ndarray, shape (n_volumes, n_roi_voxels)
     cols, rows : ndarray, shape (n_roi_voxels,)
     """
+    keys = (roi + "d", roi + "v") if parts is None else tuple(parts)
+    if not keys:
+        raise DataError(f"ROI {roi}: expected at least one mask key in parts, got none")
     parts, cols, rows = [], [], []
-    for part in ("d", "v"):
-        key = roi + part
+    for key in keys:
         if key not in masks:
             raise DataError(f"ROI mask key {key!r} missing; available keys: {sorted(masks)}")
         mask = masks[key]
