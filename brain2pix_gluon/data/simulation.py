@@ -255,15 +255,129 @@ def _on_grid(values):
     return np.clip(np.round((values + 0.5) * GRID), 0, GRID - 1) / GRID - 0.5
 
 
+ROI_PARTS = tuple(roi + part for roi in ("V1", "V2", "V3") for part in ("d", "v"))
+
+
+def _place_voxels(voxels, n_nonvisual, rng):
+    """Scatter the visual voxels among the brain's flattened voxels.
+
+    Returns
+    -------
+    masks : dict of str -> ndarray of bool, shape (n_brain,)
+        Per ROI part, as ``roimask.mat`` holds them.
+    brain_index : ndarray of int, shape (n_visual,)
+        Brain position of every visual voxel, in mask order (V1d, V1v, ..., V3v).
+    """
+    n_visual = sum(len(voxels[k]["x"]) for k in ROI_PARTS)
+    n_brain = n_visual + n_nonvisual
+    order = rng.permutation(n_brain)  # where each voxel sits in the flattened brain
+    masks, positions, start = {}, [], 0
+    for key in ROI_PARTS:
+        n = len(voxels[key]["x"])
+        pos = np.sort(order[start:start + n])
+        start += n
+        masks[key] = np.zeros(n_brain, bool)
+        masks[key][pos] = True
+        positions.append(pos)
+    return masks, np.concatenate(positions)
+
+
+def _write_roi_files(out_dir, voxels, masks, sim, rng):
+    """``roimask.mat`` and the centre files as the release writes them: col = x, row = y, on the
+    112-px grid, with an estimation error and a few voxels without an estimate (NaN)."""
+    cols_disk, rows_disk = {}, {}
+    for key in ROI_PARTS:
+        n = len(voxels[key]["x"])
+        err = rng.normal(0.0, sim.centre_error_sd, (2, n))
+        x = _on_grid(voxels[key]["x"] + err[0])
+        y = _on_grid(voxels[key]["y"] + err[1])
+        missing = rng.random(n) < sim.nan_fraction
+        x[missing] = np.nan
+        y[missing] = np.nan
+        cols_disk[key], rows_disk[key] = x[:, None], y[:, None]
+    write_mat(os.path.join(out_dir, "roimask.mat"), {k: masks[k][:, None] for k in ROI_PARTS},
+              sim.mat_version)
+    write_mat(os.path.join(out_dir, "col_centers_112px.mat"), cols_disk, sim.mat_version)
+    write_mat(os.path.join(out_dir, "row_centers_112px.mat"), rows_disk, sim.mat_version)
+
+
+class _Scanner:
+    """The simulated participant in the scanner: frames -> noise-free BOLD -> noisy brain volumes.
+
+    A voxel's drive is its pRF-weighted luminance of the warped frame; the BOLD signal is that
+    drive convolved with the HRF, times the voxel's gain. After the video the screen is a uniform
+    grey at the video's mean level while the brain keeps being scanned.
+    """
+
+    def __init__(self, voxels, brain_index, n_brain, sim, data, rng):
+        self.size, self.max_ratio, self.noise_sd = data.image_size, data.max_ratio, sim.noise_sd
+        self.weights = np.concatenate([_prf_weights(voxels[k], self.size) for k in ROI_PARTS])
+        self.brain_index, self.n_brain = brain_index, n_brain
+        self.hrf = double_gamma_hrf(data.tr)
+        self.gains = rng.uniform(0.5, 1.5, len(brain_index)).astype(np.float32)
+        self.baseline = rng.uniform(50, 150, n_brain).astype(np.float32)
+
+    def bold(self, frames_uint8, n_volumes):
+        """Noise-free BOLD, shape (n_volumes, n_visual), of frames shown one per TR."""
+        warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, self.max_ratio)
+        shown = warped.mean(axis=-1).reshape(len(warped), -1)
+        luminance = np.full((n_volumes, self.size * self.size), shown.mean(), np.float32)
+        luminance[:len(warped)] = shown
+        drive = luminance @ self.weights.T
+        drive -= drive.mean(axis=0)
+        signal = np.stack([np.convolve(d, self.hrf)[: len(d)] for d in drive.T], axis=1)
+        return (signal * self.gains).astype(np.float32)
+
+    def scan(self, signal, rng):
+        """Brain volumes, shape (n_volumes, n_brain): white noise everywhere, plus the signal in
+        the visual voxels, plus each voxel's baseline."""
+        scale = signal.std(axis=0).mean() + 1e-8
+        out = rng.normal(0.0, self.noise_sd * scale, (signal.shape[0], self.n_brain))
+        out = out.astype(np.float32)
+        out[:, self.brain_index] += signal
+        return out + self.baseline
+
+
+def _simulate_run(out_dir, split, name, n_volumes, images, scanner, sim, data, ext, rng):
+    """Write one run's video and voxels (a test clip's repetitions); return its noise-free
+    BOLD and the number of frames it shows."""
+    tail = int(round(rng.uniform(*sim.post_stimulus_s) / data.tr))
+    n_tr_frames = n_volumes - max(tail, data.shift + data.n_trs)
+    if n_tr_frames < 1:
+        raise DataError(f"simulation: {split} runs of {n_volumes} volumes leave no room for a "
+                        f"video before {tail} post-stimulus volumes; raise "
+                        f"simulation.volumes_per_{'run' if split == 'train' else 'clip'}")
+    video_path = os.path.join(out_dir, split, f"{name}.{ext}")
+    n_native = int(round(n_tr_frames * data.tr * sim.video_fps))
+    width, height = sim.video_size
+    with VideoWriter(video_path, width, height, sim.video_fps) as writer:
+        for shot in render_shots(images, n_native, width, height, sim.video_fps, rng):
+            writer.write(shot)
+    decoded = read_video(video_path, data.image_size, data.tr)
+    signal = scanner.bold(decoded, n_volumes)
+    if split == "train":
+        np.save(os.path.join(out_dir, split, f"{name}.npy"), scanner.scan(signal, rng))
+    else:   # repetitions, each z-scored as preprocessed data would be
+        for rep in range(sim.n_repetitions):
+            run = scanner.scan(signal, rng)
+            run = (run - run.mean(0)) / run.std(0)
+            np.save(os.path.join(out_dir, split, f"{name}_rep_{rep + 1:02d}.npy"),
+                    run.astype(np.float32))
+    return signal, len(decoded)
+
+
 def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
     """Write a simulated raw dataset to ``out_dir`` (see the module docstring).
+
+    Steps: true pRFs, voxel placement and the ROI/centre files; then every training run and test
+    clip (video, BOLD, noisy volumes); then the truth files.
 
     Parameters
     ----------
     out_dir : str
     sim : SimulationConfig, optional
     data : DataConfig, optional
-        Only ``image_size``, ``tr`` and ``max_ratio`` are used.
+        ``image_size``, ``tr``, ``max_ratio``, ``shift`` and ``n_trs`` are used.
     show_progress : bool
 
     Returns
@@ -273,115 +387,39 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
     """
     sim = sim or SimulationConfig()
     data = data or DataConfig()
-    size = data.image_size
     rng = np.random.default_rng(sim.seed)
-    os.makedirs(os.path.join(out_dir, "train"), exist_ok=True)
-    os.makedirs(os.path.join(out_dir, "test"), exist_ok=True)
+    for split in ("train", "test"):
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
     ext = sim.video_ext
     if ext == "webm" and ffmpeg_executable() is None:
         get_logger().warning("simulation: no ffmpeg (pip install imageio-ffmpeg): videos written "
                              "as MP4 with OpenCV instead of WebM")
         ext = "mp4"
 
-    keys = [roi + p for roi in ("V1", "V2", "V3") for p in ("d", "v")]
     voxels = make_voxels(sim.n_voxels, sim.rf_sigma, rng)
-    n_visual = sum(len(voxels[k]["x"]) for k in keys)
-    n_brain = n_visual + sim.n_nonvisual_voxels
-    order = rng.permutation(n_brain)  # where each voxel sits in the flattened brain
-    masks, positions, start = {}, {}, 0
-    for key in keys:
-        n = len(voxels[key]["x"])
-        pos = np.sort(order[start:start + n])
-        start += n
-        mask = np.zeros(n_brain, bool)
-        mask[pos] = True
-        masks[key], positions[key] = mask, pos
-    weights = np.concatenate([_prf_weights(voxels[k], size) for k in keys])  # mask order
-    brain_index = np.concatenate([positions[k] for k in keys])
+    masks, brain_index = _place_voxels(voxels, sim.n_nonvisual_voxels, rng)
+    n_brain = len(next(iter(masks.values())))
+    _write_roi_files(out_dir, voxels, masks, sim, rng)
+    scanner = _Scanner(voxels, brain_index, n_brain, sim, data, rng)
+    images = dict(zip(("train", "test"), split_stimulus_images(stimulus_images(), sim.seed)))
 
-    # Centres as the release writes them: col = x, row = y, on the 112-px grid, with an
-    # estimation error and a few voxels without an estimate (NaN).
-    cols_disk, rows_disk = {}, {}
-    for key in keys:
-        n = len(voxels[key]["x"])
-        err = rng.normal(0.0, sim.centre_error_sd, (2, n))
-        x = _on_grid(voxels[key]["x"] + err[0])
-        y = _on_grid(voxels[key]["y"] + err[1])
-        missing = rng.random(n) < sim.nan_fraction
-        x[missing] = np.nan
-        y[missing] = np.nan
-        cols_disk[key], rows_disk[key] = x[:, None], y[:, None]
-    write_mat(os.path.join(out_dir, "roimask.mat"), {k: masks[k][:, None] for k in keys},
-              sim.mat_version)
-    write_mat(os.path.join(out_dir, "col_centers_112px.mat"), cols_disk, sim.mat_version)
-    write_mat(os.path.join(out_dir, "row_centers_112px.mat"), rows_disk, sim.mat_version)
-
-    hrf = double_gamma_hrf(data.tr)
-    gains = rng.uniform(0.5, 1.5, n_visual).astype(np.float32)
-    train_images, test_images = split_stimulus_images(stimulus_images(), sim.seed)
-    width, height = sim.video_size
-
-    def bold(frames_uint8, n_volumes):
-        # after the video the screen is a uniform grey at the video's mean level; the brain
-        # keeps being scanned
-        warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, data.max_ratio)
-        shown = warped.mean(axis=-1).reshape(len(warped), -1)
-        luminance = np.full((n_volumes, size * size), shown.mean(), np.float32)
-        luminance[:len(warped)] = shown
-        drive = luminance @ weights.T
-        drive -= drive.mean(axis=0)
-        signal = np.stack([np.convolve(d, hrf)[: len(d)] for d in drive.T], axis=1) * gains
-        return signal.astype(np.float32)
-
-    def brain(signal, noise_rng, baseline):
-        n_t = signal.shape[0]
-        scale = signal.std(axis=0).mean() + 1e-8
-        out = noise_rng.normal(0.0, sim.noise_sd * scale, (n_t, n_brain)).astype(np.float32)
-        out[:, brain_index] += signal
-        return out + baseline
-
-    baseline = rng.uniform(50, 150, n_brain).astype(np.float32)
-    clean, runs = {}, {"names": [], "n_frames": [], "n_volumes": []}
-    log = get_logger()
     jobs = [("train", f"run_{i + 1:03d}", sim.volumes_per_run) for i in range(sim.n_train_runs)]
     jobs += [("test", f"clip_{i + 1:02d}", sim.volumes_per_clip) for i in range(sim.n_test_clips)]
-    min_tail = data.shift + data.n_trs
+    clean, n_frames = {}, []
     for split, name, n_volumes in progress(jobs, desc="simulate", enabled=show_progress, unit="run"):
-        tail = int(round(rng.uniform(*sim.post_stimulus_s) / data.tr))
-        n_tr_frames = n_volumes - max(tail, min_tail)
-        if n_tr_frames < 1:
-            raise DataError(f"simulation: {split} runs of {n_volumes} volumes leave no room for a "
-                            f"video before {tail} post-stimulus volumes; raise "
-                            f"simulation.volumes_per_{'run' if split == 'train' else 'clip'}")
-        video_path = os.path.join(out_dir, split, f"{name}.{ext}")
-        n_native = int(round(n_tr_frames * data.tr * sim.video_fps))
-        with VideoWriter(video_path, width, height, sim.video_fps) as writer:
-            for shot in render_shots(train_images if split == "train" else test_images,
-                                     n_native, width, height, sim.video_fps, rng):
-                writer.write(shot)
-        decoded = read_video(video_path, size, data.tr)
-        signal = bold(decoded, n_volumes)
-        clean[name] = signal
-        runs["names"].append(name)
-        runs["n_frames"].append(len(decoded))
-        runs["n_volumes"].append(n_volumes)
-        if split == "train":
-            np.save(os.path.join(out_dir, split, f"{name}.npy"), brain(signal, rng, baseline))
-        else:
-            for rep in range(sim.n_repetitions):
-                run = brain(signal, rng, baseline)
-                run = (run - run.mean(0)) / run.std(0)
-                np.save(os.path.join(out_dir, split, f"{name}_rep_{rep + 1:02d}.npy"),
-                        run.astype(np.float32))
+        clean[name], frames = _simulate_run(out_dir, split, name, n_volumes, images[split],
+                                            scanner, sim, data, ext, rng)
+        n_frames.append(frames)
     np.savez(os.path.join(out_dir, "truth.npz"),
-             **{f"{k}_x": voxels[k]["x"] for k in keys},
-             **{f"{k}_y": voxels[k]["y"] for k in keys},
-             **{f"{k}_sigma": voxels[k]["sigma"] for k in keys},
-             gains=gains, hrf=hrf, run_names=np.array(runs["names"]),
-             run_frames=np.array(runs["n_frames"]), run_volumes=np.array(runs["n_volumes"]))
+             **{f"{k}_x": voxels[k]["x"] for k in ROI_PARTS},
+             **{f"{k}_y": voxels[k]["y"] for k in ROI_PARTS},
+             **{f"{k}_sigma": voxels[k]["sigma"] for k in ROI_PARTS},
+             gains=scanner.gains, hrf=scanner.hrf, run_names=np.array([j[1] for j in jobs]),
+             run_frames=np.array(n_frames), run_volumes=np.array([j[2] for j in jobs]))
     # noise-free BOLD of every run, columns in mask order (V1d, V1v, ..., V3v): the oracle
     np.savez(os.path.join(out_dir, "truth_signals.npz"), **clean)
-    log.info("simulated dataset written to %s (%d brain voxels, %d visual)", out_dir, n_brain, n_visual)
+    get_logger().info("simulated dataset written to %s (%d brain voxels, %d visual)", out_dir,
+                      n_brain, len(brain_index))
     return out_dir
 
 
