@@ -13,6 +13,7 @@ from brain2pix_gluon.evaluation.evaluate import chance_partners, evaluate
 from brain2pix_gluon.evaluation.features import LAYERS, clip_indices
 from brain2pix_gluon.evaluation.tables import build_tables, render_latex, render_markdown, write_tables
 from brain2pix_gluon.io.reconstructions import read_reconstructions, write_reconstructions
+from brain2pix_gluon.provenance import random_mark
 
 
 @pytest.fixture(autouse=True)
@@ -199,7 +200,7 @@ def test_evaluate_perfect_reconstructions_and_baseline(recon_files):
     assert res["field_metrics"]["twoway_alexnet2"]["mean"] == 1.0
     assert res["field_metrics"]["pixcorr"]["mean"] == pytest.approx(1.0)
     assert res["field_metrics"]["flow_epe"]["mean"] == pytest.approx(0.0, abs=1e-6)
-    assert "RANDOM EVALUATION WEIGHTS" in res["marks"]
+    assert random_mark("evaluation") in res["marks"]
     assert "NOT pretrained" in res["weights"]["evaluation"]["alexnet"]
     b = res["baselines"]["noisy"]
     assert b["n"] == 6 * 12 and b["successes"] == b["n"] and b["p"] < 1e-10

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from brain2pix_gluon.provenance import random_mark
+
 from conftest import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +44,7 @@ def test_script_runs_end_to_end(name, results):
     experiment = name[len("run_"):]
     summary = json.load(open(os.path.join(results["out"], experiment, "summary.json")))
     assert summary["profile"] == "quick"
-    assert "QUICK RUN" in summary["marks"] and "RANDOM EVALUATION WEIGHTS" in summary["marks"]
+    assert "QUICK RUN" in summary["marks"] and random_mark("evaluation") in summary["marks"]
     for status in summary["variants"]:
         assert os.path.exists(status["reconstructions"])
         res = json.load(open(status["results"]))

@@ -31,7 +31,7 @@ from ..config import DataConfig, EvalConfig, config_to_dict
 from ..errors import DataError
 from ..io.prepared import SAMPLE
 from ..io.reconstructions import read_reconstructions, targets_checksum
-from ..model_zoo.pretrained import is_random
+from ..provenance import caption_suffix, is_random, run_marks
 from ..utils import array_sha256, get_logger, progress, write_json_atomic
 from .feature_cache import ground_truth_features, ground_truth_key, resolve_cache_dir
 from .features import LAYERS, FeatureExtractor, build_feature_nets, clip_indices
@@ -248,64 +248,30 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     """
     cfg = eval_config or EvalConfig()
     ctx = ctx or mx.cpu()
-    log = get_logger()
-    data = _load(recon_path, cfg.max_frames)
-    ours = targets_checksum(data["targets"])    # of the frames evaluated (max_frames applied)
-    others = {}
-    for name, path in (baselines or {}).items():    # refused before any feature is computed
-        other = others[name] = _load(path, cfg.max_frames)
-        theirs_sum = targets_checksum(other["targets"])
-        if theirs_sum != ours:
-            raise DataError(
-                f"baseline {name} ({path}): its ground-truth frames differ from those of "
-                f"{recon_path} (sha256 of the {len(other['targets'])} target frames "
-                f"{theirs_sum[:12]}... vs {ours[:12]}... of {len(data['targets'])}); both must "
-                f"reconstruct the same test set in the same order (same prepared test.h5)")
-    sources = None
-    if extractor is None:
-        alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
-        extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
-                                     cfg.imagenet_normalize, ctx)
-    sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
+    data, others = _load_matched(recon_path, baselines or {}, cfg.max_frames)
+    extractor, sources = _feature_extractor(cfg, ctx, extractor)
     runs, frames = data["samples"][:, SAMPLE.run], data["samples"][:, SAMPLE.frame]
-    attrs = data["attrs"]
     cache_dir = cache_dir or resolve_cache_dir(getattr(cfg, "feature_cache", "auto"))
     clips = clip_indices(runs, extractor.clip_length)
     feature_key, _ = ground_truth_key(data["targets"], clips, extractor, cfg.batch_size)
     cache = {}
     gt_features = ground_truth_features(data["targets"], clips, extractor, cfg.batch_size,
                                         cache_dir, show_progress, cache)
-    mask, mask_info = field_mask(attrs, data["targets"].shape[-1])
+    mask, mask_info = field_mask(data["attrs"], data["targets"].shape[-1])
     per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
                               cfg.batch_size, show_progress, gt_features, mask)
-    epe = flow_epe(data["reconstructions"], data["targets"], runs, frames)
-    epe_disc = flow_epe(data["reconstructions"], data["targets"], runs, frames, mask)
-    random_eval = any(is_random(s) for s in sources.values())
-    recon_weights = attrs.get("weights", {})
-    random_model = any(is_random(v) for v in recon_weights.values()) if isinstance(recon_weights, dict) else False
-    marks = []
-    if random_eval:
-        marks.append("RANDOM EVALUATION WEIGHTS")
-    if random_model:
-        marks.append("MODEL TRAINED WITH RANDOM FEATURE-LOSS WEIGHTS")
-    if attrs.get("profile") == "quick" or cfg.max_frames:
-        marks.append("QUICK RUN")
     results = {
-        "label": label or attrs.get("model", os.path.basename(recon_path)),
+        "label": label or data["attrs"].get("model", os.path.basename(recon_path)),
         "experiment": experiment,
         "source": os.path.abspath(recon_path),
         "package_version": __version__,
-        "marks": marks,
-        "weights": {"evaluation": sources, "model": recon_weights},
+        "marks": evaluation_marks(sources, data["attrs"], cfg),
+        "weights": {"evaluation": sources, "model": data["attrs"].get("weights", {})},
         "evaluation_config": config_to_dict(cfg) if hasattr(cfg, "__dataclass_fields__") else {},
-        "clip_rule": f"{cfg.clip_length} consecutive frames of the run centred on the frame "
-                     f"(t-{cfg.clip_length // 2}..t+{cfg.clip_length - cfg.clip_length // 2 - 1}), "
-                     f"clamped at run ends; resized to {cfg.c3d_size}; ImageNet normalisation "
-                     f"{'on' if cfg.imagenet_normalize else 'off'}",
-        "chance_rule": "frame i vs ground truth of frame (i + n'/2) mod n' (n' = even part of n)",
+        **_rules(cfg),
         "n_frames": int(len(runs)),
         "reconstructions_sha256": array_sha256(np.asarray(data["reconstructions"], np.float32)),
-        "targets_sha256": ours,
+        "targets_sha256": targets_checksum(data["targets"]),
         "feature_key": feature_key,
         "feature_cache": {"dir": cache_dir, "ground_truth": cache.get("cache")},
         "field_mask": mask_info,
@@ -313,24 +279,82 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         "field_metrics": {k: summarize(per_frame[k]) for k in FIELD_METRICS + TWOWAY},
         "baselines": {},
     }
-    results["field_metrics"]["flow_epe"] = summarize(epe)
-    results["field_metrics"]["flow_epe_disc"] = summarize(epe_disc)
+    for name, epe in (("flow_epe", flow_epe(data["reconstructions"], data["targets"], runs,
+                                            frames)),
+                      ("flow_epe_disc", flow_epe(data["reconstructions"], data["targets"], runs,
+                                                 frames, mask))):
+        results["field_metrics"][name] = summarize(epe)
     for name, path in (baselines or {}).items():
-        other = others[name]
-        theirs, origin = _baseline_per_frame(path, other, data["targets"], feature_key,
+        theirs, origin = _baseline_per_frame(path, others[name], data["targets"], feature_key,
                                              gt_features, extractor, cfg.batch_size, cache_dir,
                                              show_progress)
-        wins = [better(per_frame[k], theirs[k], k.endswith("_r")) for k in METRICS]
-        wins = np.concatenate(wins)
-        results["baselines"][name] = binomial_vs_baseline(int(wins.sum()), wins.size)
-        results["baselines"][name]["source"] = os.path.abspath(path)
-        results["baselines"][name]["per_frame_metrics"] = origin
+        results["baselines"][name] = _binomial_against(per_frame, theirs, path, origin)
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "results.json"), results)
     _write_per_frame(os.path.join(out_dir, "per_frame.csv"), data["samples"], per_frame)
-    log.info("evaluated %d frames of %s -> %s%s", len(runs), recon_path, out_dir,
-             " [" + ", ".join(marks) + "]" if marks else "")
+    get_logger().info("evaluated %d frames of %s -> %s%s", len(runs), recon_path, out_dir,
+                      caption_suffix(results["marks"]))
     return results
+
+
+def _load_matched(recon_path, baselines, max_frames):
+    """The reconstructions to evaluate and those of each baseline, refused (before any feature is
+    computed) when a baseline's ground truth is not the same test set in the same order."""
+    data = _load(recon_path, max_frames)
+    ours = targets_checksum(data["targets"])    # of the frames evaluated (max_frames applied)
+    others = {}
+    for name, path in baselines.items():
+        other = others[name] = _load(path, max_frames)
+        theirs = targets_checksum(other["targets"])
+        if theirs != ours:
+            raise DataError(
+                f"baseline {name} ({path}): its ground-truth frames differ from those of "
+                f"{recon_path} (sha256 of the {len(other['targets'])} target frames "
+                f"{theirs[:12]}... vs {ours[:12]}... of {len(data['targets'])}); both must "
+                f"reconstruct the same test set in the same order (same prepared test.h5)")
+    return data, others
+
+
+def _feature_extractor(cfg, ctx, extractor=None):
+    """The AlexNet/C3D extractor under the configured weights (or the injected one) and the
+    source of its weights."""
+    sources = None
+    if extractor is None:
+        alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
+        extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
+                                     cfg.imagenet_normalize, ctx)
+    return extractor, sources or getattr(extractor, "sources",
+                                         {"alexnet": "injected", "c3d": "injected"})
+
+
+def evaluation_marks(sources, recon_attrs, cfg):
+    """Marks of an evaluation: random evaluation networks, random networks the model was made
+    with (its feature loss, or baseline 1's encoding features), quick runs or subsets."""
+    weights = recon_attrs.get("weights") or {}
+    roles = {"evaluation": next((s for s in sources.values() if is_random(s)), None)}
+    if isinstance(weights, dict):
+        roles.update(weights)
+    quick = recon_attrs.get("profile") == "quick" or bool(cfg.max_frames)
+    return run_marks(roles, "quick" if quick else "paper")
+
+
+def _rules(cfg):
+    """The evaluation's fixed choices, in words, for results.json."""
+    before, after = cfg.clip_length // 2, cfg.clip_length - cfg.clip_length // 2 - 1
+    return {"clip_rule": f"{cfg.clip_length} consecutive frames of the run centred on the frame "
+                         f"(t-{before}..t+{after}), clamped at run ends; resized to "
+                         f"{cfg.c3d_size}; ImageNet normalisation "
+                         f"{'on' if cfg.imagenet_normalize else 'off'}",
+            "chance_rule": "frame i vs ground truth of frame (i + n'/2) mod n' (n' = even part "
+                           "of n)"}
+
+
+def _binomial_against(per_frame, theirs, path, origin):
+    """Binomial test of every (frame, metric) where ours is better than a baseline's."""
+    wins = np.concatenate([better(per_frame[k], theirs[k], k.endswith("_r")) for k in METRICS])
+    out = binomial_vs_baseline(int(wins.sum()), wins.size)
+    out.update(source=os.path.abspath(path), per_frame_metrics=origin)
+    return out
 
 
 def _baseline_per_frame(path, other, targets, feature_key, gt_features, extractor, batch_size,
