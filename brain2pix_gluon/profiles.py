@@ -2,7 +2,7 @@
 
 A quick run keeps the architecture and losses but trains far fewer iterations (4 epochs of at
 most 40), with a larger learning rate (1e-3 instead of 2e-4) and a smaller VGG input (64 instead of
-224 pixels); experiment scripts also evaluate only the first 48 test frames. Every output it writes
+224 pixels), and evaluates only the first 48 test frames. Every output it writes
 is marked "QUICK RUN".
 """
 
@@ -20,6 +20,7 @@ PROFILES = {
         "train.lr=0.001",
         "loss.feature_resize=64",
         "train.grid_samples=4",
+        "evaluation.max_frames=48",
     ],
 }
 

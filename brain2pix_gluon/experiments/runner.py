@@ -26,8 +26,6 @@ def experiment_config(variant_config, profile="paper", overrides=(), weights=Non
     extra = []
     if weights:
         extra = [f"loss.feature_weights={weights}", f"evaluation.feature_weights={weights}"]
-    if profile == "quick":
-        extra.append("evaluation.max_frames=48")
     return apply_overrides(config, extra + list(overrides))
 
 
