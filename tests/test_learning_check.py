@@ -1,0 +1,158 @@
+"""The learning check (model vs chance, vs the time-shuffled control, vs the mean frame): it passes
+for reconstructions that carry the target's information and fails for a constant output and for a
+model that learned nothing from its input (a control-like model, or the control itself)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from brain2pix_gluon.errors import DataError
+from brain2pix_gluon.evaluation.learning_check import learning_check
+from brain2pix_gluon.evaluation.metrics import fisheye_valid_mask
+from brain2pix_gluon.io.reconstructions import write_reconstructions
+
+N, SIZE = 30, 32
+
+
+class PooledPixels:
+    """A stand-in for AlexNet: pool2 = 4x4-pooled pixels, pool5 = 8x8-pooled pixels (fast and
+    deterministic; the check only needs features that follow the image)."""
+
+    def alexnet_features(self, frames):
+        frames = np.asarray(frames, np.float64)
+        n, c, h, w = frames.shape
+        p2 = frames.reshape(n, c, h // 4, 4, w // 4, 4).mean(axis=(3, 5))
+        p5 = frames.reshape(n, c, h // 8, 8, w // 8, 8).mean(axis=(3, 5))
+        return {"alexnet_pool2": p2.reshape(n, -1), "alexnet_pool5": p5.reshape(n, -1),
+                "alexnet_fc6": p5.reshape(n, -1)}
+
+
+def _frames(rng, n):
+    x = ndimage.gaussian_filter(rng.random((n, 3, SIZE, SIZE)), (0, 0, 3, 3))
+    x = (x - x.min()) / (x.max() - x.min())
+    return (x * MASK).astype(np.float32)     # black outside the fisheye field, like the data
+
+
+MASK = fisheye_valid_mask(SIZE, 10.0)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    root = tmp_path_factory.mktemp("check")
+    train, targets = _frames(rng, 60), _frames(rng, N)
+    mean = train.mean(axis=0)
+    samples = np.stack([np.zeros(N, int), np.arange(N), np.arange(N) + 4, np.arange(N),
+                        np.arange(N) + 4], axis=1)
+
+    def write(name, images):
+        images = np.clip(images, 0, 1).astype(np.float32)
+        return write_reconstructions(str(root / f"{name}.h5"), images, targets, samples,
+                                     ["clip_01"], {"model": name})
+
+    noise = lambda: rng.normal(0, 0.05, targets.shape) * MASK  # noqa: E731
+    files = {
+        # carries the target: a blurred, shrunk-towards-the-mean copy, plus noise
+        "informative": write("informative", mean + 0.6 * (ndimage.gaussian_filter(
+            targets, (0, 0, 1, 1)) - mean) + noise()),
+        # the control: the mean frame plus noise that does not depend on the frame
+        "control": write("control", mean + noise()),
+        # a constant output: the same image for every frame
+        "constant": write("constant", np.repeat(mean[None], N, axis=0)),
+        # a control-like model: informative about the WRONG frames (another frame's target)
+        "control_like": write("control_like", mean + 0.6 * (targets[np.roll(np.arange(N), 11)]
+                                                             - mean) + noise()),
+    }
+    return {"files": files, "targets": targets, "mean": mean, "root": root, "samples": samples}
+
+
+def _check(case, model, control="control", **kw):
+    return learning_check(case["files"][model], case["files"][control], case["mean"],
+                          PooledPixels(), n_permutations=200, mask=MASK, **kw)
+
+
+def test_passes_for_reconstructions_that_carry_the_target(case):
+    check = _check(case, "informative")
+    assert check["passed"] is True
+    assert [c["name"] for c in check["criteria"]] == [
+        "identification_alexnet_pool2_vs_chance", "identification_alexnet_pool5_vs_chance",
+        "twoway_alexnet2_vs_control", "twoway_alexnet5_vs_control", "pixcorr_disc_vs_control"]
+    assert all(c["passed"] for c in check["criteria"]) and len(check["reasons"]) == 5
+    # the numbers behind it, recomputed by hand
+    data = case["files"]["informative"]
+    import h5py
+
+    with h5py.File(data, "r") as f:
+        recon = f["reconstructions"][()]
+    t = case["targets"]
+    by_hand = [np.corrcoef(recon[i][:, MASK].ravel(), t[i][:, MASK].ravel())[0, 1]
+               for i in range(N)]
+    assert check["field"]["model"]["pixcorr_disc"]["mean"] == pytest.approx(np.mean(by_hand))
+    mean_by_hand = [np.corrcoef(case["mean"][:, MASK].ravel(), t[i][:, MASK].ravel())[0, 1]
+                    for i in range(N)]
+    assert check["field"]["mean_frame"]["pixcorr_disc"]["mean"] == pytest.approx(
+        np.mean(mean_by_hand))
+    # two-way identification on pool5 by a double loop over frame pairs
+    feats = PooledPixels()
+    r5 = feats.alexnet_features(recon)["alexnet_pool5"]
+    g5 = feats.alexnet_features(t)["alexnet_pool5"]
+    wins = sum(np.corrcoef(r5[i], g5[i])[0, 1] > np.corrcoef(r5[i], g5[j])[0, 1]
+               for i in range(N) for j in range(N) if j != i)
+    assert check["identification"]["model"]["alexnet_pool5"]["accuracy"] == pytest.approx(
+        wins / (N * (N - 1)))
+
+
+def test_fails_for_a_constant_output(case):
+    check = _check(case, "constant")
+    assert check["passed"] is False
+    failed = {c["name"] for c in check["criteria"] if not c["passed"]}
+    assert {"identification_alexnet_pool2_vs_chance", "identification_alexnet_pool5_vs_chance",
+            "twoway_alexnet2_vs_control", "twoway_alexnet5_vs_control"} <= failed
+    assert check["identification"]["model"]["alexnet_pool5"]["accuracy"] <= 0.5
+
+
+def test_fails_for_a_flat_grey_output(case, tmp_path):
+    """A flat image has no PixCorr (NaN); it must count as no correlation, not be dropped."""
+    flat = write_reconstructions(str(tmp_path / "flat.h5"),
+                                 np.full(case["targets"].shape, 0.5, np.float32), case["targets"],
+                                 case["samples"], ["clip_01"], {"model": "flat"})
+    check = learning_check(flat, case["files"]["control"], case["mean"], PooledPixels(),
+                           n_permutations=200, mask=MASK)
+    assert check["passed"] is False
+    assert check["model_vs_control"]["pixcorr_disc"]["n"] == N
+    assert check["model_vs_control"]["pixcorr_disc"]["model_mean"] == 0.0
+
+
+def test_fails_when_the_model_is_the_control(case):
+    check = _check(case, "control")
+    assert check["passed"] is False
+    vs = check["model_vs_control"]
+    assert all(vs[k]["difference"] == 0 for k in ("twoway_alexnet2", "twoway_alexnet5",
+                                                  "pixcorr_disc"))
+    assert not any(c["passed"] for c in check["criteria"] if c["name"].endswith("_vs_control"))
+
+
+def test_fails_for_a_control_like_model(case):
+    """Sharp, target-like frames, but of other moments: as a model trained on shuffled fMRI."""
+    check = _check(case, "control_like")
+    assert check["passed"] is False
+    ident = check["identification"]["model"]
+    assert not (ident["alexnet_pool2"]["permutation_p"] < 0.05
+                and ident["alexnet_pool5"]["permutation_p"] < 0.05)
+
+
+def test_the_informative_model_fails_against_a_better_control(case):
+    """The verdict is about beating the control: swap the roles and the control wins."""
+    check = _check(case, "control", control="informative")
+    assert check["passed"] is False
+
+
+def test_bad_inputs_name_the_problem(case, tmp_path):
+    other = write_reconstructions(str(tmp_path / "other.h5"), case["targets"][:N - 1],
+                                  case["targets"][:N - 1], case["samples"][:N - 1], ["clip_01"],
+                                  {"model": "short"})
+    with pytest.raises(DataError, match="same test frames"):
+        learning_check(case["files"]["informative"], other, case["mean"], PooledPixels())
+    with pytest.raises(DataError, match=r"mean_frame expected shape \(3, 32, 32\)"):
+        learning_check(case["files"]["informative"], case["files"]["control"],
+                       case["mean"][:, :16], PooledPixels())
