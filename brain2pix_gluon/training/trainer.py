@@ -11,6 +11,7 @@ from mxnet import gluon
 
 from .. import __version__
 from ..config import config_to_dict
+from ..data.controls import apply_input_control
 from ..data.dataset import EpochSampler, RFSImageDataset
 from ..errors import CheckpointError, ConfigError
 from ..model_zoo.pretrained import is_random
@@ -101,6 +102,10 @@ class Trainer:
         mode = dataset_mode(config)
         rois = config.data.rois
         self.train_set = RFSImageDataset(train_path, rois, config.train.train_fraction, mode)
+        # train.input_control: "time_shuffled" re-pairs inputs with other targets (the control of
+        # the learning check); the test set is never shuffled
+        self.train_set = apply_input_control(self.train_set, config.train.input_control,
+                                             config.train.seed)
         self.test_set = RFSImageDataset(test_path, rois, 1.0, mode) if test_path else None
         ds = self.train_set
         self.nets = build_networks(config, ds.in_channels, ds.n_voxels, ds.n_trs, ds.size, self.ctx)
@@ -150,6 +155,8 @@ class Trainer:
             marks.append("RANDOM VGG WEIGHTS")
         if self.config.train.profile == "quick":
             marks.append("QUICK RUN")
+        if self.config.train.input_control == "time_shuffled":
+            marks.append("TIME-SHUFFLED fMRI CONTROL")
         return marks
 
     def steps_per_epoch(self):
