@@ -62,6 +62,8 @@ def case(tmp_path_factory):
         # a control-like model: informative about the WRONG frames (another frame's target)
         "control_like": write("control_like", mean + 0.6 * (targets[np.roll(np.arange(N), 11)]
                                                              - mean) + noise()),
+        # worse than nothing: the target's negative, around the mean frame
+        "anti": write("anti", mean - 0.6 * (targets - mean) + noise()),
     }
     return {"files": files, "targets": targets, "mean": mean, "root": root, "samples": samples}
 
@@ -123,8 +125,10 @@ def test_fails_for_a_flat_grey_output(case, tmp_path):
     assert check["model_vs_control"]["pixcorr_disc"]["model_mean"] == 0.0
 
 
-def test_fails_when_the_model_is_the_control(case):
-    check = _check(case, "control")
+@pytest.mark.parametrize("which", ["control", "informative"])
+def test_fails_when_the_model_is_the_control(case, which):
+    """Model == control fails, even when both carry the target (beating chance is not enough)."""
+    check = _check(case, which, control=which)
     assert check["passed"] is False
     vs = check["model_vs_control"]
     assert all(vs[k]["difference"] == 0 for k in ("twoway_alexnet2", "twoway_alexnet5",
@@ -139,6 +143,14 @@ def test_fails_for_a_control_like_model(case):
     ident = check["identification"]["model"]
     assert not (ident["alexnet_pool2"]["permutation_p"] < 0.05
                 and ident["alexnet_pool5"]["permutation_p"] < 0.05)
+
+
+def test_beating_a_bad_control_is_not_enough_without_beating_chance(case):
+    """A constant output beats an anti-informative control on every per-frame comparison, yet
+    is at chance on identification: the check fails."""
+    check = _check(case, "constant", control="anti")
+    assert all(c["passed"] for c in check["criteria"] if c["name"].endswith("_vs_control"))
+    assert check["passed"] is False
 
 
 def test_the_informative_model_fails_against_a_better_control(case):
@@ -156,3 +168,37 @@ def test_bad_inputs_name_the_problem(case, tmp_path):
     with pytest.raises(DataError, match=r"mean_frame expected shape \(3, 32, 32\)"):
         learning_check(case["files"]["informative"], case["files"]["control"],
                        case["mean"][:, :16], PooledPixels())
+
+
+def test_trainer_trains_the_control_on_shuffled_pairs_and_says_so(prepared_dir, tmp_path):
+    """train.input_control=time_shuffled: the training set pairs each target with another
+    sample's input; the test set is left alone; run.json carries the mark."""
+    import json
+    import os
+
+    from brain2pix_gluon.data.dataset import RFSImageDataset
+    from brain2pix_gluon.training.trainer import Trainer
+    from conftest import tiny_config
+
+    train, test = os.path.join(prepared_dir, "train.h5"), os.path.join(prepared_dir, "test.h5")
+    config = tiny_config("train.input_control=time_shuffled", "train.max_steps_per_epoch=1")
+    trainer = Trainer(config, train, str(tmp_path), test, show_progress=False)
+    plain = RFSImageDataset(train, config.data.rois)
+    moved = 0
+    for i in range(len(plain)):
+        rf, target = trainer.train_set[i]
+        np.testing.assert_array_equal(target, plain[i][-1])
+        partner = trainer.train_set.partner[i]
+        np.testing.assert_array_equal(rf, plain[partner][0])
+        moved += partner != i
+    assert moved == len(plain)
+    held_out = RFSImageDataset(test, config.data.rois)
+    for i in (0, len(held_out) - 1):
+        for mine, theirs in zip(trainer.test_set[i], held_out[i]):
+            np.testing.assert_array_equal(mine, theirs)
+    trainer.fit()
+    assert "TIME-SHUFFLED fMRI CONTROL" in json.load(open(tmp_path / "run.json"))["marks"]
+    plain_run = Trainer(tiny_config("train.max_steps_per_epoch=1"), train, str(tmp_path / "m"),
+                        test, show_progress=False)
+    assert plain_run.train_set.__class__ is RFSImageDataset
+    assert "TIME-SHUFFLED fMRI CONTROL" not in plain_run.marks()
