@@ -153,6 +153,23 @@ def test_beating_a_bad_control_is_not_enough_without_beating_chance(case):
     assert check["passed"] is False
 
 
+def test_a_model_better_on_a_few_frames_only_fails_the_sign_test(case, tmp_path):
+    """The control's output except on 8 of 30 frames, where it is the target itself: the mean
+    difference is positive and the t-test significant, but the model wins on 8 frames only."""
+    import h5py
+
+    with h5py.File(case["files"]["control"], "r") as f:
+        images = f["reconstructions"][()]
+    images[:8] = case["targets"][:8]
+    few = write_reconstructions(str(tmp_path / "few.h5"), images, case["targets"],
+                                case["samples"], ["clip_01"], {"model": "few"})
+    check = learning_check(few, case["files"]["control"], case["mean"], PooledPixels(),
+                           n_permutations=200, mask=MASK)
+    pix = check["model_vs_control"]["pixcorr_disc"]
+    assert pix["difference"] > 0 and pix["t_p"] < 0.05 and pix["wins"] == 8
+    assert check["passed"] is False
+
+
 def test_the_informative_model_fails_against_a_better_control(case):
     """The verdict is about beating the control: swap the roles and the control wins."""
     check = _check(case, "control", control="informative")
