@@ -1,4 +1,5 @@
-"""The ``brain2pix`` command: simulate, prepare, inspect, train, reconstruct, evaluate, tables."""
+"""The ``brain2pix`` command: simulate, estimate-rf, prepare, inspect, train, reconstruct, evaluate,
+tables."""
 
 import argparse
 import json
@@ -7,7 +8,7 @@ import os
 import re
 import sys
 
-from .errors import Brain2PixError
+from .errors import Brain2PixError, describe_os_error
 
 __all__ = ["main", "build_parser"]
 
@@ -63,6 +64,15 @@ def cmd_prepare(args):
         print(f"{split}: {path}")
 
 
+def cmd_estimate_rf(args):
+    from .preprocessing.prf import estimate_rf
+
+    written = estimate_rf(args.raw_dir, args.out, _config(args), force=args.force,
+                          show_progress=not args.no_progress, keep_work=args.keep_work)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+
+
 def cmd_inspect(args):
     from .io.prepared import describe_prepared
 
@@ -85,7 +95,7 @@ def cmd_inspect(args):
               f"{info['bytes_per_1000_samples'] / 1e6:.1f} MB per 1,000 samples")
         for name, d in sorted(info["datasets"].items()):
             print(f"   /{name:<18} {str(tuple(d['shape'])):<24} {d['dtype']:<8} "
-                  f"{d['compression'] or ''}")
+                  f"{d['compression'] or '':<5}{' fletcher32' if d.get('fletcher32') else ''}")
         cfg = info["config"]
         print(f"   data config: shift {cfg.get('shift')}, window {cfg.get('n_trs')} TRs, size "
               f"{cfg.get('image_size')}, fisheye {cfg.get('fisheye')} (max_ratio "
@@ -95,18 +105,26 @@ def cmd_inspect(args):
 
 def cmd_train(args):
     from .datasets import simulated_dataset
+    from .training.checkpoint import find_checkpoint
     from .training.trainer import Trainer, make_contexts
 
     config = _config(args)
     data = args.data or simulated_dataset(config, show_progress=not args.no_progress)
     out = args.out or os.path.join("results", "runs", config.name)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise Brain2PixError(f"--out {out}: a file is in the way; expected a folder")
+    existing, _ = find_checkpoint(out)
+    if args.resume and existing is None:
+        raise Brain2PixError(f"--resume: {out} holds no checkpoint (looked for "
+                             f"{os.path.join(out, 'checkpoints')}/ckpt-*); run without --resume "
+                             f"to start training there")
+    if not args.resume and existing is not None:
+        raise Brain2PixError(f"{out} already holds a checkpoint: pass --resume to continue it, "
+                             f"or choose another --out")
     trainer = Trainer(config, os.path.join(data, "train.h5"), out, os.path.join(data, "test.h5"),
                       ctx=make_contexts(args.gpus), show_progress=not args.no_progress)
     if args.resume:
         trainer.resume()
-    elif os.path.exists(os.path.join(out, "checkpoints", "latest")):
-        raise Brain2PixError(f"{out} already holds a checkpoint: pass --resume to continue it, "
-                             f"or choose another --out")
     status = trainer.fit()
     print(f"{status}: {out}")
     if status == "interrupted":
@@ -164,7 +182,8 @@ def cmd_tables(args):
     except FileNotFoundError as exc:
         raise Brain2PixError(str(exc)) from None
     md = [p for p in written if p.endswith("tables.md")][0]
-    print(open(md).read())
+    with open(md) as handle:
+        print(handle.read())
     print(f"{len(written)} files written next to {md}")
 
 
@@ -191,6 +210,15 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="rebuild splits that are up to date")
     common(p)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("estimate-rf", help="fit every ROI voxel's pRF (centre, size, "
+                       "cross-validated R^2) from the training runs; writes the centre files")
+    p.add_argument("raw_dir", help="raw dataset (dataset=raw) or vim-2 folder (dataset=vim2)")
+    p.add_argument("--out", help="output folder (default RAW_DIR, where prepare reads centres)")
+    p.add_argument("--force", action="store_true", help="replace existing centre files")
+    p.add_argument("--keep-work", action="store_true", help="keep the per-run work files")
+    common(p)
+    p.set_defaults(func=cmd_estimate_rf)
 
     p = sub.add_parser("inspect", help="schema, sizes and provenance of a prepared dataset")
     p.add_argument("path", help="prepared directory or one split file")
@@ -246,13 +274,49 @@ def build_parser():
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")
 
 
+def _options_with_values(parser):
+    """Option strings (of every subcommand) that take a value, e.g. ``--baseline``, ``--out``."""
+    found = set()
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0:
+            found.update(action.option_strings)
+        for sub in getattr(action, "choices", None) or {}:
+            if isinstance(action.choices, dict):
+                found |= _options_with_values(action.choices[sub])
+    return found
+
+
+def _split_overrides(parser, argv):
+    """Take the ``section.key=value`` items out of ``argv``.
+
+    They may stand anywhere on the line (argparse would refuse them after an option), except as
+    the value of an option: in ``--baseline other=x.h5`` the item belongs to ``--baseline``.
+    """
+    takes_value = _options_with_values(parser)
+    overrides, rest = [], []
+    for k, item in enumerate(argv):
+        is_value = k > 0 and argv[k - 1] in takes_value
+        if _OVERRIDE.match(item) and not item.startswith("-") and not is_value:
+            overrides.append(item)
+        else:
+            rest.append(item)
+    return overrides, rest
+
+
 def main(argv=None):
+    """Run the ``brain2pix`` command line.
+
+    Returns
+    -------
+    int
+        0 on success; 2 for a refused input (bad setting, data, checkpoint); 1 for an operating
+        system error (disk full, permission, read-only file system, wrong kind of path); 130
+        when interrupted (Ctrl-C, or a training stopped with a checkpoint).
+    """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    # section.key=value items may stand anywhere on the line; argparse would refuse them after
-    # an option, so they are taken out first.
-    overrides = [a for a in argv if _OVERRIDE.match(a) and not a.startswith("-")]
-    args = parser.parse_args([a for a in argv if a not in overrides])
+    overrides, rest = _split_overrides(parser, argv)
+    args = parser.parse_args(rest)
     if overrides and not hasattr(args, "overrides"):
         parser.error(f"{args.command} takes no section.key=value overrides, got {overrides}")
     if hasattr(args, "overrides"):
@@ -263,6 +327,12 @@ def main(argv=None):
     except Brain2PixError as exc:
         print(f"brain2pix {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"brain2pix {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

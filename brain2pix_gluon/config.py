@@ -9,6 +9,7 @@ the default (marked [code!=paper] in the field comments).
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
@@ -16,7 +17,7 @@ from .errors import ConfigError
 
 __all__ = [
     "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
-    "Config",
+    "PRFConfig", "Vim2Config", "Config",
     "load_config", "apply_overrides", "config_to_dict", "config_from_dict",
 ]
 
@@ -125,16 +126,49 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class PRFConfig:
+    """Estimating receptive fields from the training data (``brain2pix estimate-rf``).
+
+    The paper takes the released centres as given (section 2.3); these are our choices for data
+    without them: an isotropic Gaussian pRF (Dumoulin & Wandell 2008) on a per-pixel drive of the
+    fisheye-warped frames, convolved with a double-gamma HRF, fitted by a grid search on
+    correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
+    """
+
+    drive: str = "luminance"        # luminance (the simulator's model) | contrast (real cortex)
+    contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
+    grid_stride: int = 2            # pixels between candidate centres along x and y
+    n_sigma: int = 12               # log-spaced candidate sizes ...
+    sigma_min: float = 0.008        # ... from (image units; 0.008 = 0.77 px at 96 px)
+    sigma_max: float = 0.3          # ... to
+    r2_threshold: float = 0.05      # centres of voxels below this cross-validated R^2 are NaN
+    chunk_voxels: int = 256         # voxels fitted together; memory ~ n_runs * chunk * S^2 floats
+
+
+@dataclass(frozen=True)
+class Vim2Config:
+    """Reading the vim-2 release (Nishimoto et al. 2011, CRCNS) instead of the raw layout."""
+
+    subject: int = 1                # VoxelResponses_subject{1,2,3}.mat
+    stimulus_hz: float = 15.0       # frame rate of Stimuli.mat
+    tr: float = 1.0                 # seconds per volume
+    run_volumes: int = 600          # training volumes per run (blocks for leave-one-run-out)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of a run."""
 
     name: str = "fixed_rf"
+    dataset: str = "raw"            # raw (the package's raw layout) | vim2
     data: DataConfig = field(default_factory=DataConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    prf: PRFConfig = field(default_factory=PRFConfig)
+    vim2: Vim2Config = field(default_factory=Vim2Config)
 
 
 def _coerce(value, annotation, key):
@@ -250,6 +284,12 @@ def load_config(path=None, overrides=()):
                 data = yaml.safe_load(handle) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file {path!s} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path!s} is a directory; expected a YAML file "
+                              f"(e.g. brain2pix_gluon/configs/fixed_rf.yaml)") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path!s} is not a text file ({exc.reason} at byte "
+                              f"{exc.start}); expected a YAML file") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path!s} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
@@ -258,34 +298,193 @@ def load_config(path=None, overrides=()):
     return apply_overrides(config, overrides) if overrides else config
 
 
-def _validate(config):
-    from .errors import check_choice
+# ---------------------------------------------------------------------------- validation
+# Every field of every section has one rule here: (test, what is expected). ``_validate`` runs
+# them all whenever a config is built (config_from_dict, load_config, apply_overrides,
+# with_changes); tests check that no field is left without a rule.
 
-    check_choice(config.model.variant, "model.variant",
-                 ("fixed_rf", "learned_rf", "shen", "fully_connected"))
-    check_choice(config.model.input, "model.input", ("fmri", "synthetic"))
-    check_choice(config.loss.feature_distance, "loss.feature_distance", ("l1", "l2"))
-    check_choice(config.data.rf_index_order, "data.rf_index_order", ("reference", "transpose"))
-    check_choice(config.data.compression, "data.compression", ("gzip", "lzf", "none"))
-    check_choice(config.train.profile, "train.profile", ("paper", "quick"))
-    for roi in config.data.rois:
-        check_choice(roi, "data.rois", ("V1", "V2", "V3"))
-    if config.model.ngf < 16 or config.model.ngf % 8:
-        # hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT dies
-        # with SIGFPE; 16 and above (the paper uses 64) are safe
-        raise ConfigError(f"model.ngf: expected a multiple of 8 that is at least 16, got "
-                          f"{config.model.ngf}")
-    if config.data.image_size % 32:
-        raise ConfigError(f"data.image_size: expected a multiple of 32, got {config.data.image_size}")
-    if not 0 < config.train.train_fraction <= 1:
-        raise ConfigError(f"train.train_fraction: expected 0 < f <= 1, got {config.train.train_fraction}")
-    if config.train.batch_size < 1:
-        raise ConfigError(f"train.batch_size: expected >= 1, got {config.train.batch_size}")
-    if not 0 <= config.train.history_swap_prob <= 1:
-        raise ConfigError(
-            f"train.history_swap_prob: expected 0 <= p <= 1, got {config.train.history_swap_prob}")
-    if len(config.simulation.n_voxels) != 3 or len(config.simulation.rf_sigma) != 3:
-        raise ConfigError("simulation.n_voxels and simulation.rf_sigma: expected 3 values (V1, V2, V3)")
+def _finite(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_at_least(low):
+    return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
+
+
+def _number(low=None, high=None, low_open=False, high_open=False):
+    def test(v):
+        if not _finite(v):
+            return False
+        if low is not None and (v <= low if low_open else v < low):
+            return False
+        return not (high is not None and (v >= high if high_open else v > high))
+
+    left = "" if low is None else f"{low} {'<' if low_open else '<='} "
+    right = "" if high is None else f" {'<' if high_open else '<='} {high}"
+    return test, f"a finite number x with {left}x{right}" if (left or right) else "a finite number"
+
+
+def _one_of(*choices):
+    return (lambda v: v in choices), f"one of {list(choices)}"
+
+
+def _boolean():
+    return (lambda v: isinstance(v, bool)), "true or false"
+
+
+def _text():
+    return (lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"
+
+
+def _seed():
+    return (lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer in [0, 2**32)"
+
+
+def _tuple_of(rule, length=None, distinct=False):
+    test, text = rule
+
+    def check(v):
+        return (isinstance(v, tuple) and len(v) > 0 and (length is None or len(v) == length)
+                and all(test(x) for x in v) and (not distinct or len(set(v)) == len(v)))
+
+    count = f"{length}" if length else "one or more"
+    return check, f"{count}{' distinct' if distinct else ''} values, each {text}"
+
+
+RULES = {
+    "name": ((lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v and "\\" not in v
+              and v not in (".", "..")), "a non-empty name without / or \\ (it names folders)"),
+    "dataset": _one_of("raw", "vim2"),
+    # data
+    "data.image_size": ((lambda v: isinstance(v, int) and v >= 32 and v % 32 == 0),
+                        "a multiple of 32 that is at least 32 (the U-Net halves it 5 times)"),
+    "data.tr": _number(0, low_open=True),
+    "data.shift": _int_at_least(0),
+    "data.n_trs": _int_at_least(1),
+    "data.rois": _tuple_of(_one_of("V1", "V2", "V3"), distinct=True),
+    "data.max_ratio": _number(1, low_open=True),
+    "data.fisheye": _boolean(),
+    "data.rf_index_order": _one_of("reference", "transpose"),
+    "data.zscore_test": _boolean(),
+    "data.compression": _one_of("gzip", "lzf", "none"),
+    # simulation
+    "simulation.seed": _seed(),
+    "simulation.n_train_runs": _int_at_least(1),
+    "simulation.volumes_per_run": _int_at_least(1),
+    "simulation.n_test_clips": _int_at_least(1),
+    "simulation.volumes_per_clip": _int_at_least(1),
+    "simulation.n_repetitions": _int_at_least(1),
+    "simulation.n_voxels": _tuple_of(_int_at_least(2), length=3),
+    "simulation.n_nonvisual_voxels": _int_at_least(0),
+    "simulation.rf_sigma": _tuple_of(_number(0, low_open=True), length=3),
+    "simulation.noise_sd": _number(0),
+    "simulation.centre_error_sd": _number(0),
+    "simulation.nan_fraction": _number(0, 1, high_open=True),
+    "simulation.video_ext": _one_of("mp4", "avi", "mkv", "mov", "webm"),
+    # model
+    # ngf: hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT
+    # dies with SIGFPE; 16 and above (the paper uses 64) are safe
+    "model.variant": _one_of("fixed_rf", "learned_rf", "shen", "fully_connected"),
+    "model.input": _one_of("fmri", "synthetic"),
+    "model.ngf": ((lambda v: isinstance(v, int) and v >= 16 and v % 8 == 0),
+                  "a multiple of 8 that is at least 16"),
+    "model.ndf": _int_at_least(1),
+    "model.fc_hidden": _tuple_of(_int_at_least(1)),
+    "model.bn_momentum": _number(0, 1),
+    "model.init_sigma": _number(0, low_open=True),
+    # loss
+    "loss.adversarial_weight": _number(0),
+    "loss.feature_weight": _number(0),
+    "loss.pixel_weight": _number(0),
+    "loss.feature_distance": _one_of("l1", "l2"),
+    "loss.feature_resize": ((lambda v: isinstance(v, int) and (v == 0 or v >= 8)),
+                            "0 (keep the image size) or an integer >= 8 (VGG pools 3 times "
+                            "before conv4_2)"),
+    "loss.feature_layers": ((lambda v: isinstance(v, int) and 1 <= v <= 37),
+                            "an integer in [1, 37] (modules of VGG-19's features)"),
+    "loss.imagenet_normalize": _boolean(),
+    "loss.feature_weights": _text(),
+    # train
+    "train.batch_size": _int_at_least(1),
+    "train.epochs": _int_at_least(1),
+    "train.lr": _number(0, low_open=True),
+    "train.beta1": _number(0, 1, high_open=True),
+    "train.history_capacity": _int_at_least(0),
+    "train.history_swap_prob": _number(0, 1),
+    "train.train_fraction": _number(0, 1, low_open=True),
+    "train.seed": _seed(),
+    "train.num_workers": _int_at_least(0),
+    "train.hybridize": _boolean(),
+    "train.amp": _boolean(),
+    "train.max_steps_per_epoch": ((lambda v: isinstance(v, int) and v >= 0),
+                                  "an integer >= 0 (0 = the whole epoch)"),
+    "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
+                           "an integer >= 0 (0 = no grid pictures)"),
+    "train.profile": _one_of("paper", "quick"),
+    "train.input_control": _one_of("none", "time_shuffled"),
+    # evaluation
+    "evaluation.feature_weights": _text(),
+    "evaluation.alexnet_size": ((lambda v: isinstance(v, int) and v >= 63),
+                                "an integer >= 63 (AlexNet's smallest input)"),
+    "evaluation.c3d_size": ((lambda v: isinstance(v, int) and v >= 16),
+                            "an integer >= 16 (C3D's smallest input)"),
+    "evaluation.clip_length": ((lambda v: isinstance(v, int) and v >= 16),
+                               "an integer >= 16 (C3D pools time 4 times)"),
+    "evaluation.imagenet_normalize": _boolean(),
+    "evaluation.batch_size": _int_at_least(1),
+    "evaluation.max_frames": ((lambda v: isinstance(v, int) and (v == 0 or v >= 2)),
+                              "0 (every test frame) or an integer >= 2 (chance needs two)"),
+    "evaluation.seed": _seed(),
+    "evaluation.feature_cache": _text(),       # auto | off | a folder
+    # prf
+    "prf.drive": _one_of("luminance", "contrast"),
+    "prf.contrast_sigma": _number(0, low_open=True),
+    "prf.grid_stride": _int_at_least(1),
+    "prf.n_sigma": _int_at_least(1),
+    "prf.sigma_min": _number(0, low_open=True),
+    "prf.sigma_max": _number(0, low_open=True),
+    "prf.r2_threshold": _number(-1, 1),
+    "prf.chunk_voxels": _int_at_least(1),
+    # vim2
+    "vim2.subject": _one_of(1, 2, 3),
+    "vim2.stimulus_hz": _number(0, low_open=True),
+    "vim2.tr": _number(0, low_open=True),
+    "vim2.run_volumes": _int_at_least(2),
+}
+
+
+def _cross_checks(config):
+    """Rules that tie fields together: yield (keys, expected, received)."""
+    d, sim, loss = config.data, config.simulation, config.loss
+    window = d.shift + d.n_trs
+    for key in ("volumes_per_run", "volumes_per_clip"):
+        if getattr(sim, key) < window:
+            yield (f"simulation.{key}", f"at least data.shift + data.n_trs = {window} (one sample "
+                   f"needs that many volumes)", getattr(sim, key))
+    if config.prf.sigma_min >= config.prf.sigma_max:
+        yield ("prf.sigma_min, prf.sigma_max", "sigma_min < sigma_max",
+               (config.prf.sigma_min, config.prf.sigma_max))
+    if loss.adversarial_weight == loss.feature_weight == loss.pixel_weight == 0:
+        yield ("loss.adversarial_weight, loss.feature_weight, loss.pixel_weight",
+               "at least one weight > 0 (else the generator learns nothing)", "all 0")
+
+
+def _validate(config):
+    """Check every field against :data:`RULES` and the cross-field rules; return ``config``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, the valid range and the value received.
+    """
+    for key, (test, expected) in RULES.items():
+        node = config
+        for part in key.split("."):
+            node = getattr(node, part)
+        if not test(node):
+            raise ConfigError(f"{key}: expected {expected}, got {node!r}")
+    for key, expected, got in _cross_checks(config):
+        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
     return config
 
 

@@ -4,6 +4,8 @@ Every error raised at a public boundary names the parameter, file or key, what w
 what came in, so that a user can fix the input without reading our code.
 """
 
+import errno
+
 import numpy as np
 
 __all__ = [
@@ -11,9 +13,11 @@ __all__ = [
     "DataError",
     "ConfigError",
     "CheckpointError",
+    "TrainingError",
     "WeightsUnavailableError",
     "check_array",
     "check_choice",
+    "describe_os_error",
 ]
 
 
@@ -31,6 +35,10 @@ class ConfigError(Brain2PixError, ValueError):
 
 class CheckpointError(Brain2PixError, RuntimeError):
     """A checkpoint is missing, corrupt or belongs to another configuration."""
+
+
+class TrainingError(Brain2PixError, RuntimeError):
+    """Training cannot go on (a non-finite loss, an output folder of another run)."""
 
 
 class WeightsUnavailableError(Brain2PixError, RuntimeError):
@@ -101,3 +109,37 @@ def check_choice(value, name, choices):
     if value not in choices:
         raise ConfigError(f"{name}: expected one of {sorted(map(str, choices))}, got {value!r}")
     return value
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or write somewhere else",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write somewhere else",
+    errno.EACCES: "permission denied: choose a path you may write to",
+    errno.EPERM: "operation not permitted: choose a path you may write to",
+    errno.EROFS: "the file system is read-only: write somewhere else",
+    errno.EEXIST: "something is already there: a file where a folder is needed?",
+    errno.ENOTDIR: "a file is in the way where a folder is needed",
+    errno.EISDIR: "a folder was given where a file is needed",
+    errno.EFBIG: "the file grew past the size allowed",
+}
+
+
+def describe_os_error(exc):
+    """A one-line account of an OSError: the path(s), the cause and what to do.
+
+    Parameters
+    ----------
+    exc : OSError
+
+    Returns
+    -------
+    str
+        e.g. ``"/data/out/train.h5.partial: No space left on device [ENOSPC]: the disk is full:
+        free some space or write somewhere else"``.
+    """
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+    text = f"{paths + ': ' if paths else ''}{cause}{f' [{code}]' if code else ''}"
+    hint = _OS_HINTS.get(exc.errno)
+    return f"{text}: {hint}" if hint else text

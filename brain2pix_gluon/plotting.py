@@ -1,14 +1,20 @@
-"""Figure helpers for the paper-figure notebooks and the demo (Figs. 3-6).
+"""Pictures: the paper's figures (Figs. 3-6) and the image grids written during training.
 
-Each function reads reconstruction files written by ``brain2pix reconstruct`` / the experiment
-scripts and returns a matplotlib Figure; none of them trains or evaluates anything.
+The figure functions read reconstruction files written by ``brain2pix reconstruct`` or the
+experiments and return a matplotlib Figure; the grid functions turn arrays into images (input |
+reconstruction | ground truth). None of them trains or evaluates anything. Every picture made from
+random-weight or quick-profile results carries their marks (:mod:`brain2pix_gluon.provenance`).
 """
+
+import os
 
 import numpy as np
 
 from .io.reconstructions import read_reconstructions
+from .provenance import marks_from_attrs
 
-__all__ = ["consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced"]
+__all__ = ["consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
+           "input_preview", "side_by_side", "save_grid"]
 
 
 def _img(chw):
@@ -16,14 +22,8 @@ def _img(chw):
 
 
 def marks_of(data):
-    """Words that must appear on a figure made from ``data`` (random weights, quick run)."""
-    marks = []
-    weights = data["attrs"].get("weights", {})
-    if isinstance(weights, dict) and any(str(v).startswith("random") for v in weights.values()):
-        marks.append("random feature weights")
-    if data["attrs"].get("profile") == "quick":
-        marks.append("quick run")
-    return marks
+    """Marks that must appear on a figure made from a reconstruction file's ``data``."""
+    return marks_from_attrs(data["attrs"])
 
 
 def evenly_spaced(n_frames, count):
@@ -110,3 +110,78 @@ def panel_grid(files, indices=None, count=6):
                     ax.set_title(f"{label} {name}", fontsize=7)
     _title(fig, "reconstructions per model (in | re | gt)", marks)
     return fig
+
+
+# ---------------------------------------------------------------- image grids
+def input_preview(inputs, n_rois):
+    """An RGB picture of an RFSimage stack: the mean over TRs of each ROI, scaled per image.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (N, R*T, S, S) or (N, R, S, S)
+    n_rois : int
+
+    Returns
+    -------
+    ndarray, shape (N, S, S, 3), float in [0, 1]
+    """
+    arr = np.asarray(inputs, np.float32)
+    n, c, h, w = arr.shape
+    per_roi = arr.reshape(n, n_rois, c // n_rois, h, w).mean(axis=2)
+    lo = per_roi.min(axis=(1, 2, 3), keepdims=True)
+    hi = per_roi.max(axis=(1, 2, 3), keepdims=True)
+    scaled = (per_roi - lo) / np.maximum(hi - lo, 1e-8)
+    if n_rois == 1:
+        scaled = np.repeat(scaled, 3, axis=1)
+    elif n_rois == 2:
+        scaled = np.concatenate([scaled, np.zeros_like(scaled[:, :1])], axis=1)
+    return scaled[:, :3].transpose(0, 2, 3, 1)
+
+
+def side_by_side(inputs, reconstructions, targets, n_rois, gap=2):
+    """Rows of input | reconstruction | ground truth.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (N, C, S, S)
+    reconstructions, targets : ndarray, shape (N, 3, S, S), in [0, 1]
+
+    Returns
+    -------
+    ndarray, shape (N, S, 3*S + 2*gap, 3), uint8
+    """
+    panels = [input_preview(inputs, n_rois),
+              np.asarray(reconstructions).transpose(0, 2, 3, 1),
+              np.asarray(targets).transpose(0, 2, 3, 1)]
+    n, s = panels[0].shape[:2]
+    out = np.ones((n, s, 3 * s + 2 * gap, 3), np.float32)
+    for k, panel in enumerate(panels):
+        out[:, :, k * (s + gap):k * (s + gap) + s] = np.clip(panel, 0, 1)
+    return (out * 255 + 0.5).astype(np.uint8)
+
+
+def save_grid(path, inputs, reconstructions, targets, n_rois, title=None):
+    """Save a PNG grid (one row per sample: input | reconstruction | ground truth).
+
+    ``title`` is written in a band above the grid (used to mark random-weight runs).
+    """
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    rows = side_by_side(inputs, reconstructions, targets, n_rois)
+    gap = 2
+    n, h, w, _ = rows.shape
+    lines = textwrap.wrap(title, max(w // 6 - 1, 10)) if title else []
+    band = 12 * len(lines) + (2 if lines else 0)
+    canvas = np.full((band + n * (h + gap), w, 3), 255, np.uint8)
+    for k in range(n):
+        canvas[band + k * (h + gap):band + k * (h + gap) + h] = rows[k]
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    for k, line in enumerate(lines):
+        draw.text((2, 1 + 12 * k), line, fill=(200, 0, 0))
+    tmp = path + ".partial.png"
+    image.save(tmp)
+    os.replace(tmp, path)
+    return path

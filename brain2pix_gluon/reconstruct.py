@@ -14,7 +14,7 @@ from .training.checkpoint import load_checkpoint_state
 from .training.steps import generator_input
 from .errors import CheckpointError
 from .utils import get_logger, progress
-from .visualize import input_preview, side_by_side
+from .plotting import input_preview, side_by_side
 
 __all__ = ["load_generator", "reconstruct", "reconstruct_dataset"]
 

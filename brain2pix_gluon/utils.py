@@ -1,11 +1,12 @@
 """Small helpers shared across the package: logging, progress bars, atomic JSON writes."""
 
+import hashlib
 import json
 import logging
 import os
 import sys
 
-__all__ = ["get_logger", "progress", "write_json_atomic", "resolve_data_home"]
+__all__ = ["get_logger", "progress", "write_json_atomic", "resolve_data_home", "array_sha256"]
 
 
 def get_logger():
@@ -40,3 +41,15 @@ def resolve_data_home(path=None):
     if env:
         return os.path.abspath(os.path.expanduser(env))
     return os.path.join(os.path.expanduser("~"), ".cache", "brain2pix_gluon")
+
+
+def array_sha256(array):
+    """sha256 (hex) of an array's dtype, shape and C-ordered bytes: the one content checksum of
+    arrays (test sets, reconstructions, cache keys)."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256()
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()

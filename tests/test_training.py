@@ -266,7 +266,7 @@ def test_resume_rejects_other_configs_and_corrupt_checkpoints(prepared_dir, tmp_
                     show_progress=False)
     with pytest.raises(CheckpointError, match=r"train.lr: checkpoint 0.0002 vs now 0.1"):
         other.resume()
-    state = tmp_path / "checkpoints" / "latest" / "state.json"
+    state = tmp_path / "checkpoints" / "ckpt-000001" / "state.json"
     state.write_text("{not json")
     with pytest.raises(CheckpointError, match="state.json is corrupt"):
         Trainer(cfg, train, str(tmp_path), show_progress=False).resume()

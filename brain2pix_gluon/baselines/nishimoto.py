@@ -26,11 +26,11 @@ import numpy as np
 
 from ..data.dataset import RFSImageDataset
 from ..errors import DataError
-from ..evaluation.feature_cache import array_sha256, weights_sha256
+from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
 from ..io.prepared import open_prepared
 from ..io.reconstructions import write_reconstructions
-from ..utils import get_logger, progress, write_json_atomic
+from ..utils import array_sha256, get_logger, progress, write_json_atomic
 
 __all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
            "run_nishimoto_baseline"]

@@ -29,10 +29,10 @@ import numpy as np
 from .. import __version__
 from ..config import DataConfig, EvalConfig, config_to_dict
 from ..errors import DataError
-from ..io.reconstructions import read_reconstructions
+from ..io.reconstructions import read_reconstructions, targets_checksum
 from ..model_zoo.pretrained import is_random
-from ..utils import get_logger, progress, write_json_atomic
-from .feature_cache import array_sha256, ground_truth_features, ground_truth_key, resolve_cache_dir
+from ..utils import array_sha256, get_logger, progress, write_json_atomic
+from .feature_cache import ground_truth_features, ground_truth_key, resolve_cache_dir
 from .features import LAYERS, FeatureExtractor, build_feature_nets, clip_indices
 from .metrics import (euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows, pixcorr, psnr,
                       ssim_gray, two_way_identification, zscore_rows)
@@ -227,7 +227,9 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         Receives ``results.json`` and ``per_frame.csv``.
     eval_config : EvalConfig, optional
     baselines : dict of str -> str, optional
-        Name -> reconstruction file of the same test frames (binomial tests).
+        Name -> reconstruction file of the same test frames (binomial tests). The ground truths
+        must be identical, frame by frame (same sha256 of the target frames); otherwise
+        :class:`DataError`.
     experiment : str
         Table group: ``baseline``, ``roi``, ``ablation``, ``data_size`` (or anything else).
     label : str, optional
@@ -246,13 +248,24 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     cfg = eval_config or EvalConfig()
     ctx = ctx or mx.cpu()
     log = get_logger()
+    data = _load(recon_path, cfg.max_frames)
+    ours = targets_checksum(data["targets"])    # of the frames evaluated (max_frames applied)
+    others = {}
+    for name, path in (baselines or {}).items():    # refused before any feature is computed
+        other = others[name] = _load(path, cfg.max_frames)
+        theirs_sum = targets_checksum(other["targets"])
+        if theirs_sum != ours:
+            raise DataError(
+                f"baseline {name} ({path}): its ground-truth frames differ from those of "
+                f"{recon_path} (sha256 of the {len(other['targets'])} target frames "
+                f"{theirs_sum[:12]}... vs {ours[:12]}... of {len(data['targets'])}); both must "
+                f"reconstruct the same test set in the same order (same prepared test.h5)")
     sources = None
     if extractor is None:
         alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
         extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
                                      cfg.imagenet_normalize, ctx)
     sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
-    data = _load(recon_path, cfg.max_frames)
     runs, frames = data["samples"][:, 0], data["samples"][:, 1]
     attrs = data["attrs"]
     cache_dir = cache_dir or resolve_cache_dir(getattr(cfg, "feature_cache", "auto"))
@@ -291,6 +304,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         "chance_rule": "frame i vs ground truth of frame (i + n'/2) mod n' (n' = even part of n)",
         "n_frames": int(len(runs)),
         "reconstructions_sha256": array_sha256(np.asarray(data["reconstructions"], np.float32)),
+        "targets_sha256": ours,
         "feature_key": feature_key,
         "feature_cache": {"dir": cache_dir, "ground_truth": cache.get("cache")},
         "field_mask": mask_info,
@@ -301,10 +315,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     results["field_metrics"]["flow_epe"] = summarize(epe)
     results["field_metrics"]["flow_epe_disc"] = summarize(epe_disc)
     for name, path in (baselines or {}).items():
-        other = _load(path, cfg.max_frames)
-        if not np.array_equal(other["samples"], data["samples"]):
-            raise DataError(f"baseline {name} ({path}): its samples differ from {recon_path}; "
-                            f"both must reconstruct the same test frames in the same order")
+        other = others[name]
         theirs, origin = _baseline_per_frame(path, other, data["targets"], feature_key,
                                              gt_features, extractor, cfg.batch_size, cache_dir,
                                              show_progress)

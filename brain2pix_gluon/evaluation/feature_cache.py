@@ -24,22 +24,13 @@ import uuid
 
 import numpy as np
 
-from ..utils import get_logger, progress, resolve_data_home
+from ..utils import array_sha256, get_logger, progress, resolve_data_home
 from .features import LAYERS
 
-__all__ = ["FEATURES_VERSION", "array_sha256", "weights_sha256", "resolve_cache_dir",
+__all__ = ["FEATURES_VERSION", "weights_sha256", "resolve_cache_dir",
            "ground_truth_key", "ground_truth_features"]
 
 FEATURES_VERSION = 1
-
-
-def array_sha256(array):
-    """sha256 of an array's dtype, shape and C-ordered bytes (hex)."""
-    array = np.ascontiguousarray(array)
-    digest = hashlib.sha256()
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
 
 
 def _block_sha256(digest, block, prefix):

@@ -5,10 +5,15 @@ ablation -> 5-6, data_size -> 7-8. Rows are models or conditions, columns the si
 A value carries ``*`` when its one-sided t-test against chance gives p < 0.05. Binomial tests
 against baselines are listed under the tables. Tables made with random feature-network weights or
 quick runs say so in their caption.
+
+A ``results.json`` that cannot be read or lacks a figure is skipped, not fatal: the other tables
+are rendered and ``tables.md`` ends with the list of skipped files and why. Every file is written
+through a temporary name and renamed, so a reader never sees half a table.
 """
 
 import csv
 import glob
+import io
 import json
 import os
 
@@ -30,12 +35,53 @@ COLUMNS = {"alexnet_pool2": "AlexNet pool2", "alexnet_pool5": "AlexNet pool5",
            "c3d_fc6": "C3D fc6"}
 
 
-def collect_results(results_dir):
-    """Every ``results.json`` below ``results_dir``, grouped by experiment."""
+def _problem(result):
+    """Why a parsed results.json cannot make a table row (None when it can)."""
+    if not isinstance(result, dict):
+        return f"expected a JSON object, got {type(result).__name__}"
+    for key, kind in (("label", str), ("n_frames", int), ("metrics", dict)):
+        if not isinstance(result.get(key), kind):
+            return f"key {key!r}: expected {kind.__name__}, got {result.get(key)!r:.60}"
+    for layer in LAYERS:
+        for kind in ("r", "dist"):
+            m = result["metrics"].get(f"{layer}_{kind}")
+            if not isinstance(m, dict) or not all(
+                    isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
+                    for k in ("mean", "sem", "p")):
+                return f"metrics.{layer}_{kind}: expected mean, sem and p numbers, got {m!r:.80}"
+    for name, b in (result.get("baselines") or {}).items():
+        if not isinstance(b, dict) or not all(k in b for k in ("successes", "n", "p")):
+            return f"baselines.{name}: expected successes, n and p, got {b!r:.80}"
+    return None
+
+
+def collect_results(results_dir, skipped=None):
+    """Every usable ``results.json`` below ``results_dir``, grouped by experiment.
+
+    Parameters
+    ----------
+    results_dir : str
+    skipped : list, optional
+        Receives ``(path, reason)`` for every file that cannot be used (unreadable, not JSON,
+        figures missing).
+
+    Returns
+    -------
+    dict of str -> list of dict
+    """
     groups = {}
     for path in sorted(glob.glob(os.path.join(results_dir, "**", "results.json"), recursive=True)):
-        with open(path) as handle:
-            result = json.load(handle)
+        try:
+            with open(path) as handle:
+                result = json.load(handle)
+            reason = _problem(result)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = f"cannot be read as JSON ({exc})"
+        if reason is not None:
+            get_logger().warning("tables: skipped %s: %s", path, reason)
+            if skipped is not None:
+                skipped.append((path, reason))
+            continue
         result["_path"] = path
         groups.setdefault(result.get("experiment", "misc"), []).append(result)
     return groups
@@ -107,37 +153,60 @@ def render_latex(table):
     return "\n".join(lines) + "\n"
 
 
+def _write_atomic(path, text):
+    tmp = path + ".partial"
+    with open(tmp, "w", newline="") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _csv_text(table):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["model"] + [f"{c}_{k}" for c in LAYERS for k in ("mean", "sem", "p_lt_0.05")])
+    for label, cells in table["rows"]:
+        writer.writerow([label] + [v for m, s, star in cells for v in (f"{m:.6g}", f"{s:.6g}", bool(star))])
+    return buffer.getvalue()
+
+
 def write_tables(results_dir, out_dir=None):
     """Render every table as Markdown, CSV and LaTeX into ``out_dir`` (default RESULTS_DIR/tables).
+
+    Unusable ``results.json`` files are skipped and listed at the end of ``tables.md``.
 
     Returns
     -------
     list of str
         Written files.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no usable results.json is found (the message lists the skipped ones).
     """
     out_dir = out_dir or os.path.join(results_dir, "tables")
-    groups = collect_results(results_dir)
+    skipped = []
+    groups = collect_results(results_dir, skipped)
     if not groups:
-        raise FileNotFoundError(f"no results.json below {results_dir}; run `brain2pix evaluate` first")
+        why = "".join(f"; skipped {p}: {r}" for p, r in skipped)
+        raise FileNotFoundError(f"no usable results.json below {results_dir}{why}; run "
+                                f"`brain2pix evaluate` first")
     tables = build_tables(groups)
     os.makedirs(out_dir, exist_ok=True)
     written = []
     markdown = []
     for t in tables:
         base = os.path.join(out_dir, f"table{t['number']}")
-        with open(base + ".md", "w") as handle:
-            handle.write(render_markdown(t))
-        with open(base + ".tex", "w") as handle:
-            handle.write(render_latex(t))
-        with open(base + ".csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["model"] + [f"{c}_{k}" for c in LAYERS for k in ("mean", "sem", "p_lt_0.05")])
-            for label, cells in t["rows"]:
-                writer.writerow([label] + [v for m, s, star in cells for v in (f"{m:.6g}", f"{s:.6g}", bool(star))])
-        written += [base + ext for ext in (".md", ".tex", ".csv")]
+        written.append(_write_atomic(base + ".md", render_markdown(t)))
+        written.append(_write_atomic(base + ".tex", render_latex(t)))
+        written.append(_write_atomic(base + ".csv", _csv_text(t)))
         markdown.append(render_markdown(t))
-    with open(os.path.join(out_dir, "tables.md"), "w") as handle:
-        handle.write("\n".join(markdown))
-    written.append(os.path.join(out_dir, "tables.md"))
-    get_logger().info("%d tables written to %s", len(tables), out_dir)
+    if skipped:
+        markdown.append("**Skipped results** (not in the tables above):\n\n"
+                        + "".join(f"- {p}: {r}\n" for p, r in skipped))
+    written.append(_write_atomic(os.path.join(out_dir, "tables.md"), "\n".join(markdown)))
+    get_logger().info("%d tables written to %s%s", len(tables), out_dir,
+                      f"; {len(skipped)} results.json skipped (listed in tables.md)" if skipped
+                      else "")
     return written

@@ -18,29 +18,78 @@ One file per split (``train.h5``, ``test.h5``)::
 ``/rf_images`` and ``/voxels``; the 5-TR stacks are built on read (rows volume_row ...
 volume_row + n_trs - 1), never stored five times. Files are written under ``<name>.partial`` and
 renamed only when complete.
+
+Integrity: every dataset carries HDF5's per-chunk Fletcher32 checksum, so flipped bytes are found
+when the chunk is read; values are checked on every read as well (frames finite and in [0, 1],
+RFSimages, voxels and RF centres finite). Both failures raise :class:`DataError` naming the file and
+the dataset.
 """
 
+import errno
 import json
 import os
+import shutil
 import time
 
 import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "PreparedWriter", "open_prepared", "check_prepared",
-           "describe_prepared"]
+__all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "PreparedWriter", "PreparedFile", "open_prepared",
+           "check_prepared", "check_values", "check_free_space", "describe_prepared",
+           "estimate_bytes"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2     # 2: Fletcher32 checksums on every dataset
 SAMPLE_FIELDS = ("run", "frame", "first_volume", "frame_row", "volume_row")
 
 
 def _filters(compression):
+    """HDF5 filters of every dataset: the configured compression plus the Fletcher32 checksum."""
     if compression == "gzip":
-        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
     if compression == "lzf":
-        return {"compression": "lzf"}
-    return {}
+        return {"compression": "lzf", "fletcher32": True}
+    return {"fletcher32": True}
+
+
+def estimate_bytes(n_volumes, n_frames, n_voxels, image_size):
+    """Upper bound of a split file's size before compression (for the free-space check).
+
+    Parameters
+    ----------
+    n_volumes, n_frames : int
+        Volumes (rows of ``/rf_images``) and frames to be stored.
+    n_voxels : sequence of int
+        Voxels per ROI.
+    image_size : int
+
+    Returns
+    -------
+    int
+        Bytes: float16 frames, float32 RFSimages and voxels, int64 sample rows, plus 1 MiB of
+        metadata.
+    """
+    s = int(image_size)
+    per_volume = 4 * (len(n_voxels) * s * s + int(sum(n_voxels)))
+    per_frame = 2 * 3 * s * s + 8 * len(SAMPLE_FIELDS)
+    return int(n_volumes) * per_volume + int(n_frames) * per_frame + (1 << 20)
+
+
+RESERVE_BYTES = 16 << 20     # kept free beyond the estimate (HDF5 metadata, other writers)
+
+
+def check_free_space(path, needed):
+    """Raise OSError(ENOSPC) naming ``path`` unless its file system has ``needed`` bytes free.
+
+    HDF5 does not survive a full disk gracefully (the write may crash the process), so the space
+    is checked before writing.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(folder).free
+    if free < needed + RESERVE_BYTES:
+        raise OSError(errno.ENOSPC, f"No space left on device: writing needs about "
+                      f"{(needed + RESERVE_BYTES) / 1e6:.1f} MB (uncompressed estimate) but "
+                      f"{free / 1e6:.1f} MB are free", path)
 
 
 class PreparedWriter:
@@ -84,9 +133,11 @@ class PreparedWriter:
         for roi, n in zip(self.rois, n_voxels):
             f.create_dataset(f"voxels/{roi}", (0, n), np.float32, maxshape=(None, n),
                              chunks=(max(1, min(256, (1 << 18) // max(n, 1))), n), **filters)
-            f.create_dataset(f"rf_centres/{roi}", data=np.asarray(centres[roi], np.float32))
+            f.create_dataset(f"rf_centres/{roi}", data=np.asarray(centres[roi], np.float32),
+                             fletcher32=True)
         f.create_dataset("samples", (0, len(SAMPLE_FIELDS)), np.int64,
-                         maxshape=(None, len(SAMPLE_FIELDS)), chunks=(4096, len(SAMPLE_FIELDS)))
+                         maxshape=(None, len(SAMPLE_FIELDS)), chunks=(4096, len(SAMPLE_FIELDS)),
+                         fletcher32=True)
         self._runs = {"names": [], "n_volumes": [], "n_frames": []}
         self.n_dropped = 0
         f.attrs["schema_version"] = SCHEMA_VERSION
@@ -128,6 +179,13 @@ class PreparedWriter:
             Frames of the run left out because their window ran past the run's end.
         """
         f = self.file
+        if len(frame_index) == 0:
+            raise DataError(f"run {name!r}: no sample (its {rf_images.shape[0]} volumes are fewer "
+                            f"than the shift plus the window of one sample); nothing written to "
+                            f"{self.path}")
+        check_free_space(self.partial, estimate_bytes(rf_images.shape[0], frames.shape[0],
+                                                      [v.shape[1] for v in voxels.values()],
+                                                      self.size))
         frame_row0 = self._append(f["frames"], np.asarray(frames, np.float16))
         volume_row0 = self._append(f["rf_images"], np.asarray(rf_images, np.float32))
         for roi in self.rois:
@@ -144,9 +202,9 @@ class PreparedWriter:
     def close(self):
         """Write the run table, mark the file complete and move it into place."""
         f = self.file
-        f.create_dataset("runs/names", data=np.array(self._runs["names"], dtype="S"))
-        f.create_dataset("runs/n_volumes", data=np.array(self._runs["n_volumes"], np.int64))
-        f.create_dataset("runs/n_frames", data=np.array(self._runs["n_frames"], np.int64))
+        for key, dtype in (("names", "S"), ("n_volumes", np.int64), ("n_frames", np.int64)):
+            f.create_dataset(f"runs/{key}", data=np.array(self._runs[key], dtype=dtype),
+                             fletcher32=True)
         f.attrs["n_dropped"] = self.n_dropped
         f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         f.attrs["complete"] = True
@@ -165,8 +223,102 @@ class PreparedWriter:
 REQUIRED = ("frames", "rf_images", "samples", "runs/names", "runs/n_volumes", "runs/n_frames")
 
 
+def _value_rule(key):
+    """(lowest, highest) allowed for a dataset's values, or None when any value goes."""
+    if key == "frames":
+        return (0.0, 1.0)
+    if key == "rf_images" or key.startswith(("voxels/", "rf_centres/")):
+        return (-np.inf, np.inf)
+    return None
+
+
+def check_values(values, key, path, where=""):
+    """Raise DataError unless ``values`` read from dataset ``/key`` of ``path`` are acceptable.
+
+    Frames must be finite and in [0, 1]; RFSimages, voxels and RF centres finite.
+    """
+    rule = _value_rule(key)
+    if rule is None:
+        return values
+    arr = np.asarray(values)
+    if arr.size == 0 or arr.dtype.kind != "f":
+        return values
+    finite = np.isfinite(arr)
+    if not finite.all():
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise DataError(f"prepared dataset {path!s}: /{key}{where} holds {int((~finite).sum())} "
+                        f"NaN/inf values (first at index {first}); expected finite values. The "
+                        f"file is corrupt: delete it and run `brain2pix prepare` again")
+    low, high = rule
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < low or hi > high:
+        raise DataError(f"prepared dataset {path!s}: /{key}{where} holds values in [{lo:g}, "
+                        f"{hi:g}]; expected values in [{low:g}, {high:g}]. The file is corrupt: "
+                        f"delete it and run `brain2pix prepare` again")
+    return values
+
+
+class CheckedDataset:
+    """An HDF5 dataset of a prepared file whose reads are checked (checksum and values)."""
+
+    def __init__(self, dataset, key, path):
+        self._dataset, self.key, self.path = dataset, key, path
+
+    def __getitem__(self, index):
+        try:
+            values = self._dataset[index]
+        except OSError as exc:
+            raise DataError(f"prepared dataset {self.path!s}: /{self.key} cannot be read ({exc}); "
+                            f"the file is corrupt (a Fletcher32 checksum mismatch means flipped "
+                            f"bytes): delete it and run `brain2pix prepare` again") from exc
+        return check_values(values, self.key, self.path)
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __array__(self, dtype=None, copy=None):
+        values = self[()]
+        return values if dtype is None else values.astype(dtype)
+
+    def __getattr__(self, name):
+        return getattr(self._dataset, name)
+
+
+class PreparedFile:
+    """A prepared split opened read-only; ``file[key]`` gives a :class:`CheckedDataset`.
+
+    Attributes and everything else of the underlying ``h5py.File`` are reachable as usual
+    (``attrs``, ``visititems``, ``close``, ``in``).
+    """
+
+    def __init__(self, handle, path):
+        self._handle, self.path = handle, path
+
+    def __getitem__(self, key):
+        obj = self._handle[key]
+        return CheckedDataset(obj, key.strip("/"), self.path) if hasattr(obj, "shape") else obj
+
+    def __contains__(self, key):
+        return key in self._handle
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+        return False
+
+
 def open_prepared(path):
     """Open a prepared split read-only after checking it is complete and of our schema.
+
+    Returns
+    -------
+    PreparedFile
+        Reads through it are checked (see the module docstring).
 
     Raises
     ------
@@ -181,6 +333,9 @@ def open_prepared(path):
             if os.path.exists(path + ".partial") else ""
         raise DataError(f"prepared dataset {path!s} does not exist{hint}; "
                         f"create it with `brain2pix prepare RAW_DIR OUT_DIR`")
+    if os.path.isdir(path):
+        raise DataError(f"prepared dataset {path!s} is a directory; expected a train.h5 or "
+                        f"test.h5 file written by `brain2pix prepare`")
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
@@ -191,7 +346,7 @@ def open_prepared(path):
     except Exception:
         handle.close()
         raise
-    return handle
+    return PreparedFile(handle, path)
 
 
 def check_prepared(handle, path):
@@ -199,7 +354,8 @@ def check_prepared(handle, path):
     attrs = handle.attrs
     if attrs.get("schema_version") != SCHEMA_VERSION:
         raise DataError(f"prepared dataset {path!s}: attribute schema_version expected "
-                        f"{SCHEMA_VERSION}, got {attrs.get('schema_version')!r}")
+                        f"{SCHEMA_VERSION}, got {attrs.get('schema_version')!r}; run "
+                        f"`brain2pix prepare` again to rebuild it")
     if not bool(attrs.get("complete", False)):
         raise DataError(f"prepared dataset {path!s}: attribute complete is False (an interrupted "
                         f"write); run `brain2pix prepare` again")
@@ -244,7 +400,8 @@ def describe_prepared(path):
         }
         handle.visititems(lambda name, obj: info["datasets"].__setitem__(
             name, {"shape": list(obj.shape), "dtype": str(obj.dtype),
-                   "compression": obj.compression}) if hasattr(obj, "shape") else None)
+                   "compression": obj.compression, "fletcher32": obj.fletcher32})
+            if hasattr(obj, "shape") else None)
         info["n_samples"] = int(handle["samples"].shape[0])
         info["config"] = json.loads(handle.attrs.get("config", "{}"))
         info["sources"] = json.loads(handle.attrs.get("sources", "{}"))

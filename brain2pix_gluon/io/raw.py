@@ -196,6 +196,9 @@ def load_run(path):
         except Exception as exc:
             raise DataError(f"run {path!s} could not be read as .npy: {exc}") from exc
         arr = check_array(arr, "signals", ndim=(2, 4), source=path, dtype_kind="fiu")
+        if arr.shape[0] == 0:
+            raise DataError(f"run {path!s}: 0 volumes (signals of shape {arr.shape}); expected "
+                            f"(time, voxels) with at least one volume")
         arr = np.asarray(arr, dtype=np.float32).reshape(arr.shape[0], -1)
     else:
         import nibabel
@@ -206,6 +209,9 @@ def load_run(path):
         except Exception as exc:
             raise DataError(f"run {path!s} could not be read as NIfTI: {exc}") from exc
         data = check_array(data, "signals", ndim=4, source=path)
+        if data.shape[-1] == 0:
+            raise DataError(f"run {path!s}: 0 volumes (NIfTI of shape {data.shape}); expected "
+                            f"(X, Y, Z, time) with at least one volume")
         arr = np.ascontiguousarray(np.moveaxis(data, -1, 0)).reshape(data.shape[-1], -1)
     return check_array(arr, "signals", ndim=2, finite=True, source=path)
 

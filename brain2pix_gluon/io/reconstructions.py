@@ -10,7 +10,11 @@
     attributes        schema ("brain2pix-reconstructions"), schema_version, model, variant,
                       weights (JSON: which pretrained weights were used or "random ..."),
                       profile, config (JSON), source (prepared file), checkpoint, created,
-                      package_version, complete
+                      package_version, complete, targets_sha256
+
+``targets_sha256`` (:func:`targets_checksum`) identifies the ground truth: two files may be
+compared frame by frame (``evaluate --baseline``) only when it agrees, and it is checked against
+the targets on every read. Every dataset carries HDF5's Fletcher32 checksum.
 """
 
 import json
@@ -21,11 +25,22 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
+from ..utils import array_sha256
 
-__all__ = ["write_reconstructions", "read_reconstructions", "SCHEMA"]
+__all__ = ["write_reconstructions", "read_reconstructions", "targets_checksum", "SCHEMA"]
 
 SCHEMA = "brain2pix-reconstructions"
 SCHEMA_VERSION = 1
+
+
+def targets_checksum(targets):
+    """sha256 (hex) of the ground-truth frames as C-ordered little-endian float32.
+
+    Parameters
+    ----------
+    targets : ndarray, shape (n, 3, S, S)
+    """
+    return array_sha256(np.asarray(targets, dtype="<f4"))
 
 
 def write_reconstructions(path, reconstructions, targets, samples, run_names, attrs,
@@ -55,19 +70,22 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
     try:
         with h5py.File(tmp, "w") as f:
             chunk = (min(16, max(len(recon), 1)),) + recon.shape[1:]
-            f.create_dataset("reconstructions", data=recon, chunks=chunk, compression="lzf")
-            f.create_dataset("targets", data=tgt, chunks=chunk, compression="lzf")
-            f.create_dataset("samples", data=np.asarray(samples, np.int64))
-            f.create_dataset("runs/names", data=np.array(list(run_names), dtype="S"))
+            f.create_dataset("reconstructions", data=recon, chunks=chunk, compression="lzf",
+                             fletcher32=True)
+            f.create_dataset("targets", data=tgt, chunks=chunk, compression="lzf", fletcher32=True)
+            f.create_dataset("samples", data=np.asarray(samples, np.int64), fletcher32=True)
+            f.create_dataset("runs/names", data=np.array(list(run_names), dtype="S"),
+                             fletcher32=True)
             if input_previews is not None:
                 f.create_dataset("input_previews", data=np.asarray(input_previews, np.uint8),
-                                 compression="lzf")
+                                 compression="lzf", fletcher32=True)
             f.attrs["schema"] = SCHEMA
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["package_version"] = __version__
             f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             for key, value in attrs.items():
                 f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+            f.attrs["targets_sha256"] = targets_checksum(tgt)
             f.attrs["complete"] = True
         os.replace(tmp, path)
     finally:
@@ -110,7 +128,19 @@ def read_reconstructions(path):
                 except ValueError:
                     pass
             attrs[key] = value
-        return {"reconstructions": f["reconstructions"][()], "targets": f["targets"][()],
-                "samples": f["samples"][()],
-                "input_previews": f["input_previews"][()] if "input_previews" in f else None,
-                "run_names": [n.decode() for n in f["runs/names"][()]], "attrs": attrs}
+        try:
+            data = {"reconstructions": f["reconstructions"][()], "targets": f["targets"][()],
+                    "samples": f["samples"][()],
+                    "input_previews": f["input_previews"][()] if "input_previews" in f else None,
+                    "run_names": [n.decode() for n in f["runs/names"][()]], "attrs": attrs}
+        except OSError as exc:
+            raise DataError(f"reconstructions {path!s}: a dataset cannot be read ({exc}); the file "
+                            f"is corrupt, write it again") from exc
+    checksum = targets_checksum(data["targets"])
+    stored = attrs.get("targets_sha256")
+    if stored is not None and stored != checksum:
+        raise DataError(f"reconstructions {path!s}: /targets do not match the attribute "
+                        f"targets_sha256 ({stored[:12]}... stored, {checksum[:12]}... read); the "
+                        f"file is corrupt, write it again")
+    attrs["targets_sha256"] = checksum
+    return data

@@ -1,18 +1,33 @@
-"""Atomic checkpoints of a training run: everything needed to resume bit-for-bit on CPU.
+"""Crash-safe checkpoints of a training run: everything needed to resume bit-for-bit on CPU.
 
-Layout of ``RUN_DIR/checkpoints/latest/``::
+Layout of ``RUN_DIR/checkpoints/``::
 
-    net_g.params  net_d.params  learned_rf.params (LearnedRF only)
-    trainer_g.states  trainer_d.states          Adam moments and update counts
-    history.npz                                 history buffer and its generator state
-    state.json                                  epoch, step, global step, config, provenance
+    ckpt-000007/            one complete checkpoint per folder, numbered in the order of saving
+        net_g.params  net_d.params  learned_rf.params (LearnedRF only)
+        trainer_g.states  trainer_d.states      Adam moments and update counts
+        history.npz                             history buffer and its generator state
+        extra_<name>.npz                        named extra states (see below)
+        state.json                              epoch, step, global step, epoch loss sums,
+                                                config, provenance
+    LATEST                  the name of the newest complete folder ("ckpt-000007")
 
-A checkpoint is written into ``latest.partial/`` and renamed into place, so a crash while saving
-leaves the previous checkpoint intact.
+A save writes ``ckpt-N.partial/``, renames it to ``ckpt-N`` once every file is on disk, replaces
+``LATEST`` atomically (``os.replace``) and only then deletes the older folders. At every instant
+one complete checkpoint is therefore reachable: before the pointer moves it names the previous
+folder, which still exists; after, the new one. A ``ckpt-N`` folder (without ``.partial``) is
+complete by construction, so :func:`find_checkpoint` takes the highest-numbered one and says
+whether ``LATEST`` agrees (it lags when a save stopped between the rename and the pointer). Run
+directories of earlier versions (``checkpoints/latest/``) are still read.
+
+Extra states: ``save_checkpoint(..., extra={"amp_loss_scaler": {"scale": np.array(...)}})``
+stores each entry (a dict of arrays) as ``extra_<name>.npz``; :func:`restore_checkpoint` returns
+them as the same dict of dicts, so a new piece of training state needs neither a new file format
+nor a change here.
 """
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -20,19 +35,96 @@ import numpy as np
 from ..config import config_from_dict, config_to_dict
 from ..errors import CheckpointError
 
-__all__ = ["save_checkpoint", "load_checkpoint_state", "restore_checkpoint", "checkpoint_dir"]
+__all__ = ["save_checkpoint", "find_checkpoint", "load_checkpoint_state", "restore_checkpoint",
+           "checkpoint_dir", "checkpoints_root"]
 
 FILES = ("net_g.params", "net_d.params", "trainer_g.states", "trainer_d.states", "history.npz",
          "state.json")
+POINTER = "LATEST"
+LEGACY = "latest"
+_NAME = re.compile(r"^ckpt-(\d{6,})$")
+
+
+def checkpoints_root(run_dir):
+    """``RUN_DIR/checkpoints``."""
+    return os.path.join(os.fspath(run_dir), "checkpoints")
+
+
+def _is_complete(directory):
+    return os.path.isdir(directory) and all(os.path.exists(os.path.join(directory, f))
+                                            for f in FILES)
+
+
+def _numbered(root):
+    """Complete-looking ``ckpt-N`` folders of ``root``, newest first, as (N, path)."""
+    found = []
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            match = _NAME.match(name)
+            if match:
+                found.append((int(match.group(1)), os.path.join(root, name)))
+    return sorted(found, reverse=True)
+
+
+def find_checkpoint(run_dir):
+    """The newest complete checkpoint folder of a run, or None.
+
+    Returns
+    -------
+    directory : str or None
+    how : str
+        How it was found, for the log: ``"named by LATEST"``; ``"newest complete folder
+        (LATEST ...)"`` when the pointer is missing or lags behind (a save stopped between
+        renaming its folder and moving the pointer); ``"legacy layout"`` (``checkpoints/latest``);
+        ``"incomplete"`` (only folders with files missing: loading it raises); ``"none"``.
+    """
+    root = checkpoints_root(run_dir)
+    try:
+        with open(os.path.join(root, POINTER)) as handle:
+            named = handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        named = ""
+    for _, directory in _numbered(root):
+        if _is_complete(directory):
+            if os.path.basename(directory) == named:
+                return directory, f"named by {POINTER}"
+            return directory, (f"newest complete folder ({POINTER} names {named!r})" if named
+                               else f"newest complete folder ({POINTER} missing)")
+    legacy = os.path.join(root, LEGACY)
+    if _is_complete(legacy):
+        return legacy, "legacy layout"
+    # folders exist but none is complete (files deleted by hand): report it, never start afresh
+    broken = [d for _, d in _numbered(root)] + ([legacy] if os.path.isdir(legacy) else [])
+    if broken:
+        return broken[0], "incomplete"
+    return None, "none"
 
 
 def checkpoint_dir(run_dir):
-    """``RUN_DIR/checkpoints/latest``."""
-    return os.path.join(run_dir, "checkpoints", "latest")
+    """The newest complete checkpoint folder of a run (``RUN_DIR/checkpoints/LATEST`` resolved).
+
+    When the run has none yet, the path the pointer file would have (which does not exist).
+    """
+    directory, _ = find_checkpoint(run_dir)
+    return directory or os.path.join(checkpoints_root(run_dir), POINTER)
 
 
-def save_checkpoint(run_dir, nets, trainers, history, state):
-    """Write a complete checkpoint atomically.
+def _fsync(path):
+    """Flush a file (or a folder's entries) to disk; a no-op where the OS does not allow it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(run_dir, nets, trainers, history, state, extra=None):
+    """Write a complete checkpoint, crash-safely (see the module docstring).
 
     Parameters
     ----------
@@ -44,10 +136,24 @@ def save_checkpoint(run_dir, nets, trainers, history, state):
     history : HistoryBuffer
     state : dict
         JSON-serialisable (epoch, step, config, ...).
+    extra : dict of str -> dict of str -> array_like, optional
+        Named extra states (e.g. a loss scaler), each saved as ``extra_<name>.npz``.
+
+    Returns
+    -------
+    str
+        The new checkpoint folder.
     """
-    final = checkpoint_dir(run_dir)
+    root = checkpoints_root(run_dir)
+    os.makedirs(root, exist_ok=True)
+    for name in os.listdir(root):          # leftovers of a save that crashed
+        if name.endswith(".partial"):
+            path = os.path.join(root, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    numbered = _numbered(root)
+    number = numbered[0][0] + 1 if numbered else 1
+    final = os.path.join(root, f"ckpt-{number:06d}")
     tmp = final + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     for name, net in nets.items():
         if net is not None:
@@ -55,19 +161,32 @@ def save_checkpoint(run_dir, nets, trainers, history, state):
     for name, trainer in trainers.items():
         trainer.save_states(os.path.join(tmp, f"{name}.states"))
     np.savez(os.path.join(tmp, "history.npz"), **history.state_dict())
+    for name, arrays in (extra or {}).items():
+        if not re.match(r"^[A-Za-z0-9_]+$", name):
+            raise CheckpointError(f"extra state name {name!r}: expected letters, digits or _")
+        np.savez(os.path.join(tmp, f"extra_{name}.npz"), **arrays)
+    # state.json last: a folder with it is complete
     with open(os.path.join(tmp, "state.json"), "w") as handle:
         json.dump(state, handle, indent=2, sort_keys=True)
-    old = final + ".old"
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(final):
-        os.replace(final, old)
+    for name in os.listdir(tmp):
+        _fsync(os.path.join(tmp, name))
     os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _fsync(root)
+    pointer_tmp = os.path.join(root, POINTER + ".partial")
+    with open(pointer_tmp, "w") as handle:
+        handle.write(os.path.basename(final) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(pointer_tmp, os.path.join(root, POINTER))
+    _fsync(root)
+    for _, older in numbered:
+        shutil.rmtree(older, ignore_errors=True)
+    shutil.rmtree(os.path.join(root, LEGACY), ignore_errors=True)
     return final
 
 
 def load_checkpoint_state(path):
-    """Read ``state.json`` of a checkpoint directory (or of ``RUN_DIR``) after checking its files.
+    """Read ``state.json`` of a checkpoint folder (or of the newest one of ``RUN_DIR``).
 
     Returns
     -------
@@ -75,12 +194,14 @@ def load_checkpoint_state(path):
     state : dict
     config : Config
     """
+    path = os.fspath(path)
     directory = path
     if not any(os.path.exists(os.path.join(path, f)) for f in FILES):
-        directory = checkpoint_dir(path)
-    if not os.path.isdir(directory):
-        raise CheckpointError(f"checkpoint {path!s} not found: expected a checkpoint directory "
-                              f"(with state.json) or a run directory holding checkpoints/latest")
+        directory, _ = find_checkpoint(path)
+        if directory is None:
+            raise CheckpointError(
+                f"checkpoint {path!s} not found: expected a checkpoint folder (with state.json) or "
+                f"a run directory holding checkpoints/{POINTER} (made by `brain2pix train`)")
     missing = [f for f in FILES if not os.path.exists(os.path.join(directory, f))]
     if missing:
         raise CheckpointError(f"checkpoint {directory!s} is incomplete: missing {missing}")
@@ -95,6 +216,11 @@ def load_checkpoint_state(path):
 
 def restore_checkpoint(directory, nets, trainers, history, ctx):
     """Load parameters, optimiser states and the history buffer saved by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    dict of str -> dict of str -> ndarray
+        The named extra states (empty when there are none).
 
     Raises
     ------
@@ -123,6 +249,15 @@ def restore_checkpoint(directory, nets, trainers, history, ctx):
             history.load_state_dict({k: data[k] for k in data.files}, ctx=ctx[0] if isinstance(ctx, list) else ctx)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {directory!s}: history.npz is corrupt: {exc}") from exc
+    extra = {}
+    for name in sorted(os.listdir(directory)):
+        if name.startswith("extra_") and name.endswith(".npz"):
+            try:
+                with np.load(os.path.join(directory, name)) as data:
+                    extra[name[len("extra_"):-len(".npz")]] = {k: data[k] for k in data.files}
+            except Exception as exc:
+                raise CheckpointError(f"checkpoint {directory!s}: {name} is corrupt: {exc}") from exc
+    return extra
 
 
 def config_of(state):

@@ -1,6 +1,15 @@
-"""``Trainer.fit``: epochs of D and G steps with logs, grids, checkpoints and resume."""
+"""``Trainer.fit``: epochs of D and G steps with logs, grids, checkpoints and resume.
+
+What a run directory holds stays consistent at every instant: ``config.yaml`` (the run's
+configuration; a folder holding another run's is refused), ``checkpoints/`` (crash-safe, see
+:mod:`.checkpoint`), and ``log.jsonl``, one record per epoch, appended only after the epoch's
+checkpoint is written and cut back to the checkpoint's epoch on resume (the checkpoint carries its
+epoch's record, so a record lost in a crash is written again). A non-finite loss stops training
+with :class:`TrainingError` before anything is saved, so the last checkpoint stays the last good one.
+"""
 
 import json
+import math
 import os
 import signal
 import time
@@ -13,13 +22,13 @@ from .. import __version__
 from ..config import config_to_dict
 from ..data.controls import apply_input_control
 from ..data.dataset import EpochSampler, RFSImageDataset
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model_zoo.pretrained import is_random
 from ..model_zoo.vgg_features import vgg_features
 from ..utils import get_logger, progress, write_json_atomic
-from ..visualize import save_grid
+from ..plotting import save_grid
 from .builder import build_networks, dataset_mode, uses_rf_images
-from .checkpoint import (checkpoint_dir, load_checkpoint_state, restore_checkpoint,
+from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
 from .history import HistoryBuffer
 from .losses import feature_distance, l1_loss
@@ -29,6 +38,22 @@ __all__ = ["Trainer", "make_contexts"]
 
 # Keys that may differ between a checkpoint and the config of the run resuming it.
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch")}
+
+
+def config_differences(mine, theirs):
+    """Differences between two config dicts that forbid continuing one run with the other.
+
+    Returns
+    -------
+    list of str
+        ``"section.key: theirs X vs now Y"`` items (``name`` included); empty when compatible.
+    """
+    diffs = [f"{s}.{k}: checkpoint {theirs.get(s, {}).get(k)!r} vs now {mine[s][k]!r}"
+             for s in mine if isinstance(mine[s], dict) for k in mine[s]
+             if mine[s][k] != (theirs.get(s) or {}).get(k) and (s, k) not in _RESUMABLE_CHANGES]
+    if mine.get("name") != theirs.get("name"):
+        diffs.insert(0, f"name: checkpoint {theirs.get('name')!r} vs now {mine.get('name')!r}")
+    return diffs
 
 
 def make_contexts(gpus=""):
@@ -108,6 +133,11 @@ class Trainer:
                                              config.train.seed)
         self.test_set = RFSImageDataset(test_path, rois, 1.0, mode) if test_path else None
         ds = self.train_set
+        if config.train.batch_size > len(ds):
+            raise ConfigError(f"train.batch_size: expected at most the number of training samples "
+                              f"({len(ds)} in {ds.path} with train.train_fraction "
+                              f"{config.train.train_fraction}), got {config.train.batch_size}; an "
+                              f"epoch would have no step")
         self.nets = build_networks(config, ds.in_channels, ds.n_voxels, ds.n_trs, ds.size, self.ctx)
         self.include_rf = uses_rf_images(config)
         self.feature_net = feature_net
@@ -134,6 +164,12 @@ class Trainer:
         self.history = HistoryBuffer(config.train.history_capacity, config.train.history_swap_prob,
                                      seed=config.train.seed)
         self.epoch, self.step, self.global_step = 0, 0, 0
+        # loss sums, step count and seconds of the current epoch so far (part of checkpoints)
+        self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
+        self.last_record = None
+        # Named extra training state saved in checkpoints: name -> (get, set); ``get()`` returns
+        # a dict of arrays, ``set(arrays)`` restores it on resume (e.g. an AMP loss scaler).
+        self.extra_states = {}
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -165,38 +201,119 @@ class Trainer:
         return min(n, cap) if cap > 0 else n
 
     def save(self):
-        """Write a checkpoint of the current (epoch, step)."""
+        """Write a checkpoint of the current (epoch, step), with the epoch's loss sums so far."""
         state = state_for(self.config, epoch=self.epoch, step=self.step,
-                          global_step=self.global_step, provenance=self.provenance())
-        return save_checkpoint(self.run_dir, self.nets, self.trainers, self.history, state)
+                          global_step=self.global_step, provenance=self.provenance(),
+                          epoch_sums=self.epoch_sums, epoch_steps=self.epoch_steps,
+                          epoch_seconds=self.epoch_seconds, log_record=self.last_record)
+        extra = {name: get() for name, (get, _) in self.extra_states.items()}
+        return save_checkpoint(self.run_dir, self.nets, self.trainers, self.history, state, extra)
 
     def resume(self):
-        """Load ``RUN_DIR/checkpoints/latest`` if present; returns True when it was loaded."""
-        directory = checkpoint_dir(self.run_dir)
-        if not os.path.exists(directory):
+        """Load the newest complete checkpoint of the run directory, if there is one.
+
+        Returns
+        -------
+        bool
+            True when a checkpoint was loaded; False when the run has none (a fresh start).
+        """
+        directory, how = find_checkpoint(self.run_dir)
+        if directory is None:
             return False
         directory, state, saved = load_checkpoint_state(directory)
-        mine, theirs = config_to_dict(self.config), config_to_dict(saved)
-        diffs = [f"{s}.{k}: checkpoint {theirs[s][k]!r} vs now {mine[s][k]!r}"
-                 for s in mine if isinstance(mine[s], dict) for k in mine[s]
-                 if mine[s][k] != theirs[s].get(k) and (s, k) not in _RESUMABLE_CHANGES]
-        if diffs or mine["name"] != theirs["name"]:
+        diffs = config_differences(config_to_dict(self.config), config_to_dict(saved))
+        if diffs:
             raise CheckpointError(f"checkpoint {directory} was made with another configuration; "
-                                  f"differences: {diffs or ['name']}. Use a new --out directory "
+                                  f"differences: {diffs}. Use a new --out directory "
                                   f"or the same config.")
-        restore_checkpoint(directory, self.nets, self.trainers, self.history, self.ctx)
+        extra = restore_checkpoint(directory, self.nets, self.trainers, self.history, self.ctx)
+        for name, (_, set_state) in self.extra_states.items():
+            if name in extra:
+                set_state(extra[name])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
-        self.log.info("resumed %s at epoch %d, step %d", directory, self.epoch, self.step)
+        self.epoch_sums = dict(state.get("epoch_sums", {}))
+        self.epoch_steps = int(state.get("epoch_steps", 0))
+        self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
+        self.last_record = state.get("log_record")
+        self._sync_log()
+        self.log.info("resumed from %s (%s) at epoch %d, step %d", directory, how, self.epoch,
+                      self.step)
         return True
+
+    @property
+    def log_path(self):
+        return os.path.join(self.run_dir, "log.jsonl")
+
+    def _sync_log(self):
+        """Cut ``log.jsonl`` back to the epochs the current state has completed.
+
+        Records of later epochs (written before a crash that the checkpoint did not survive) and
+        a torn last line are dropped; the checkpoint's own epoch record is written if it is
+        missing (a crash between the checkpoint and the log).
+        """
+        kept = []
+        if os.path.exists(self.log_path):
+            with open(self.log_path) as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and isinstance(record.get("epoch"), int) \
+                            and record["epoch"] <= self.epoch:
+                        kept.append(record)
+        if self.last_record and self.last_record.get("epoch") == self.epoch and \
+                not any(r["epoch"] == self.epoch for r in kept):
+            kept.append(self.last_record)
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        current = open(self.log_path).read() if os.path.exists(self.log_path) else None
+        if current is None and not text:
+            return
+        if text != current:
+            tmp = self.log_path + ".partial"
+            with open(tmp, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, self.log_path)
+
+    def _check_run_dir(self):
+        """Refuse an output folder that holds another run (config.yaml or log.jsonl not ours)."""
+        import yaml
+
+        if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
+            raise TrainingError(f"output folder {self.run_dir}: a file is in the way; expected a "
+                                f"folder (choose another --out)")
+        config_path = os.path.join(self.run_dir, "config.yaml")
+        if os.path.exists(config_path):
+            try:
+                with open(config_path) as handle:
+                    theirs = yaml.safe_load(handle)
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
+                raise TrainingError(f"output folder {self.run_dir}: its config.yaml is not ours "
+                                    f"and not valid YAML ({exc}); choose another --out") from None
+            diffs = config_differences(config_to_dict(self.config),
+                                       theirs if isinstance(theirs, dict) else {})
+            if diffs:
+                raise TrainingError(
+                    f"output folder {self.run_dir} holds another run (its config.yaml differs: "
+                    f"{diffs[:5]}{' ...' if len(diffs) > 5 else ''}); it is left untouched. "
+                    f"Choose another --out, or remove the folder to start over")
+        elif os.path.exists(self.log_path):
+            raise TrainingError(f"output folder {self.run_dir} holds a log.jsonl but no "
+                                f"config.yaml (not a run of this package?); it is left "
+                                f"untouched. Choose another --out")
 
     def _write_run_files(self):
         import yaml
 
+        self._check_run_dir()
         os.makedirs(self.run_dir, exist_ok=True)
-        with open(os.path.join(self.run_dir, "config.yaml"), "w") as handle:
+        config_path = os.path.join(self.run_dir, "config.yaml")
+        with open(config_path + ".partial", "w") as handle:
             yaml.safe_dump(config_to_dict(self.config), handle, sort_keys=False)
+        os.replace(config_path + ".partial", config_path)
         write_json_atomic(os.path.join(self.run_dir, "run.json"),
                           {**self.provenance(), "marks": self.marks()})
+        self._sync_log()
 
     # ------------------------------------------------------------------ data
     def _split(self, batch):
@@ -238,16 +355,29 @@ class Trainer:
                 sampler = EpochSampler(len(self.train_set), cfg.seed, self.epoch,
                                        skip=self.step * cfg.batch_size)
                 loader = self._loader(self.train_set, sampler, cfg.batch_size, "discard")
-                sums, count, start = {}, 0, time.time()
+                if self.step == 0:
+                    self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
+                start = time.time() - self.epoch_seconds
                 bar = progress(total=n_steps, initial=self.step, enabled=self.show_progress,
                                desc=f"epoch {self.epoch + 1}/{epochs}", unit="it")
                 for batch in loader:
                     if self.step >= n_steps:
                         break
                     losses = self.train_step(batch)
+                    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+                    if bad:
+                        bar.close()
+                        last, _ = find_checkpoint(self.run_dir)
+                        raise TrainingError(
+                            f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
+                            f"{losses}; training stopped. The last good checkpoint "
+                            f"{last or '(none yet)'} is kept (nothing was saved after this "
+                            f"step). Check the data (`brain2pix inspect`) or lower train.lr "
+                            f"(now {cfg.lr:g}), then --resume")
                     for k, v in losses.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
+                        self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+                    self.epoch_steps += 1
+                    self.epoch_seconds = time.time() - start
                     self.step += 1
                     self.global_step += 1
                     done_here += 1
@@ -260,7 +390,8 @@ class Trainer:
                                       "--resume to continue", self.epoch + 1, self.step, path)
                         return "interrupted"
                 bar.close()
-                self._end_epoch({k: v / max(count, 1) for k, v in sums.items()}, time.time() - start)
+                self._end_epoch({k: v / max(self.epoch_steps, 1) for k, v in self.epoch_sums.items()},
+                                time.time() - start)
         return "complete"
 
     def train_step(self, batch):
@@ -314,9 +445,9 @@ class Trainer:
         test_losses = self.evaluate()
         record = {"epoch": self.epoch, "global_step": self.global_step, "seconds": round(seconds, 3),
                   "train": train_losses, "test": test_losses, "marks": self.marks(),
-                  "feature_weights": self.weights_source}
-        with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+                  "feature_weights": self.weights_source, "steps": self.epoch_steps}
+        self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
+        self.last_record = record
         self._save_grid()
         weights_dir = os.path.join(self.run_dir, "weights")
         os.makedirs(weights_dir, exist_ok=True)
@@ -325,6 +456,9 @@ class Trainer:
                 self.nets[name].save_parameters(
                     os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params"))
         self.save()
+        # after the checkpoint: a crash before this line loses no record (the checkpoint holds it)
+        with open(self.log_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
         self.log.info("epoch %d: train %s test %s (%.1f s)%s", self.epoch,
                       {k: round(v, 4) for k, v in train_losses.items()},
                       {k: round(v, 4) for k, v in test_losses.items()}, seconds,

@@ -1,0 +1,651 @@
+"""Population receptive fields (pRFs) estimated from the training data (``brain2pix estimate-rf``).
+
+Brain2Pix needs an RF centre for every voxel (paper section 2.3, eqs. 1-2); most datasets do not
+ship them. This module fits, for every voxel, an isotropic Gaussian pRF (Dumoulin & Wandell 2008):
+
+    prediction(t) = beta * [HRF * sum_p g(p; x, y, sigma) drive_p](t)  + one intercept per run,
+
+where ``drive_p(t)`` is a per-pixel stimulus feature of the frame shown at volume ``t`` on the same
+fisheye-warped ``S x S`` frames the network is trained on (the released centres were estimated on
+warped frames), ``g`` is a Gaussian at ``(x, y)`` with size ``sigma`` and ``HRF`` a canonical
+double-gamma response sampled at the TR.
+
+Drives (``PRFConfig.drive``)
+----------------------------
+``"luminance"`` (default)
+    Mean of R, G, B of the warped frame. A linear pRF on luminance is exactly the model of the
+    package's simulator, and it is the right choice when responses follow luminance.
+``"contrast"``
+    Local RMS contrast (contrast energy): the luminance minus its Gaussian blur (a centre-surround
+    band-pass), squared, blurred again, square-rooted. Early visual cortex responds to contrast
+    rather than to mean luminance, so this is the drive for real recordings (e.g. vim-2).
+
+Coordinates
+-----------
+``x`` is horizontal (column of the upright frame, -0.5 left ... +0.5 right) and ``y`` vertical (row,
+-0.5 top ... +0.5 bottom), pixel ``k`` having its centre at ``(k + 0.5) / S - 0.5``; ``sigma`` is in
+the same image units. These are the ``col`` and ``row`` centres that ``prepare`` reads.
+
+How the fit stays fast
+----------------------
+The model is linear in the drive, so for a voxel with per-run z-scored response ``y`` and the
+HRF-convolved, per-run centred drive ``D`` (time x pixels) the covariance of every candidate with
+``y`` is ``g^T (D^T y)`` and the candidate's variance ``g^T (D^T D) g`` does not depend on the
+voxel. One pass over the runs gives ``C = D^T y`` for a chunk of voxels (one matrix product per
+run); pooling ``C`` with the separable Gaussian profiles (two matrix products per sigma) gives the
+correlation of *every* grid candidate (all grid positions x all sigmas) at once -- the same result
+as correlating with a precomputed (n_grid, T) matrix of model time courses, without ever holding
+it. The candidate variances are pooled once from the drive. Refinement fits a parabola through the
+correlations at the best grid point and its neighbours along x, y and log sigma.
+
+Cross-validation (leave one run out): for each held-out run the grid search is repeated on the
+other runs (their ``C`` and variances are the totals minus the held-out run's), the gain ``beta``
+is the least-squares scale on those runs, and the held-out residuals give
+``R^2 = 1 - sum SSE / sum SS`` pooled over folds. It is the R^2 of the grid fit (before the
+sub-grid refinement), so it is slightly conservative.
+
+Memory is bounded by the voxel chunk: ``n_runs x chunk x S^2`` floats for the per-run ``C``
+plus the drive of one run; the runs are read from disk (memory maps) for every chunk.
+"""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..config import PRFConfig
+from ..errors import DataError, check_array, check_choice
+from ..utils import get_logger, progress
+
+__all__ = ["DRIVES", "pixel_coordinates", "stimulus_drive", "hrf_convolve", "model_drive",
+           "PRFGrid", "fit_prf", "estimate_rf", "write_prf_outputs", "plot_prf_summary"]
+
+DRIVES = ("luminance", "contrast")
+
+
+def pixel_coordinates(size):
+    """Centres of the pixels of an ``size``-pixel axis in image units, shape (size,)."""
+    return (np.arange(size) + 0.5) / size - 0.5
+
+
+def stimulus_drive(frames, kind="luminance", max_ratio=10.0, fisheye=True, contrast_sigma=1.0):
+    """Per-pixel stimulus drive of RGB frames, on the fisheye-warped frames the model trains on.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (n_frames, S, S, 3), uint8
+    kind : {"luminance", "contrast"}
+        See the module docstring.
+    max_ratio : float
+        Fisheye warp strength (``data.max_ratio``).
+    fisheye : bool
+        Warp the frames first (``data.fisheye``).
+    contrast_sigma : float
+        Width in pixels of the blur of the ``"contrast"`` drive.
+
+    Returns
+    -------
+    ndarray, shape (n_frames, S, S), float32
+        Rows are ``y``, columns ``x``.
+    """
+    from .retina import cached_warp
+
+    check_choice(kind, "prf.drive", DRIVES)
+    arr = check_array(frames, "frames", ndim=4, dtype_kind="u")
+    if arr.shape[-1] != 3 or arr.shape[1] != arr.shape[2]:
+        raise DataError(f"frames: expected shape (n_frames, S, S, 3), got {arr.shape}")
+    if fisheye:
+        rgb = cached_warp(arr.shape[1], max_ratio)(arr, scale=1.0 / 255.0)
+    else:
+        rgb = arr.astype(np.float32) / np.float32(255.0)
+    luminance = rgb.mean(axis=-1, dtype=np.float32)
+    if kind == "luminance":
+        return luminance
+    from scipy import ndimage
+
+    blur = (0.0, contrast_sigma, contrast_sigma)
+    band = luminance - ndimage.gaussian_filter(luminance, blur, mode="nearest")
+    energy = ndimage.gaussian_filter(band * band, blur, mode="nearest")
+    return np.sqrt(np.maximum(energy, 0.0)).astype(np.float32)
+
+
+def hrf_convolve(drive, hrf):
+    """Causal convolution of a time series (time on axis 0) with an HRF, same length.
+
+    Parameters
+    ----------
+    drive : ndarray, shape (n_volumes, ...)
+    hrf : ndarray, shape (n_taps,)
+
+    Returns
+    -------
+    ndarray, shape (n_volumes, ...), float32
+    """
+    from scipy.signal import fftconvolve
+
+    arr = np.asarray(drive, dtype=np.float32)
+    kernel = np.asarray(hrf, dtype=np.float32).reshape((-1,) + (1,) * (arr.ndim - 1))
+    return fftconvolve(arr, kernel, axes=0)[: arr.shape[0]].astype(np.float32)
+
+
+def model_drive(frames, n_volumes, config=None, tr=0.7, max_ratio=10.0, fisheye=True):
+    """The design drive of one run: drive, HRF-convolved, centred per pixel over the run.
+
+    Frame ``t`` is the frame shown during volume ``t`` (one frame per TR from the run's start).
+    Only the first ``min(n_frames, n_volumes)`` volumes are used: frames after the last volume
+    were never measured, and volumes after the last frame saw no known stimulus.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (n_frames, S, S, 3), uint8
+    n_volumes : int
+        Volumes of the run.
+    config : PRFConfig, optional
+    tr : float
+        Seconds per volume (HRF sampling).
+    max_ratio : float
+    fisheye : bool
+
+    Returns
+    -------
+    ndarray, shape (min(n_frames, n_volumes), S, S), float32
+    """
+    from ..simulation import double_gamma_hrf
+
+    config = config or PRFConfig()
+    n_use = min(int(n_volumes), len(frames))
+    drive = stimulus_drive(frames[:n_use], config.drive, max_ratio, fisheye, config.contrast_sigma)
+    drive = hrf_convolve(drive, double_gamma_hrf(tr))
+    drive -= drive.mean(axis=0, keepdims=True)
+    return drive
+
+
+class PRFGrid:
+    """The candidate pRFs: every ``stride``-th pixel in x and y times log-spaced sigmas.
+
+    Parameters
+    ----------
+    size : int
+        Frame side S.
+    config : PRFConfig
+
+    Attributes
+    ----------
+    positions : ndarray, shape (n_positions,)
+        Candidate centres along x and along y (image units).
+    sigmas : ndarray, shape (n_sigma,)
+    profiles : ndarray, shape (n_sigma, n_positions, S), float32
+        ``exp(-(pixel - position)^2 / (2 sigma^2))``; the 2-D Gaussian at (x, y) is the outer
+        product of the y profile and the x profile.
+    """
+
+    def __init__(self, size, config):
+        if config.n_sigma < 1 or not 0 < config.sigma_min <= config.sigma_max:
+            raise DataError(f"prf.sigma_min, prf.sigma_max, prf.n_sigma: expected "
+                            f"0 < sigma_min <= sigma_max and n_sigma >= 1, got {config.sigma_min}, "
+                            f"{config.sigma_max}, {config.n_sigma}")
+        if not 1 <= config.grid_stride <= size:
+            raise DataError(f"prf.grid_stride: expected 1 ... {size} pixels, got {config.grid_stride}")
+        self.size = int(size)
+        self.stride = int(config.grid_stride)
+        first = (self.stride - 1) // 2
+        self.positions = pixel_coordinates(size)[first::self.stride]
+        self.sigmas = np.geomspace(config.sigma_min, config.sigma_max, config.n_sigma)
+        self.profiles = np.stack([self.profile(self.positions, s) for s in self.sigmas])
+        self._stacked_t = np.ascontiguousarray(self.profiles.reshape(-1, size).T)
+
+    def profile(self, centres, sigma):
+        """Gaussian profiles over the pixels of one axis, shape (n_centres, S), float32."""
+        coords = pixel_coordinates(self.size)
+        centres = np.atleast_1d(np.asarray(centres, float))
+        sigma = np.broadcast_to(np.asarray(sigma, float), centres.shape)
+        out = np.exp(-(coords[None, :] - centres[:, None]) ** 2 / (2.0 * sigma[:, None] ** 2))
+        return out.astype(np.float32)
+
+    @property
+    def shape(self):
+        """(n_sigma, n_positions_y, n_positions_x)."""
+        return (len(self.sigmas), len(self.positions), len(self.positions))
+
+    def pool(self, maps):
+        """Gaussian-weighted sums of maps at every grid candidate.
+
+        Parameters
+        ----------
+        maps : ndarray, shape (k, S, S)
+            Rows are ``y``, columns ``x``.
+
+        Returns
+        -------
+        ndarray, shape (k, n_sigma, n_positions_y, n_positions_x), float32
+        """
+        maps = np.asarray(maps, dtype=np.float32)
+        k, s = maps.shape[0], self.size
+        n_s, n = len(self.sigmas), len(self.positions)
+        # all sigmas in one product along x (a wide matrix keeps BLAS efficient), then per sigma
+        # along y, batched over voxels
+        over_x = maps.reshape(k * s, s) @ self._stacked_t                    # (k*y, n_s*n_x)
+        over_x = over_x.reshape(k, s, n_s, n)
+        out = np.empty((k,) + self.shape, np.float32)
+        for i, prof in enumerate(self.profiles):
+            np.matmul(prof, over_x[:, :, i, :], out=out[:, i])               # (k, n_y, n_x)
+        return out
+
+    def candidate_variance(self, drive, block=256):
+        """Sum over time of the squared candidate time courses of one run's drive.
+
+        Parameters
+        ----------
+        drive : ndarray, shape (n_volumes, S, S)
+            Centred design drive (:func:`model_drive`).
+
+        Returns
+        -------
+        ndarray, shape (n_sigma, n_positions_y, n_positions_x), float64
+        """
+        total = np.zeros(self.shape, np.float64)
+        for start in range(0, drive.shape[0], block):
+            pooled = self.pool(drive[start:start + block])
+            total += np.einsum("tsyx,tsyx->syx", pooled, pooled, dtype=np.float64)
+        return total
+
+    def point_sums(self, maps, index):
+        """Gaussian-weighted sums of one map per voxel at one candidate per voxel.
+
+        Parameters
+        ----------
+        maps : ndarray, shape (k, S, S)
+        index : tuple of ndarray, each shape (k,)
+            (sigma index, y index, x index) into the grid.
+
+        Returns
+        -------
+        ndarray, shape (k,), float64
+        """
+        i_s, i_y, i_x = index
+        prof_y = self.profiles[i_s, i_y]
+        prof_x = self.profiles[i_s, i_x]
+        return np.einsum("ky,kyx,kx->k", prof_y, maps, prof_x, dtype=np.float64)
+
+
+def _argmax_grid(scores):
+    """Per-voxel (sigma, y, x) index of the largest score; scores shape (k, n_s, n_y, n_x)."""
+    flat = scores.reshape(scores.shape[0], -1).argmax(axis=1)
+    return np.unravel_index(flat, scores.shape[1:])
+
+
+def _inverse_sqrt(variance):
+    """1 / sqrt(variance), 0 where a candidate never varies (no NaN reaches the argmax)."""
+    with np.errstate(divide="ignore"):
+        return np.where(variance > 0, 1.0 / np.sqrt(variance), 0.0).astype(np.float32)
+
+
+def _parabola_offset(lower, centre, upper):
+    """Vertex of the parabola through (-1, lower), (0, centre), (1, upper), clipped to +-0.5."""
+    curvature = lower - 2.0 * centre + upper
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(curvature < 0, 0.5 * (lower - upper) / curvature, 0.0)
+    return np.clip(np.nan_to_num(offset), -0.5, 0.5)
+
+
+def _refine(scores, index):
+    """Sub-grid offsets along (sigma, y, x) from the scores around each voxel's best candidate."""
+    k = scores.shape[0]
+    voxels = np.arange(k)
+    offsets = []
+    for axis in range(3):
+        idx = list(index)
+        n = scores.shape[axis + 1]
+        inner = (index[axis] > 0) & (index[axis] < n - 1)
+        lo, hi = list(idx), list(idx)
+        lo[axis] = np.clip(index[axis] - 1, 0, n - 1)
+        hi[axis] = np.clip(index[axis] + 1, 0, n - 1)
+        centre = scores[(voxels, *idx)]
+        lower = scores[(voxels, *lo)]
+        upper = scores[(voxels, *hi)]
+        offsets.append(np.where(inner, _parabola_offset(lower, centre, upper), 0.0))
+    return offsets
+
+
+def fit_prf(drives, signals, config=None, show_progress=False):
+    """Fit an isotropic Gaussian pRF to every voxel (see the module docstring).
+
+    Parameters
+    ----------
+    drives : sequence of array_like, each shape (n_volumes_r, S, S)
+        Design drive of each run (:func:`model_drive`); memory maps are read lazily.
+    signals : sequence of array_like, each shape (n_volumes_r, n_voxels)
+        Responses of each run, same volumes as the drive; z-scored per run here.
+    config : PRFConfig, optional
+    show_progress : bool
+
+    Returns
+    -------
+    dict of str -> ndarray, each shape (n_voxels,)
+        ``x``, ``y`` (centres, image units, x = column, y = row), ``sigma``, ``r`` (in-sample
+        correlation of the best grid candidate), ``r2`` (leave-one-run-out cross-validated R^2,
+        NaN for voxels without variance) and ``beta`` (gain of the fit on all runs).
+    """
+    config = config or PRFConfig()
+    if len(drives) != len(signals):
+        raise DataError(f"fit_prf: got {len(drives)} drive runs but {len(signals)} signal runs")
+    if len(drives) < 2:
+        raise DataError(f"fit_prf: leave-one-run-out cross-validation needs at least 2 runs, "
+                        f"got {len(drives)}")
+    if config.chunk_voxels < 1:
+        raise DataError(f"prf.chunk_voxels: expected >= 1, got {config.chunk_voxels}")
+    size = None
+    n_voxels = None
+    for r, (drive, sig) in enumerate(zip(drives, signals)):
+        if drive.ndim != 3 or drive.shape[1] != drive.shape[2]:
+            raise DataError(f"drive of run {r}: expected shape (n_volumes, S, S), got {drive.shape}")
+        if sig.ndim != 2 or sig.shape[0] != drive.shape[0]:
+            raise DataError(f"signals of run {r}: expected shape ({drive.shape[0]}, n_voxels) to "
+                            f"match its drive, got {sig.shape}")
+        if size is None:
+            size, n_voxels = drive.shape[1], sig.shape[1]
+        if drive.shape[1] != size or sig.shape[1] != n_voxels:
+            raise DataError(f"run {r}: drive {drive.shape} / signals {sig.shape} disagree with run 0 "
+                            f"(S = {size}, {n_voxels} voxels)")
+    grid = PRFGrid(size, config)
+    n_runs = len(drives)
+    variances = np.stack([grid.candidate_variance(np.asarray(d, np.float32))
+                          for d in progress(drives, desc="pRF model variances",
+                                            enabled=show_progress, unit="run")])
+    total_variance = variances.sum(axis=0)
+    out = {name: np.full(n_voxels, np.nan) for name in ("x", "y", "sigma", "r", "r2", "beta")}
+    chunks = range(0, n_voxels, config.chunk_voxels)
+    bar = progress(total=n_voxels, desc="pRF fit", enabled=show_progress, unit="voxel")
+    for start in chunks:
+        stop = min(start + config.chunk_voxels, n_voxels)
+        _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, out)
+        bar.update(stop - start)
+    bar.close()
+    return out
+
+
+def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, out):
+    from .signals import zscore
+
+    size, k, n_runs = grid.size, stop - start, len(drives)
+    cross = np.empty((n_runs, k, size, size), np.float32)   # C_r = y_r^T D_r per run
+    sum_sq = np.empty((n_runs, k), np.float64)
+    for r, (drive, sig) in enumerate(zip(drives, signals)):
+        y = zscore(np.asarray(sig[:, start:stop]))
+        d = np.asarray(drive, np.float32).reshape(drive.shape[0], size * size)
+        cross[r] = (y.T @ d).reshape(k, size, size)
+        sum_sq[r] = np.einsum("tv,tv->v", y, y, dtype=np.float64)
+    total_cross = cross.sum(axis=0)
+    total_sq = sum_sq.sum(axis=0)
+
+    # Fit on all runs: the estimate.
+    covariance = grid.pool(total_cross)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = covariance * _inverse_sqrt(total_variance)[None]
+        best = _argmax_grid(scores)
+        picked = (np.arange(k), *best)
+        r = scores[picked] / np.sqrt(total_sq)
+        beta = covariance[picked] / total_variance[best]
+    d_sigma, d_y, d_x = _refine(scores, best)
+    step = grid.stride / size
+    log_step = np.log(grid.sigmas[1] / grid.sigmas[0]) if len(grid.sigmas) > 1 else 0.0
+    top = np.nextafter(0.5, 0.0)
+    flat = total_sq <= 0   # voxels without variance (constant or NaN in the data): no estimate
+    nan = np.float64(np.nan)
+    out["x"][start:stop] = np.where(flat, nan, np.clip(grid.positions[best[2]] + d_x * step, -0.5, top))
+    out["y"][start:stop] = np.where(flat, nan, np.clip(grid.positions[best[1]] + d_y * step, -0.5, top))
+    out["sigma"][start:stop] = np.where(flat, nan, grid.sigmas[best[0]] * np.exp(d_sigma * log_step))
+    out["r"][start:stop] = r
+    out["beta"][start:stop] = np.where(flat, nan, beta)
+
+    # Leave one run out: refit on the other runs, predict the held-out run.
+    sse = np.zeros(k)
+    for held in range(n_runs):
+        train_variance = total_variance - variances[held]
+        train_cov = grid.pool(total_cross - cross[held])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fold_best = _argmax_grid(train_cov * _inverse_sqrt(train_variance)[None])
+            gain = train_cov[(np.arange(k), *fold_best)] / train_variance[fold_best]
+        gain = np.nan_to_num(gain)
+        held_cov = grid.point_sums(cross[held], fold_best)
+        held_var = variances[held][fold_best]
+        sse += sum_sq[held] - 2.0 * gain * held_cov + gain ** 2 * held_var
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)
+    out["r2"][start:stop] = r2
+
+
+# ----------------------------------------------------------------------------------------------
+# From a dataset on disk to the centre files that ``prepare`` reads
+
+
+class _RawLayoutSource:
+    """Training runs of the package's raw layout (:mod:`brain2pix_gluon.io.raw`)."""
+
+    def __init__(self, raw_dir, config):
+        from ..io.raw import MASK_KEYS, discover_runs, find_first, load_roi_masks
+
+        self.raw_dir = raw_dir
+        self.data = config.data
+        mask_path = find_first(raw_dir, ("roimask.mat", "roimask.npz", "masks"), "ROI masks")
+        masks = load_roi_masks(mask_path)
+        self.keys = tuple(MASK_KEYS)
+        self.columns = {k: np.flatnonzero(masks[k]) for k in self.keys}
+        self.n_brain = next(iter(masks.values())).shape[0]
+        self.runs = discover_runs(raw_dir, "train")
+        self.tr = config.data.tr
+
+    def __iter__(self):
+        import inspect
+
+        from ..io.raw import load_run
+        from ..io.video import read_video
+
+        # the frames prepare trains on: pass on every video setting the data config and the
+        # reader have in common (backend, aspect handling, re-encoding)
+        video_args = inspect.signature(read_video).parameters
+        video_kwargs = {arg: getattr(self.data, field) for field, arg in (
+            ("video_backend", "backend"), ("video_aspect", "aspect"), ("reencode", "reencode"))
+            if hasattr(self.data, field) and arg in video_args}
+        # NaN outside the ROIs is allowed (the fit gives NaN voxels no estimate)
+        run_kwargs = {"finite": False} if "finite" in inspect.signature(load_run).parameters else {}
+        selected = np.concatenate([self.columns[k] for k in self.keys])
+        for run in self.runs:
+            path = run["signals"][0]
+            signals = load_run(path, **run_kwargs)
+            if signals.shape[1] != self.n_brain:
+                raise DataError(f"run {path!s}: expected {self.n_brain} voxels (the ROI masks' "
+                                f"size), got signals of shape {signals.shape}")
+            frames = read_video(run["video"], self.data.image_size, self.data.tr, **video_kwargs)
+            yield run["name"], frames, signals[:, selected]
+
+
+def _source(raw_dir, config):
+    check_choice(config.dataset, "dataset", ("raw", "vim2"))
+    if config.dataset == "vim2":
+        from ..io.vim2 import Vim2Source
+
+        return Vim2Source(raw_dir, config)
+    return _RawLayoutSource(raw_dir, config)
+
+
+def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=True,
+                keep_work=False):
+    """Estimate every ROI voxel's pRF from a dataset's training runs and write the centre files.
+
+    Parameters
+    ----------
+    raw_dir : str
+        A raw dataset (``config.dataset == "raw"``, layout of :mod:`brain2pix_gluon.io.raw`) or a
+        vim-2 folder (``"vim2"``, see :mod:`brain2pix_gluon.io.vim2`).
+    out_dir : str, optional
+        Where the outputs go (default ``raw_dir``, where ``prepare`` looks for them).
+    config : Config, optional
+        ``prf`` (the fit), ``data`` (frame size, TR, fisheye) and ``vim2`` sections are used.
+    force : bool
+        Replace centre files that already exist in ``out_dir``.
+    show_progress : bool
+    keep_work : bool
+        Keep the per-run drive and signal files (``out_dir/estimate-rf-work``).
+
+    Returns
+    -------
+    dict of str -> str
+        Kind of output -> path: ``col``, ``row`` (``col_centers_112px.mat`` /
+        ``row_centers_112px.mat``), ``estimates`` (``prf_estimates.npz``), ``figure``
+        (``prf_summary.png``).
+    """
+    from ..config import Config
+
+    config = config or Config()
+    out_dir = os.fspath(out_dir or raw_dir)
+    if not os.path.isdir(raw_dir):
+        raise DataError(f"estimate-rf: dataset folder {raw_dir!s} does not exist")
+    names = {"col": "col_centers_112px.mat", "row": "row_centers_112px.mat",
+             "estimates": "prf_estimates.npz", "figure": "prf_summary.png"}
+    paths = {k: os.path.join(out_dir, v) for k, v in names.items()}
+    existing = [p for p in (paths["col"], paths["row"]) if os.path.exists(p)]
+    if existing and not force:
+        raise DataError(f"estimate-rf: {existing} already exist; pass --force to replace them "
+                        f"or choose another --out")
+    check_choice(config.prf.drive, "prf.drive", DRIVES)
+    PRFGrid(config.data.image_size, config.prf)   # bad grid settings fail before any reading
+    source = _source(raw_dir, config)
+    os.makedirs(out_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="estimate-rf-work-", dir=out_dir)
+    log = get_logger()
+    try:
+        drives, signals = [], []
+        for name, frames, run_signals in progress(source, total=len(source.runs),
+                                                  desc="estimate-rf runs",
+                                                  enabled=show_progress, unit="run"):
+            drive = model_drive(frames, run_signals.shape[0], config.prf, source.tr,
+                                config.data.max_ratio, config.data.fisheye)
+            n_use = drive.shape[0]
+            drive_path = os.path.join(work, f"{name}_drive.npy")
+            signal_path = os.path.join(work, f"{name}_signals.npy")
+            np.save(drive_path, drive)
+            np.save(signal_path, np.ascontiguousarray(run_signals[:n_use], dtype=np.float32))
+            del drive, frames, run_signals
+            drives.append(np.load(drive_path, mmap_mode="r"))
+            signals.append(np.load(signal_path, mmap_mode="r"))
+        fit = fit_prf(drives, signals, config.prf, show_progress)
+        del drives, signals
+        written = write_prf_outputs(paths, source.keys, source.columns, fit, config.prf)
+    finally:
+        if keep_work:
+            log.info("estimate-rf: per-run drive and signal files kept in %s", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return written
+
+
+def _split_by_key(keys, columns, values):
+    out, start = {}, 0
+    for key in keys:
+        n = len(columns[key])
+        out[key] = values[start:start + n]
+        start += n
+    return out
+
+
+def write_prf_outputs(paths, keys, columns, fit, config):
+    """Write centres (NaN below the R^2 threshold), the full estimates and the summary figure.
+
+    Parameters
+    ----------
+    paths : dict
+        ``col``, ``row``, ``estimates``, ``figure`` -> file path.
+    keys : sequence of str
+        ROI mask keys, in the order the fit's voxels are concatenated.
+    columns : dict of str -> ndarray
+        Brain-voxel index of every voxel of each key (its length is the key's voxel count).
+    fit : dict of str -> ndarray, shape (n_voxels,)
+        :func:`fit_prf`'s output.
+    config : PRFConfig
+
+    Returns
+    -------
+    dict of str -> str
+    """
+    from ..io.matlab import write_mat
+
+    kept = np.isfinite(fit["r2"]) & (fit["r2"] >= config.r2_threshold)
+    cols = np.where(kept, fit["x"], np.nan)
+    rows = np.where(kept, fit["y"], np.nan)
+    by_key = {name: _split_by_key(keys, columns, values)
+              for name, values in (("col", cols), ("row", rows))}
+    estimates = {}
+    for name in ("x", "y", "sigma", "r", "r2", "beta"):
+        for key, values in _split_by_key(keys, columns, fit[name]).items():
+            estimates[f"{key}_{name}"] = values
+    for key in keys:
+        estimates[f"{key}_voxel_index"] = np.asarray(columns[key])
+    estimates["r2_threshold"] = np.float64(config.r2_threshold)
+    estimates["drive"] = np.array(config.drive)
+    tmp = paths["estimates"] + ".partial.npz"
+    np.savez(tmp, **estimates)
+    os.replace(tmp, paths["estimates"])
+    # one value per mask voxel, as MATLAB column vectors like the released files
+    write_mat(paths["col"], {k: v[:, None] for k, v in by_key["col"].items()})
+    write_mat(paths["row"], {k: v[:, None] for k, v in by_key["row"].items()})
+    fig = plot_prf_summary(estimates, keys, config.r2_threshold)
+    tmp = paths["figure"] + ".partial.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, paths["figure"])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    n_kept = int(kept.sum())
+    get_logger().info("estimate-rf: %d of %d voxels have cross-validated R^2 >= %g; centres "
+                      "written to %s and %s", n_kept, kept.size, config.r2_threshold,
+                      paths["col"], paths["row"])
+    return dict(paths)
+
+
+def plot_prf_summary(estimates, keys, r2_threshold):
+    """Visual-field coverage of every ROI part and the distribution of cross-validated R^2.
+
+    Parameters
+    ----------
+    estimates : dict
+        ``{key}_x``, ``{key}_y``, ``{key}_sigma``, ``{key}_r2`` arrays per key.
+    keys : sequence of str
+    r2_threshold : float
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = len(keys)
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.6 * (n + 1), 3.0))
+    for ax, key in zip(axes, keys):
+        r2 = estimates[f"{key}_r2"]
+        kept = np.isfinite(r2) & (r2 >= r2_threshold)
+        x, y = estimates[f"{key}_x"][kept], estimates[f"{key}_y"][kept]
+        size = estimates[f"{key}_sigma"][kept]
+        ax.scatter(x, y, s=np.clip((size * 96) ** 2, 1, 200), c=r2[kept], cmap="viridis",
+                   vmin=r2_threshold, vmax=max(r2_threshold + 1e-6, float(np.nanmax(r2, initial=0))),
+                   alpha=0.5, linewidths=0)
+        ax.set_xlim(-0.5, 0.5)
+        ax.set_ylim(0.5, -0.5)  # y grows downwards, as the frame's rows
+        ax.set_aspect("equal")
+        ax.set_title(f"{key}: {int(kept.sum())}/{kept.size}", fontsize=8)
+        ax.set_xlabel("x (column)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0].set_ylabel("y (row)", fontsize=7)
+    all_r2 = np.concatenate([estimates[f"{k}_r2"] for k in keys])
+    finite = all_r2[np.isfinite(all_r2)]
+    ax = axes[-1]
+    ax.hist(finite, bins=40, color="0.4")
+    ax.axvline(r2_threshold, color="r", lw=1)
+    ax.set_title("cross-validated R^2", fontsize=8)
+    ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig

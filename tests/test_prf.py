@@ -1,0 +1,274 @@
+"""pRF estimation checked against pRFs the tests place themselves (independent ground truth)."""
+
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from brain2pix_gluon.config import PRFConfig
+from brain2pix_gluon.errors import DataError
+from brain2pix_gluon.preprocessing.prf import PRFGrid, fit_prf, model_drive
+from brain2pix_gluon.preprocessing.retina import fisheye_warp
+
+S = 96
+TR = 0.7
+
+
+def _hrf(tr):
+    """SPM-style double gamma written out here (peak 6 s, undershoot 16 s, ratio 1/6)."""
+    from math import gamma
+
+    t = np.arange(0.0, 32.0, tr)
+    h = t ** 5 * np.exp(-t) / gamma(6) - t ** 15 * np.exp(-t) / gamma(16) / 6.0
+    return h / h.sum()
+
+
+def _gaussians(xs, ys, sigmas, size=S):
+    coords = (np.arange(size) + 0.5) / size - 0.5
+    d2 = (coords[None, :, None] - ys[:, None, None]) ** 2 + (coords[None, None, :] - xs[:, None, None]) ** 2
+    return np.exp(-d2 / (2 * sigmas[:, None, None] ** 2))       # (voxels, rows = y, cols = x)
+
+
+def _texture_frames(rng, n, size=S):
+    noise = ndimage.gaussian_filter(rng.normal(size=(n, size, size)), (0, 1, 1))
+    grey = np.clip(128 + 50 * noise / noise.std(), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def _bar_frames(rng, n, size=S):
+    """Checkerboard bars sweeping in 8 directions over a grey background; returns frames, apertures."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    check = ((yy // 3 + xx // 3) % 2) * 2 - 1
+    frames = np.empty((n, size, size, 3), np.uint8)
+    apertures = np.zeros((n, size, size), np.float32)
+    for t in range(n):
+        angle = (t // 20) * np.pi / 4 + rng.uniform(-0.1, 0.1)
+        pos = ((t % 20) / 19.0 - 0.5) * size * 1.1
+        dist = (xx - size / 2) * np.cos(angle) + (yy - size / 2) * np.sin(angle) - pos
+        inside = np.abs(dist) < 6
+        phase = 1 if t % 2 else -1  # counter-phase flicker: the mean luminance stays grey
+        grey = np.where(inside, 128 + 100 * phase * check, 128)
+        frames[t] = grey[..., None].astype(np.uint8)
+        apertures[t] = inside
+    return frames, apertures
+
+
+def _bold(stimulus, weights, hrf, rng, noise):
+    """Responses (time, voxels): pRF-weighted stimulus, convolved with the HRF, plus noise."""
+    drive = np.einsum("tyx,vyx->tv", stimulus, weights)
+    bold = np.stack([np.convolve(drive[:, v], hrf)[: len(drive)] for v in range(drive.shape[1])], 1)
+    bold = bold / bold.std(axis=0)
+    return (bold + noise * rng.normal(size=bold.shape)).astype(np.float32)
+
+
+def _truth(rng, n):
+    # x and y drawn from different ranges so that swapping them cannot pass
+    xs = rng.uniform(-0.38, 0.38, n)
+    ys = rng.uniform(-0.2, 0.38, n)
+    sigmas = rng.uniform(0.012, 0.035, n)    # V1-like: 1.2-3.4 px at 96 px
+    return xs, ys, sigmas
+
+
+def test_luminance_pRFs_recovered_within_a_pixel():
+    rng = np.random.default_rng(1)
+    xs, ys, sigmas = _truth(rng, 40)
+    weights = _gaussians(xs, ys, sigmas)
+    hrf = _hrf(TR)
+    drives, signals = [], []
+    for _ in range(3):
+        frames = _texture_frames(rng, 150)
+        luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
+        signals.append(_bold(luminance, weights, hrf, rng, noise=0.7))
+        drives.append(model_drive(frames, 150, PRFConfig(), TR))
+    fit = fit_prf(drives, signals, PRFConfig())
+    error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
+    assert np.median(error_px) <= 1.0
+    assert np.percentile(error_px, 90) <= 2.0
+    assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.25)
+    assert np.all(fit["r2"] > 0.2)
+
+
+def test_refinement_goes_below_the_grid_step():
+    # the grid has a candidate every 2 px: without refinement the median error would be ~0.77 px
+    rng = np.random.default_rng(4)
+    xs, ys, sigmas = _truth(rng, 30)
+    weights = _gaussians(xs, ys, sigmas)
+    drives, signals = [], []
+    for _ in range(2):
+        frames = _texture_frames(rng, 150)
+        luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
+        signals.append(_bold(luminance, weights, _hrf(TR), rng, noise=0.05))
+        drives.append(model_drive(frames, 150, PRFConfig(), TR))
+    fit = fit_prf(drives, signals, PRFConfig(grid_stride=2))
+    assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * S) <= 0.35
+    assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.1)
+
+
+def test_contrast_drive_finds_pRFs_of_flickering_bars():
+    # the truth responds to where the bar's contrast is (the aperture), not to luminance: the
+    # counter-phase checkerboard keeps every pixel's mean luminance grey
+    rng = np.random.default_rng(2)
+    xs, ys, sigmas = _truth(rng, 30)
+    sigmas = sigmas + 0.02
+    weights = _gaussians(xs, ys, sigmas)
+    hrf = _hrf(TR)
+    config = PRFConfig(drive="contrast")
+    runs, signals = [], []
+    for _ in range(2):
+        frames, apertures = _bar_frames(rng, 160)
+        warped_aperture = fisheye_warp(apertures[..., None])[..., 0]
+        signals.append(_bold(warped_aperture, weights, hrf, rng, noise=0.5))
+        runs.append(frames)
+    fit = fit_prf([model_drive(f, 160, config, TR) for f in runs], signals, config)
+    error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
+    assert np.median(error_px) <= 1.5
+    # the luminance drive cannot see these pRFs: the same fit with it goes astray
+    luminance = fit_prf([model_drive(f, 160, PRFConfig(), TR) for f in runs], signals, PRFConfig())
+    assert np.median(np.hypot(luminance["x"] - xs, luminance["y"] - ys) * S) > 3.0
+
+
+def _slow_grid_fit(drives, signals, grid, held=None):
+    """Reference: explicit model time courses of every candidate, then correlation / CV R^2."""
+    size = grid.size
+    coords = (np.arange(size) + 0.5) / size - 0.5
+    cands = [(s, y, x) for s in grid.sigmas for y in grid.positions for x in grid.positions]
+    runs = [r for r in range(len(drives)) if r != held]
+    ys = [(sig - sig.mean(0)) / sig.std(0) for sig in signals]
+
+    def course(run, cand):
+        s, y, x = cand
+        g = np.exp(-((coords[:, None] - y) ** 2 + (coords[None, :] - x) ** 2) / (2 * s * s))
+        m = np.einsum("tyx,yx->t", drives[run].astype(np.float64), g)
+        return m - m.mean()
+
+    best = []
+    for v in range(signals[0].shape[1]):
+        scores = []
+        for cand in cands:
+            m = np.concatenate([course(r, cand) for r in runs])
+            y = np.concatenate([ys[r][:, v] for r in runs])
+            scores.append(m @ y / np.sqrt(m @ m))
+        i = int(np.argmax(scores))
+        m = np.concatenate([course(r, cands[i]) for r in runs])
+        y = np.concatenate([ys[r][:, v] for r in runs])
+        best.append((cands[i], m @ y / (m @ m), scores[i] / np.sqrt(y @ y)))
+    return best
+
+
+def test_grid_search_and_cross_validation_match_explicit_time_courses():
+    rng = np.random.default_rng(3)
+    size, n_runs, n_t = 24, 3, 40
+    drives = [rng.normal(size=(n_t, size, size)).astype(np.float32) for _ in range(n_runs)]
+    drives = [d - d.mean(0) for d in drives]
+    signals = [rng.normal(size=(n_t, 4)).astype(np.float32) for _ in range(n_runs)]
+    xs, ys, sig = np.array([-0.3, 0.2, 0.1, 0.0]), np.array([0.25, -0.1, 0.3, 0.0]), np.full(4, 0.05)
+    w = _gaussians(xs, ys, sig, size)
+    for r in range(n_runs):
+        signals[r][:, :3] += 2 * np.einsum("tyx,vyx->tv", drives[r], w)[:, :3]
+    config = PRFConfig(grid_stride=3, n_sigma=3, sigma_min=0.03, sigma_max=0.12, chunk_voxels=3)
+    grid = PRFGrid(size, config)
+    fit = fit_prf(drives, signals, config)
+    full = _slow_grid_fit(drives, signals, grid)
+    step = grid.stride / size
+    for v, ((s, y, x), _gain, r) in enumerate(full):
+        assert abs(fit["x"][v] - x) <= step / 2 + 1e-9 and abs(fit["y"][v] - y) <= step / 2 + 1e-9
+        assert fit["r"][v] == pytest.approx(r, rel=1e-4)
+    # leave-one-run-out R^2, computed explicitly
+    sse, sst = np.zeros(4), np.zeros(4)
+    coords = (np.arange(size) + 0.5) / size - 0.5
+    for held in range(n_runs):
+        fold = _slow_grid_fit(drives, signals, grid, held=held)
+        y_held = (signals[held] - signals[held].mean(0)) / signals[held].std(0)
+        for v, ((s, y, x), gain, _r) in enumerate(fold):
+            g = np.exp(-((coords[:, None] - y) ** 2 + (coords[None, :] - x) ** 2) / (2 * s * s))
+            m = np.einsum("tyx,yx->t", drives[held].astype(np.float64), g)
+            m -= m.mean()
+            sse[v] += np.sum((y_held[:, v] - gain * m) ** 2)
+            sst[v] += np.sum(y_held[:, v] ** 2)
+    np.testing.assert_allclose(fit["r2"], 1 - sse / sst, rtol=1e-4, atol=1e-5)
+    assert fit["r2"][:3].min() > fit["r2"][3]
+    # a voxel without variance (NaN or constant in the data) gets no estimate at all
+    signals = [np.concatenate([s, np.full((n_t, 1), np.nan, np.float32)], axis=1) for s in signals]
+    fit = fit_prf(drives, signals, config)
+    assert all(np.isnan(fit[name][4]) for name in ("x", "y", "sigma", "r", "r2", "beta"))
+    assert np.isfinite(fit["x"][:4]).all()
+
+
+def test_bad_input_is_refused():
+    drive = np.zeros((10, 8, 8), np.float32)
+    with pytest.raises(DataError, match="at least 2 runs"):
+        fit_prf([drive], [np.zeros((10, 3), np.float32)])
+    with pytest.raises(DataError, match="signals of run 1"):
+        fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))])
+    with pytest.raises(DataError, match="prf.grid_stride"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(grid_stride=0))
+    with pytest.raises(DataError, match="sigma_min <= sigma_max"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(sigma_min=0.2, sigma_max=0.1))
+
+
+def test_estimate_rf_refuses_an_unknown_dataset(tmp_path, capsys):
+    from brain2pix_gluon.cli import main
+
+    assert main(["estimate-rf", str(tmp_path), "dataset=nsd", "--no-progress"]) == 2
+    assert "dataset: expected one of ['raw', 'vim2'], got 'nsd'" in capsys.readouterr().err
+
+
+def _true(truth, key, axis):
+    """The simulator's true centre along x or y (``<key>_x``; earlier versions: ``<key>_cols``)."""
+    name = f"{key}_{axis}"
+    return truth[name] if name in truth else truth[f"{key}_{dict(x='cols', y='rows')[axis]}"]
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    """A simulated raw dataset with runs long enough for pRF fits (the session one has 2 x 60)."""
+    from brain2pix_gluon.simulation import simulate_dataset
+
+    from conftest import tiny_config
+
+    config = tiny_config("simulation.n_train_runs=3", "simulation.volumes_per_run=150",
+                         "simulation.n_voxels=60,40,40", "simulation.volumes_per_clip=40",
+                         "simulation.n_repetitions=1")
+    out = str(tmp_path_factory.mktemp("prf_raw"))
+    simulate_dataset(out, config.simulation, config.data, show_progress=False)
+    return out
+
+
+def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
+    raw_dir = sim_dir
+    from brain2pix_gluon.cli import main
+    from brain2pix_gluon.io.matlab import read_mat
+    from brain2pix_gluon.io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
+
+    out = str(tmp_path / "estimated")
+    overrides = ["data.image_size=32", "prf.r2_threshold=0.5"]
+    assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 0
+    masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
+    cols, rows = load_rf_centres(os.path.join(out, "col_centers_112px.mat"),
+                                 os.path.join(out, "row_centers_112px.mat"), masks)
+    est = np.load(os.path.join(out, "prf_estimates.npz"))
+    truth = np.load(os.path.join(raw_dir, "truth.npz"))
+    n_below = n_kept = n_checked = 0
+    for key in MASK_KEYS:
+        assert cols[key].shape == (masks[key].sum(),)
+        below = ~(est[f"{key}_r2"] >= 0.5)
+        n_below += below.sum()
+        n_kept += (~below).sum()
+        assert np.isnan(cols[key][below]).all() and np.isnan(rows[key][below]).all()
+        assert np.isfinite(cols[key][~below]).all()
+        np.testing.assert_array_equal(cols[key][~below], est[f"{key}_x"][~below])
+        # dorsal parts see the lower visual field (rows below the centre), ventral the upper
+        sign = 1 if key.endswith("d") else -1
+        if (~below).sum() >= 3:
+            assert np.mean(sign * rows[key][~below]) > 0.05     # true means are about 0.19
+            n_checked += 1
+    assert n_below > 0 and n_kept > 0 and n_checked >= 4
+    v1 = np.concatenate([np.hypot(cols[k] - _true(truth, k, "x"), rows[k] - _true(truth, k, "y"))
+                         for k in ("V1d", "V1v")])
+    assert np.nanmedian(v1) * 32 < 1.5
+    assert set(read_mat(os.path.join(out, "col_centers_112px.mat"))) == set(MASK_KEYS)
+    assert os.path.getsize(os.path.join(out, "prf_summary.png")) > 1000
+    assert not [p for p in os.listdir(out) if "work" in p or "partial" in p]
+    # existing centre files are kept unless --force
+    assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 2
