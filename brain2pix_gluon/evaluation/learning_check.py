@@ -205,7 +205,7 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
             "name": f"identification_{layer}_vs_chance", "passed": ok,
             "statement": f"two-way identification ({layer}): model {100 * ident['accuracy']:.1f} % "
                          f"{'>' if ok else 'NOT >'} chance 50 % (permutation p = "
-                         f"{ident['permutation_p']:.4f}, {ident['n_permutations']} shuffles; "
+                         f"{ident['permutation_p']:.2g}, {ident['n_permutations']} shuffles; "
                          f"needs p < {alpha})"})
     for key, label in (("twoway_alexnet2", "two-way identification (alexnet_pool2)"),
                        ("twoway_alexnet5", "two-way identification (alexnet_pool5)"),
@@ -216,8 +216,8 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
             "name": f"{key}_vs_control", "passed": ok,
             "statement": f"{label} per frame: model {c['model_mean']:.3f} "
                          f"{'>' if ok else 'NOT >'} time-shuffled control {c['other_mean']:.3f} "
-                         f"(difference {c['difference']:+.3f}; paired t-test p = {c['t_p']:.4f}, "
-                         f"sign test {c['wins']}/{c['n']} frames p = {c['binomial_p']:.4f}; "
+                         f"(difference {c['difference']:+.3f}; paired t-test p = {c['t_p']:.2g}, "
+                         f"sign test {c['wins']}/{c['n']} frames p = {c['binomial_p']:.2g}; "
                          f"needs a positive difference and both p < {alpha})"})
     passed = all(c["passed"] for c in criteria)
     reasons = [c["statement"] for c in criteria if passed or not c["passed"]]
@@ -415,6 +415,10 @@ def format_learning_check(check):
                         ("mean_frame", "mean training frame")):
         lines.append(f"     {label:<24}" + "".join(f"{check['field'][name][k]['mean']:14.3f}"
                                                    for k in _FIELD))
+    for key in ("pixcorr_disc", "ssim_disc"):
+        c = check["model_vs_mean_frame"][key]
+        lines.append(f"     model - mean frame, {key:<13} {c['difference']:+.3f}  (paired t-test "
+                     f"p = {c['t_p']:.2g}, model better on {c['wins']}/{c['n']} frames)")
     lines.append("  verdict: " + ("PASSED" if check["passed"] else "FAILED"))
     for reason in check["reasons"]:
         lines.append("   - " + reason)
