@@ -359,11 +359,12 @@ def plot_learning_curves(curves, path, marks=(), note=""):
         ``path``.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     panels = (("twoway_alexnet2", "two-way identification, AlexNet pool2", 0.5),
               ("twoway_alexnet5", "two-way identification, AlexNet pool5", 0.5),
               ("pixcorr_disc", "PixCorr inside the valid field", None))
-    fig = Figure(figsize=(12, 3.6))       # no pyplot state: safe inside notebooks and threads
+    fig = Figure(figsize=(12, 4.2))       # no pyplot state: safe inside notebooks and threads
     axes = fig.subplots(1, 3)
     for ax, (key, title, chance) in zip(axes, panels):
         for label, curve in curves.items():
@@ -373,12 +374,15 @@ def plot_learning_curves(curves, path, marks=(), note=""):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
-    head = "Held-out test clips after every epoch"
+    head = ["Held-out test clips after every epoch"]
     if marks:
-        head += "  [" + ", ".join(sorted(set(marks))) + "]"
-    fig.suptitle(head + ("\n" + note if note else ""), fontsize=9)
-    fig.tight_layout()
+        head.append("[" + ", ".join(sorted(set(marks))) + "]")
+    if note:
+        head.append(note)
+    fig.suptitle("\n".join(head), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.035 * len(head)))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
