@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test install benchmark clean
+.PHONY: demo test install benchmark gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_preprocessing.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_evaluation.py
+	$(BIN)/python benchmarks/bench_prf.py
+
+# on a machine with a GPU and `pip install -e ".[cu112]"`; `--dry-run` runs it on the CPU
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

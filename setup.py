@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.3.2",
     "opencv-python==4.8.1.78",
     "h5py==3.11.0",
+    "imageio-ffmpeg==0.6.0",  # ships the ffmpeg binary that decodes the videos (README)
     "gluoncv==0.10.5.post0",
     "nibabel==5.2.1",
     "tqdm==4.66.4",

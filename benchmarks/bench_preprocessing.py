@@ -19,7 +19,7 @@ from brain2pix_gluon.io.video import read_video
 from brain2pix_gluon.preprocessing.prepare import prepare_dataset
 from brain2pix_gluon.preprocessing.receptive_fields import RFMapper, render_dense_reference
 from brain2pix_gluon.preprocessing.retina import FisheyeWarp, fisheye_warp_reference
-from brain2pix_gluon.simulation import simulate_dataset
+from brain2pix_gluon.data.simulation import simulate_dataset
 
 
 def best_of(fn, repeat=3):

@@ -57,7 +57,7 @@ def validate_on_simulator(sim_dir=None):
     from brain2pix_gluon.config import Config
     from brain2pix_gluon.io.raw import MASK_KEYS
     from brain2pix_gluon.preprocessing.prf import estimate_rf
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.data.simulation import simulate_dataset
 
     config = Config()
     with tempfile.TemporaryDirectory() as tmp:

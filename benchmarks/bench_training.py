@@ -6,7 +6,13 @@ arithmetic is the same). "plain" runs every network imperatively (no hybridize),
 target's VGG features under autograd recording and keeps VGG's weights trainable (gradients are
 computed, never applied), as the reference does. Both start from identical weights, so their
 first-iteration losses must agree. Each variant runs in its own process to measure its peak memory.
-Also prints reconstruction throughput (generator inference, frames/s).
+"ours" also leaves the loss values on the device until the iteration's end (``sync=False``), as
+the trainer does between log lines.
+
+Also prints the arithmetic of one iteration (multiply-adds of every convolution, counted from the
+layers' shapes; a backward pass costs one forward for the input gradient and one for the weight
+gradient), the machine's float32 matrix-multiply throughput, how close each variant comes to it,
+and reconstruction throughput (generator inference, frames/s).
 
 Usage: python benchmarks/bench_training.py [--iters 3] [--gpu]
 """
@@ -61,8 +67,64 @@ def plain_iteration(g, d, vgg, tg, td, history, x, y, cfg):
 
 
 def ours_iteration(g, d, vgg, tg, td, history, x, y, cfg):
-    loss_d = update_discriminator(g, d, td, history, x, y)
-    return loss_d, update_generator(g, d, tg, vgg, x, y, cfg)["total"]
+    loss_d = update_discriminator(g, d, td, history, x, y, sync=False)
+    loss_g = update_generator(g, d, tg, vgg, x, y, cfg, sync=False)["total"]
+    return float(loss_d.asscalar()), float(loss_g.asscalar())
+
+
+def forward_flops(block, shape):
+    """Floating-point operations (2 per multiply-add) of one forward pass of ``block`` on one
+    sample of ``shape``, summed over its Conv2D, Conv2DTranspose and Dense layers."""
+    total = [0]
+
+    def hook(layer, inputs, output):
+        kind = type(layer).__name__
+        w = layer.weight.shape
+        if kind == "Conv2D":            # each output element: in_channels * kh * kw multiply-adds
+            total[0] += 2 * output.size * w[1] * w[2] * w[3]
+        elif kind == "Conv2DTranspose":  # each input element scatters into out_ch * kh * kw
+            total[0] += 2 * inputs[0].size * w[1] * w[2] * w[3]
+        elif kind == "Dense":
+            total[0] += 2 * output.size * w[1]
+
+    def attach(b):
+        if type(b).__name__ in ("Conv2D", "Conv2DTranspose", "Dense"):
+            b.register_forward_hook(hook)
+        for child in b._children.values():
+            attach(child)
+
+    attach(block)
+    block(mx.nd.zeros((1,) + shape))
+    return total[0]
+
+
+def iteration_flops(batch=8):
+    """FLOPs of one iteration of each variant: (ours, plain, per-network forward FLOPs)."""
+    mx.random.seed(0)
+    g = initialize_paper(get_model("unet_generator", in_channels=15))
+    d = initialize_paper(get_model("patch_discriminator", in_channels=18))
+    vgg = vgg_features("random", resize=224)
+    f = {"G": forward_flops(g, (15, 96, 96)), "D": forward_flops(d, (18, 96, 96)),
+         "VGG": forward_flops(vgg, (3, 96, 96))}
+    # per image: D step = G fwd + 2 D fwd + 2 D bwd (input and weight gradients);
+    # G step = G fwd + G bwd (2) + D fwd + D bwd (2) + 2 VGG fwd + VGG bwd
+    common = batch * (f["G"] * 4 + f["D"] * (2 + 4 + 1 + 2) + f["VGG"] * 2)
+    ours = common + batch * f["VGG"]           # input gradient of the fake images' features
+    plain = common + batch * f["VGG"] * 4      # + weight gradients, and both halves backward
+    return ours, plain, f
+
+
+def matmul_gflops(n=1024, repeats=10):
+    """Float32 matrix-multiply throughput of this process (GFLOP/s): the best of ``repeats``
+    products of two n x n matrices, as close to the machine's limit as it gets."""
+    a = mx.nd.random.uniform(shape=(n, n))
+    mx.nd.dot(a, a).wait_to_read()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.nd.dot(a, a).wait_to_read()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
 
 
 def run_variant(name, iters, use_gpu, queue):
@@ -92,13 +154,14 @@ def run_variant(name, iters, use_gpu, queue):
         for _ in range(3):
             g(batch).wait_to_read()
         recon = 3 * 32 / (time.perf_counter() - start)
+    matmul = matmul_gflops() if not use_gpu else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mem = None
     if use_gpu:
         free, total = mx.context.gpu_memory_info(0)
         gpu_mem = (total - free) / 2 ** 20
     queue.put({"name": name, "ms": 1e3 * statistics.median(times), "first": first,
-               "peak_mb": peak, "recon_fps": recon, "gpu_mb": gpu_mem})
+               "peak_mb": peak, "recon_fps": recon, "gpu_mb": gpu_mem, "matmul": matmul})
 
 
 def main():
@@ -127,6 +190,17 @@ def main():
     print(f"  first-iteration losses agree (rtol 1e-4): {same}")
     print(f"  reconstruction throughput (generator inference, batch 32): "
           f"{results['ours']['recon_fps']:.1f} frames/s")
+    ours, plain, per_net = iteration_flops()
+    print("  arithmetic per iteration (forward GFLOP per image: "
+          + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in per_net.items())
+          + f"): ours {ours / 1e9:.0f} GFLOP, plain {plain / 1e9:.0f} GFLOP "
+          f"(ratio {plain / ours:.2f}: what removing arithmetic alone can give)")
+    if results["ours"]["matmul"]:
+        peak = results["ours"]["matmul"]
+        for name, flops in (("plain", plain), ("ours", ours)):
+            rate = flops / (results[name]["ms"] / 1e3) / 1e9
+            print(f"  {name:<5} runs at {rate:6.1f} GFLOP/s = {100 * rate / peak:5.1f} % of this "
+                  f"process's float32 matmul throughput ({peak:.1f} GFLOP/s, best 1024^3 product)")
 
 
 if __name__ == "__main__":

@@ -1,37 +1,19 @@
-"""The ``brain2pix`` command: simulate, estimate-rf, prepare, inspect, train, reconstruct, evaluate,
-tables."""
+"""The ``brain2pix`` command, the package's one entry point: simulate, estimate-rf, prepare,
+inspect, train, reconstruct, evaluate, baseline, tables, experiment, demo.
+
+Every command that uses settings takes ``section.key=value`` overrides anywhere on its line (they
+win over ``--config`` and ``--profile``); ``brain2pix COMMAND --help`` lists its options."""
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
 
 from .errors import Brain2PixError, describe_os_error
+from .utils import setup_logging
 
 __all__ = ["main", "build_parser"]
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def _setup_logging(verbose):
-    logger = logging.getLogger("brain2pix_gluon")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("[brain2pix] %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _config(args):
@@ -48,7 +30,7 @@ def _config(args):
 
 
 def cmd_simulate(args):
-    from .simulation import simulate_dataset
+    from .data.simulation import simulate_dataset
 
     config = _config(args)
     simulate_dataset(args.out_dir, config.simulation, config.data, not args.no_progress)
@@ -75,6 +57,7 @@ def cmd_estimate_rf(args):
 
 def cmd_inspect(args):
     from .io.prepared import describe_prepared
+    from .preprocessing.receptive_fields import format_retinotopy
 
     paths = [args.path]
     if os.path.isdir(args.path):
@@ -99,12 +82,46 @@ def cmd_inspect(args):
         cfg = info["config"]
         print(f"   data config: shift {cfg.get('shift')}, window {cfg.get('n_trs')} TRs, size "
               f"{cfg.get('image_size')}, fisheye {cfg.get('fisheye')} (max_ratio "
-              f"{cfg.get('max_ratio')}), index order {cfg.get('rf_index_order')}")
+              f"{cfg.get('max_ratio')}), rf_layout {cfg.get('rf_layout', 'unknown (older file)')}, "
+              f"rf_swap_axes {cfg.get('rf_swap_axes')}, rf_flip_y {cfg.get('rf_flip_y')}")
         print(f"   sources: {len(info['sources'])} files with sha256 checksums")
+        report = _retinotopy(path)
+        if report is None:
+            print("   retinotopy: not recorded (file prepared by an older version)")
+        else:
+            for line in format_retinotopy(report):
+                print("   " + line)
+    if args.figure:
+        _coverage_figure(paths[0], args.figure)
+        print(f"RF coverage figure: {args.figure}")
+
+
+def _retinotopy(path):
+    from .io.prepared import open_prepared
+
+    with open_prepared(path) as handle:
+        text = handle.attrs.get("retinotopy")
+    return json.loads(text) if text else None
+
+
+def _coverage_figure(path, out):
+    from .io.prepared import open_prepared
+    from .preprocessing.receptive_fields import plot_rf_coverage
+
+    report = _retinotopy(path)
+    if report is None:
+        raise Brain2PixError(f"{path}: no retinotopy record (prepared by an older version); "
+                             f"prepare it again to draw the coverage figure")
+    with open_prepared(path) as handle:
+        rois = json.loads(handle.attrs["rois"])
+        centres = {roi: handle[f"rf_centres/{roi}"][()] for roi in rois}
+        frame = handle["frames"][0].astype("float32") if handle["frames"].shape[0] else None
+    n_dorsal = {roi: report["rois"][roi]["n_dorsal"] for roi in rois}
+    plot_rf_coverage(out, centres, n_dorsal, frame, report)
 
 
 def cmd_train(args):
-    from .datasets import simulated_dataset
+    from .data.embedded import simulated_dataset
     from .training.checkpoint import find_checkpoint
     from .training.trainer import Trainer, make_contexts
 
@@ -132,7 +149,7 @@ def cmd_train(args):
 
 
 def cmd_reconstruct(args):
-    from .reconstruct import reconstruct
+    from .training.inference import reconstruct
     from .training.trainer import make_contexts
 
     paths = reconstruct(args.checkpoint, args.prepared_dir, args.out, split=args.split,
@@ -187,10 +204,34 @@ def cmd_tables(args):
     print(f"{len(written)} files written next to {md}")
 
 
+def cmd_experiment(args):
+    from .experiments import run_experiment
+
+    profile = args.profile or "paper"
+    out = args.out or ("results" if profile == "paper" else "results-quick")
+    summary = run_experiment(args.name, args.data, out, profile, args.overrides, args.weights,
+                             args.gpus, show_progress=not args.no_progress, variants=args.variant,
+                             tables=not args.no_tables)
+    print(f"{summary['title']} ({summary['profile']} profile) -> {os.path.join(out, args.name)}")
+    if summary["marks"]:
+        print("  marks: " + "; ".join(summary["marks"]))
+    for status in summary["variants"]:
+        print(f"  {status['label']:<16} {status['results']}")
+    md = [t for t in summary["tables"] if t.endswith("tables.md")]
+    if md:
+        with open(md[0]) as handle:
+            print(handle.read())
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def gpus(p, parallel=False):
+        p.add_argument("--gpus", default="", help=(
+            "e.g. 0, or 0,1 to train data parallel" if parallel else
+            "e.g. 0: run on that GPU (of a list, the first is used)") + "; CPU when empty")
 
     def common(p, config=True):
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -213,7 +254,8 @@ def build_parser():
 
     p = sub.add_parser("estimate-rf", help="fit every ROI voxel's pRF (centre, size, "
                        "cross-validated R^2) from the training runs; writes the centre files")
-    p.add_argument("raw_dir", help="raw dataset (dataset=raw) or vim-2 folder (dataset=vim2)")
+    p.add_argument("raw_dir", help="raw dataset (data.dataset=raw) or vim-2 folder "
+                   "(data.dataset=vim2)")
     p.add_argument("--out", help="output folder (default RAW_DIR, where prepare reads centres)")
     p.add_argument("--force", action="store_true", help="replace existing centre files")
     p.add_argument("--keep-work", action="store_true", help="keep the per-run work files")
@@ -223,13 +265,15 @@ def build_parser():
     p = sub.add_parser("inspect", help="schema, sizes and provenance of a prepared dataset")
     p.add_argument("path", help="prepared directory or one split file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--figure", metavar="PNG",
+                   help="draw each ROI's RF centres (dorsal/ventral) over a warped frame")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("train", help="train a model on prepared data")
     p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
     p.add_argument("--out", help="run directory (default results/runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--gpus", default="", help="e.g. 0 or 0,1 (data parallel); CPU when empty")
+    gpus(p, parallel=True)
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -238,7 +282,7 @@ def build_parser():
     p.add_argument("prepared_dir")
     p.add_argument("out")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--gpus", default="")
+    gpus(p)
     common(p, config=False)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -250,7 +294,7 @@ def build_parser():
     p.add_argument("--experiment", default="misc",
                    help="table group: baseline, roi, ablation, data_size")
     p.add_argument("--label", help="row name in the tables (default: the model name)")
-    p.add_argument("--gpus", default="")
+    gpus(p)
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -260,9 +304,31 @@ def build_parser():
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
-    p.add_argument("--gpus", default="")
+    gpus(p)
     common(p)
     p.set_defaults(func=cmd_baseline)
+
+    from .experiments.registry import EXPERIMENTS
+
+    p = sub.add_parser("experiment", help="one of the paper's seven experiments end to end: train "
+                       "every variant, reconstruct, evaluate, tables (skips finished steps, resumes "
+                       "interrupted training)")
+    p.add_argument("name", choices=list(EXPERIMENTS),
+                   help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
+    p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
+    p.add_argument("--out", help="results root (default results, or results-quick)")
+    p.add_argument("--profile", choices=("paper", "quick"), default=None)
+    p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
+                   "(default: the configs' 'pretrained')")
+    gpus(p, parallel=True)
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="run only this variant, by slug or label (repeatable); tables cover every "
+                   "variant whose results exist")
+    p.add_argument("--no-tables", action="store_true",
+                   help="skip the tables (e.g. in array jobs; run `brain2pix tables` after)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("tables", help="Tables 1-8 (Markdown, CSV, LaTeX) from results.json files")
     p.add_argument("results_dir")
@@ -321,7 +387,7 @@ def main(argv=None):
         parser.error(f"{args.command} takes no section.key=value overrides, got {overrides}")
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides or []) + overrides
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         args.func(args)
     except Brain2PixError as exc:
@@ -330,8 +396,9 @@ def main(argv=None):
     except OSError as exc:
         print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"brain2pix {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"brain2pix {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
     return 0
 

@@ -3,7 +3,7 @@
 Experiment files (``configs/*.yaml``) list only what differs from these defaults; the resolved
 configuration is written beside every prepared dataset, checkpoint and result.
 
-Values follow ``SPEC.md``; where the authors' code and the paper disagree the code's behaviour is
+Values follow the paper and the authors' code (docs/method.md); where they disagree the code's behaviour is
 the default (marked [code!=paper] in the field comments).
 """
 
@@ -24,8 +24,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How raw fMRI and video become RFSimage samples (SPEC section 1-3)."""
+    """How raw fMRI and video become RFSimage samples (paper section 3.4; docs/method.md
+    sections 1-3)."""
 
+    dataset: str = "raw"            # raw (the package's raw layout) | vim2 (the vim-2 release)
     image_size: int = 96
     tr: float = 0.7                 # seconds; one stimulus frame per TR
     shift: int = 4                  # [code!=paper] volumes t+4 ... t+8 for frame t
@@ -33,9 +35,19 @@ class DataConfig:
     rois: typing.Tuple[str, ...] = ("V1", "V2", "V3")
     max_ratio: float = 10.0         # fisheye warp strength
     fisheye: bool = True
-    rf_index_order: str = "reference"   # "reference": map row from the column centre; or "transpose"
+    # How RFSimages and targets are laid out (README, "Orientation"). "aligned": RFSimage[y, x]
+    # with upright targets (maps and frames line up). [code!=paper] the authors' tensors:
+    # "authors_fixed_rf" = x-first maps (their map[x, y]) with transposed targets (their runnable
+    # FixedRF/data-size script), "authors_learned_rf" = x-first maps with upright targets.
+    rf_layout: str = "aligned"
+    rf_swap_axes: bool = False      # the col file holds y and the row file x (fixes a wrong-axis report)
+    rf_flip_y: bool = False         # y measured upwards: use -y (fixes a flipped report)
     zscore_test: bool = False       # test data (averaged repetitions) are used as given
     compression: str = "lzf"        # HDF5 filter of the prepared data: lzf (fast), gzip (smaller), none
+    video_aspect: str = "squash"    # squash (the authors' scale=96:96) or crop (centred square)
+    video_backend: str = "auto"     # auto (ffmpeg when available), ffmpeg or opencv
+    reencode: str = "none"          # webm: the authors' intermediate 96x96 WebM (their targets' compression)
+    max_unused_s: float = 60.0      # more unused volumes after the last window: probably the wrong video
 
 
 @dataclass(frozen=True)
@@ -54,12 +66,16 @@ class SimulationConfig:
     noise_sd: float = 0.5           # relative to the signal's standard deviation
     centre_error_sd: float = 0.004  # estimation error of the RF centres written to disk
     nan_fraction: float = 0.03      # voxels without an RF estimate
-    video_ext: str = "mp4"
+    video_ext: str = "webm"         # webm needs ffmpeg (imageio-ffmpeg); mp4 is written with OpenCV
+    video_fps: float = 25.0         # native frame rate of the stimulus videos, as in the release
+    video_size: typing.Tuple[int, ...] = (128, 72)   # width, height: 16:9 like the episodes
+    post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
+    mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Networks (SPEC section 4)."""
+    """Networks (paper section 3.2.1; docs/method.md section 4)."""
 
     variant: str = "fixed_rf"       # fixed_rf | learned_rf | shen | fully_connected
     input: str = "fmri"             # fmri | synthetic (experiment 1: RF-sampled target pixels)
@@ -68,11 +84,12 @@ class ModelConfig:
     fc_hidden: typing.Tuple[int, ...] = (512, 256, 512)   # baseline 3's dense widths
     bn_momentum: float = 0.1        # MXNet meaning: running = 0.1 running + 0.9 batch
     init_sigma: float = 0.02
+    learned_rf_mask: bool = False   # [code!=paper] eq. 4: LearnedRF maps only where a voxel lands
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Generator and discriminator losses (SPEC section 5)."""
+    """Generator and discriminator losses (paper sections 3.2.1-3.2.2; docs/method.md section 5)."""
 
     adversarial_weight: float = 1.0
     feature_weight: float = 100.0
@@ -98,7 +115,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     hybridize: bool = True
-    amp: bool = False               # mixed precision, GPU only
+    amp: bool = False               # mixed precision (MXNet AMP, dynamic loss scaling), GPU only
+    kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
     profile: str = "paper"          # paper | quick (outputs of quick runs say so)
@@ -107,7 +125,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Feature networks and statistics of the evaluation (paper sections 3.5-3.6, SPEC 7).
+    """Feature networks and statistics of the evaluation (paper sections 3.5-3.6; docs/method.md section 7).
 
     The paper does not publish how frames become C3D clips nor the resizing/normalisation; these
     are our fixed choices (README, "Evaluation").
@@ -160,7 +178,6 @@ class Config:
     """The whole resolved configuration of a run."""
 
     name: str = "fixed_rf"
-    dataset: str = "raw"            # raw (the package's raw layout) | vim2
     data: DataConfig = field(default_factory=DataConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -354,8 +371,8 @@ def _tuple_of(rule, length=None, distinct=False):
 RULES = {
     "name": ((lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v and "\\" not in v
               and v not in (".", "..")), "a non-empty name without / or \\ (it names folders)"),
-    "dataset": _one_of("raw", "vim2"),
     # data
+    "data.dataset": _one_of("raw", "vim2"),
     "data.image_size": ((lambda v: isinstance(v, int) and v >= 32 and v % 32 == 0),
                         "a multiple of 32 that is at least 32 (the U-Net halves it 5 times)"),
     "data.tr": _number(0, low_open=True),
@@ -364,7 +381,13 @@ RULES = {
     "data.rois": _tuple_of(_one_of("V1", "V2", "V3"), distinct=True),
     "data.max_ratio": _number(1, low_open=True),
     "data.fisheye": _boolean(),
-    "data.rf_index_order": _one_of("reference", "transpose"),
+    "data.rf_layout": _one_of("aligned", "authors_fixed_rf", "authors_learned_rf"),
+    "data.rf_swap_axes": _boolean(),
+    "data.rf_flip_y": _boolean(),
+    "data.video_aspect": _one_of("squash", "crop"),
+    "data.video_backend": _one_of("auto", "ffmpeg", "opencv"),
+    "data.reencode": _one_of("none", "webm"),
+    "data.max_unused_s": _number(0),
     "data.zscore_test": _boolean(),
     "data.compression": _one_of("gzip", "lzf", "none"),
     # simulation
@@ -380,7 +403,15 @@ RULES = {
     "simulation.noise_sd": _number(0),
     "simulation.centre_error_sd": _number(0),
     "simulation.nan_fraction": _number(0, 1, high_open=True),
-    "simulation.video_ext": _one_of("mp4", "avi", "mkv", "mov", "webm"),
+    "simulation.video_ext": _one_of("webm", "mp4"),
+    "simulation.video_fps": _number(0, low_open=True),
+    "simulation.video_size": ((lambda v: isinstance(v, tuple) and len(v) == 2
+                               and all(isinstance(x, int) and x >= 16 for x in v)),
+                              "(width, height), integers of at least 16 px"),
+    "simulation.post_stimulus_s": ((lambda v: isinstance(v, tuple) and len(v) == 2
+                                    and all(_finite(x) for x in v) and 0 <= v[0] <= v[1]),
+                                   "(low, high) seconds with 0 <= low <= high"),
+    "simulation.mat_version": _one_of("5", "7.3"),
     # model
     # ngf: hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT
     # dies with SIGFPE; 16 and above (the paper uses 64) are safe
@@ -392,6 +423,7 @@ RULES = {
     "model.fc_hidden": _tuple_of(_int_at_least(1)),
     "model.bn_momentum": _number(0, 1),
     "model.init_sigma": _number(0, low_open=True),
+    "model.learned_rf_mask": _boolean(),
     # loss
     "loss.adversarial_weight": _number(0),
     "loss.feature_weight": _number(0),
@@ -422,6 +454,7 @@ RULES = {
                            "an integer >= 0 (0 = no grid pictures)"),
     "train.profile": _one_of("paper", "quick"),
     "train.input_control": _one_of("none", "time_shuffled"),
+    "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation
     "evaluation.feature_weights": _text(),
     "evaluation.alexnet_size": ((lambda v: isinstance(v, int) and v >= 63),
@@ -464,6 +497,9 @@ def _cross_checks(config):
     if config.prf.sigma_min >= config.prf.sigma_max:
         yield ("prf.sigma_min, prf.sigma_max", "sigma_min < sigma_max",
                (config.prf.sigma_min, config.prf.sigma_max))
+    if config.model.learned_rf_mask and config.model.variant != "learned_rf":
+        yield ("model.learned_rf_mask", "false unless model.variant is learned_rf (the mask "
+               "restricts the LearnedRF maps)", f"true with variant {config.model.variant!r}")
     if loss.adversarial_weight == loss.feature_weight == loss.pixel_weight == 0:
         yield ("loss.adversarial_weight, loss.feature_weight, loss.pixel_weight",
                "at least one weight > 0 (else the generator learns nothing)", "all 0")

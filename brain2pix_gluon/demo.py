@@ -150,7 +150,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
 
 
 def main(argv=None):
-    from .cli import _setup_logging
+    from .utils import setup_logging
     from .evaluation.learning_check import format_learning_check
 
     parser = argparse.ArgumentParser(description=__doc__,
@@ -161,7 +161,7 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args(argv)
-    _setup_logging(False)
+    setup_logging(False)
     s = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
     print("\n=== brain2pix demo finished in %.0f s ===" % s["seconds"])
     if s["marks"]:

@@ -143,3 +143,25 @@ def describe_os_error(exc):
     text = f"{paths + ': ' if paths else ''}{cause}{f' [{code}]' if code else ''}"
     hint = _OS_HINTS.get(exc.errno)
     return f"{text}: {hint}" if hint else text
+
+
+def params_load_problem(exc):
+    """What went wrong when Gluon's ``load_parameters`` raised ``exc``, in words.
+
+    Gluon asserts on parameters absent from the file or of another shape; MXNet's reader raises
+    its own error on bytes it cannot parse (a truncated or foreign file).
+
+    Returns
+    -------
+    str
+        E.g. ``"does not match the network's shapes: ..."``, to follow the file's name.
+    """
+    text = str(exc).strip()
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    if "shape incompatible" in text:
+        kind = "does not match the network's shapes (another model, ROI set or image size?)"
+    elif isinstance(exc, AssertionError):
+        kind = "lacks parameters the network needs (a file of another network?)"
+    else:
+        kind = "is not a readable .params file (truncated or another format?)"
+    return f"{kind}: {detail}"

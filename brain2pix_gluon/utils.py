@@ -6,12 +6,35 @@ import logging
 import os
 import sys
 
-__all__ = ["get_logger", "progress", "write_json_atomic", "resolve_data_home", "array_sha256"]
+__all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "resolve_data_home",
+           "array_sha256"]
 
 
 def get_logger():
     """The package logger ("brain2pix_gluon"); the CLI attaches a handler to it."""
     return logging.getLogger("brain2pix_gluon")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def setup_logging(verbose=False):
+    """Send the package's log to stderr as ``[brain2pix] message`` (once; DEBUG when verbose)."""
+    logger = get_logger()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("[brain2pix] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def progress(iterable=None, total=None, desc=None, enabled=True, **kwargs):

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.16.2
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -22,10 +24,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+from brain2pix_gluon.experiments import figure_inputs  # noqa: E402
 from brain2pix_gluon.plotting import consecutive_frames  # noqa: E402
 
 RESULTS = os.environ.get("BRAIN2PIX_RESULTS", "results")
-recon = os.path.join(RESULTS, "fixed_rf", "b2p_fixedrf", "recon", "reconstructions.h5")
+recon = figure_inputs(RESULTS, "fig3")["B2P-FixedRF"]   # fails loudly when it is missing
 print(recon)
 
 # %%

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.16.2
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +16,7 @@
 # %% [markdown]
 # # Fig. 4 — Brain2Pix (FixedRF, LearnedRF) against the baselines
 # Reads what `run_fixed_rf.py`, `run_learned_rf.py` and `run_baselines.py` wrote under
-# `BRAIN2PIX_RESULTS` (default `results`). Models whose results are missing are left out.
+# `BRAIN2PIX_RESULTS` (default `results`). A missing model is an error that names the script to run.
 
 # %%
 import os
@@ -22,19 +24,12 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+from brain2pix_gluon.experiments import figure_inputs  # noqa: E402
 from brain2pix_gluon.plotting import model_grid  # noqa: E402
 
 RESULTS = os.environ.get("BRAIN2PIX_RESULTS", "results")
-candidates = {
-    "B2P-FixedRF": ("fixed_rf", "b2p_fixedrf"),
-    "B2P-LearnedRF": ("learned_rf", "b2p_learnedrf"),
-    "Baseline 1": ("baselines", "baseline_1"),
-    "Baseline 2": ("baselines", "baseline_2"),
-}
-files = {label: os.path.join(RESULTS, exp, slug, "recon", "reconstructions.h5")
-         for label, (exp, slug) in candidates.items()}
-files = {label: path for label, path in files.items() if os.path.exists(path)}
-print(sorted(files))
+files = figure_inputs(RESULTS, "fig4")   # every panel, or an error naming what is missing
+print(list(files))
 
 # %%
 fig = model_grid(files, count=6)

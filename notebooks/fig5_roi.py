@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.16.2
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,13 +23,12 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+from brain2pix_gluon.experiments import figure_inputs  # noqa: E402
 from brain2pix_gluon.plotting import panel_grid  # noqa: E402
 
 RESULTS = os.environ.get("BRAIN2PIX_RESULTS", "results")
-files = {label: os.path.join(RESULTS, "roi", slug, "recon", "reconstructions.h5")
-         for label, slug in (("V1-3", "v1_3"), ("V1", "v1"), ("V2", "v2"), ("V3", "v3"))}
-files = {label: path for label, path in files.items() if os.path.exists(path)}
-print(sorted(files))
+files = figure_inputs(RESULTS, "fig5")   # every panel, or an error naming what is missing
+print(list(files))
 
 # %%
 fig = panel_grid(files, count=5)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.16.2
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,13 +23,12 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+from brain2pix_gluon.experiments import figure_inputs  # noqa: E402
 from brain2pix_gluon.plotting import model_grid  # noqa: E402
 
 RESULTS = os.environ.get("BRAIN2PIX_RESULTS", "results")
-files = {f"{p}%": os.path.join(RESULTS, "data_size", str(p), "recon", "reconstructions.h5")
-         for p in (20, 40, 60, 80, 100)}
-files = {label: path for label, path in files.items() if os.path.exists(path)}
-print(sorted(files))
+files = figure_inputs(RESULTS, "fig6")   # every panel, or an error naming what is missing
+print(list(files))
 
 # %%
 fig = model_grid(files, count=6)

@@ -1,15 +1,17 @@
 """Experiment 6: ablation - full, no adversarial, no feature loss (Tables 5-6).
 
     python scripts/run_ablation.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
-                            [--weights pretrained|random|PATH] [--gpus 0] [section.key=value ...]
+                            [--weights pretrained|random|PATH] [--gpus 0]
+                            [--variant NAME] [--no-tables] [section.key=value ...]
 
 Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
-the seven scripts). Finished steps are skipped and interrupted training resumes when run again.
+the seven scripts). The same as `brain2pix experiment ablation ...`. Finished steps are skipped and interrupted training resumes when run again.
+--variant runs one row only (one job each on a cluster; README, "Experiments").
 """
 
 import sys
 
-from brain2pix_gluon.experiments import main
+from brain2pix_gluon.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("ablation"))
+    sys.exit(main(["experiment", "ablation", *sys.argv[1:]]))

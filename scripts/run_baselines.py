@@ -1,15 +1,17 @@
 """Experiment 4: baselines 1-3 (Tables 1-2 rows, Fig 4).
 
     python scripts/run_baselines.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
-                            [--weights pretrained|random|PATH] [--gpus 0] [section.key=value ...]
+                            [--weights pretrained|random|PATH] [--gpus 0]
+                            [--variant NAME] [--no-tables] [section.key=value ...]
 
 Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
-the seven scripts). Finished steps are skipped and interrupted training resumes when run again.
+the seven scripts). The same as `brain2pix experiment baselines ...`. Finished steps are skipped and interrupted training resumes when run again.
+--variant runs one row only (one job each on a cluster; README, "Experiments").
 """
 
 import sys
 
-from brain2pix_gluon.experiments import main
+from brain2pix_gluon.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("baselines"))
+    sys.exit(main(["experiment", "baselines", *sys.argv[1:]]))

@@ -1,15 +1,17 @@
 """Experiment 7: 20/40/60/80/100 % of the training data, 50 epochs (Tables 7-8, Fig 6).
 
     python scripts/run_data_size.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
-                            [--weights pretrained|random|PATH] [--gpus 0] [section.key=value ...]
+                            [--weights pretrained|random|PATH] [--gpus 0]
+                            [--variant NAME] [--no-tables] [section.key=value ...]
 
 Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
-the seven scripts). Finished steps are skipped and interrupted training resumes when run again.
+the seven scripts). The same as `brain2pix experiment data_size ...`. Finished steps are skipped and interrupted training resumes when run again.
+--variant runs one row only (one job each on a cluster; README, "Experiments").
 """
 
 import sys
 
-from brain2pix_gluon.experiments import main
+from brain2pix_gluon.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("data_size"))
+    sys.exit(main(["experiment", "data_size", *sys.argv[1:]]))

@@ -1,15 +1,17 @@
 """Experiment 3: Brain2Pix LearnedRF on fMRI (Tables 1-2 rows, Fig 4).
 
     python scripts/run_learned_rf.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
-                            [--weights pretrained|random|PATH] [--gpus 0] [section.key=value ...]
+                            [--weights pretrained|random|PATH] [--gpus 0]
+                            [--variant NAME] [--no-tables] [section.key=value ...]
 
 Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
-the seven scripts). Finished steps are skipped and interrupted training resumes when run again.
+the seven scripts). The same as `brain2pix experiment learned_rf ...`. Finished steps are skipped and interrupted training resumes when run again.
+--variant runs one row only (one job each on a cluster; README, "Experiments").
 """
 
 import sys
 
-from brain2pix_gluon.experiments import main
+from brain2pix_gluon.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("learned_rf"))
+    sys.exit(main(["experiment", "learned_rf", *sys.argv[1:]]))

@@ -1,15 +1,17 @@
 """Experiment 1: Brain2Pix on synthetic input (RF-sampled target pixels).
 
     python scripts/run_synthetic.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
-                            [--weights pretrained|random|PATH] [--gpus 0] [section.key=value ...]
+                            [--weights pretrained|random|PATH] [--gpus 0]
+                            [--variant NAME] [--no-tables] [section.key=value ...]
 
 Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
-the seven scripts). Finished steps are skipped and interrupted training resumes when run again.
+the seven scripts). The same as `brain2pix experiment synthetic ...`. Finished steps are skipped and interrupted training resumes when run again.
+--variant runs one row only (one job each on a cluster; README, "Experiments").
 """
 
 import sys
 
-from brain2pix_gluon.experiments import main
+from brain2pix_gluon.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main("synthetic"))
+    sys.exit(main(["experiment", "synthetic", *sys.argv[1:]]))

@@ -13,7 +13,8 @@ TINY = [
     "simulation.n_train_runs=2",
     "simulation.volumes_per_run=60",
     "simulation.n_test_clips=1",
-    "simulation.volumes_per_clip=30",
+    "simulation.volumes_per_clip=45",
+    "simulation.video_size=64,36",
     "simulation.n_repetitions=3",
     "simulation.n_voxels=150,120,90",
     "simulation.n_nonvisual_voxels=20",
@@ -39,7 +40,7 @@ def config():
 
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory, config):
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.data.simulation import simulate_dataset
 
     out = str(tmp_path_factory.mktemp("raw"))
     simulate_dataset(out, config.simulation, config.data, show_progress=False)

@@ -9,7 +9,7 @@ from brain2pix_gluon.baselines import (NishimotoBaseline, RidgeEncoder, TopK, re
 from brain2pix_gluon.io.prepared import open_prepared
 from brain2pix_gluon.io.reconstructions import read_reconstructions
 from brain2pix_gluon.model_zoo import get_model, initialize_paper
-from brain2pix_gluon.simulation import oracle_patterns
+from brain2pix_gluon.data.simulation import oracle_patterns
 from brain2pix_gluon.training.trainer import Trainer
 
 from conftest import tiny_config
@@ -76,7 +76,9 @@ def test_baseline1_reconstructs_from_retrieved_training_frames(prepared_dir, tmp
     data = read_reconstructions(path)
     with open_prepared(os.path.join(prepared_dir, "train.h5")) as f:
         train_frames = f["frames"][()].astype(np.float32)
-    assert index.shape == (22, 3) and index.max() < len(train_frames)
+    with open_prepared(os.path.join(prepared_dir, "test.h5")) as f:
+        n_test = f["samples"].shape[0]
+    assert index.shape == (n_test, 3) and index.max() < len(train_frames)
     np.testing.assert_allclose(data["reconstructions"][4], train_frames[index[4]].mean(0), atol=1e-6)
     assert data["attrs"]["variant"] == "nishimoto"
     # features are cached: a second baseline reuses the file

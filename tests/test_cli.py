@@ -2,6 +2,7 @@ import json
 import os
 
 import h5py
+import numpy as np
 
 from brain2pix_gluon.cli import main
 from brain2pix_gluon.io.reconstructions import read_reconstructions
@@ -22,10 +23,18 @@ def test_simulate_prepare_inspect(tmp_path, capsys):
     assert main(["inspect", prepared]) == 0
     out = capsys.readouterr().out
     assert "== " in out and "/rf_images" in out and "MB per 1,000 samples" in out
-    assert "shift 4, window 5 TRs" in out
+    assert "shift 4, window 5 TRs" in out and "rf_layout aligned" in out
+    assert "V1: dorsal" in out and "verdict: aligned" in out and "WARNING" not in out
+    figure = str(tmp_path / "coverage.png")
+    assert main(["inspect", prepared, "--figure", figure]) == 0
+    with open(figure, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
     assert main(["inspect", os.path.join(prepared, "test.h5"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["split"] == "test" and info["n_samples"] == 22
+    with np.load(os.path.join(raw, "truth.npz")) as truth:
+        clip_frames = int(truth["run_frames"][list(truth["run_names"]).index("clip_01")])
+    assert info["split"] == "test" and info["n_samples"] == clip_frames
 
 
 def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):
@@ -54,7 +63,8 @@ def test_train_reconstruct_evaluate_tables(prepared_dir, tmp_path, capsys):
     data = read_reconstructions(os.path.join(out, "reconstructions.h5"))
     with h5py.File(os.path.join(prepared_dir, "test.h5"), "r") as f:
         assert (data["samples"] == f["samples"][()]).all()
-    assert data["reconstructions"].shape == data["targets"].shape == (22, 3, 32, 32)
+        n_test = f["samples"].shape[0]
+    assert data["reconstructions"].shape == data["targets"].shape == (n_test, 3, 32, 32)
     assert "NOT pretrained" in data["attrs"]["weights"]["feature_loss"]
     assert data["attrs"]["profile"] == "quick" and data["attrs"]["epoch"] == 2
     for ext in ("mp4", "gif"):

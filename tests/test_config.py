@@ -7,7 +7,7 @@ from brain2pix_gluon.errors import ConfigError
 def test_defaults_are_the_papers_values():
     c = Config()
     assert (c.data.shift, c.data.n_trs, c.data.image_size, c.data.tr) == (4, 5, 96, 0.7)
-    assert c.data.rois == ("V1", "V2", "V3") and c.data.rf_index_order == "reference"
+    assert c.data.rois == ("V1", "V2", "V3") and c.data.rf_layout == "aligned"
     assert (c.loss.adversarial_weight, c.loss.feature_weight, c.loss.pixel_weight) == (1, 100, 1)
     assert c.loss.feature_distance == "l1" and c.loss.feature_layers == 22
     assert c.loss.feature_resize == 224 and c.loss.imagenet_normalize is False

@@ -90,7 +90,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
         return {**out, "total": float("nan")}
 
     monkeypatch.setattr(trainer_module, "update_generator", exploding)
-    with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, step 1: .*nan.*"
+    with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, steps 1-2: .*nan.*"
                                             r"last good checkpoint .*ckpt-000001"):
         trainer.fit()
     assert find_checkpoint(run)[0] == good

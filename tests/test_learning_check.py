@@ -238,9 +238,9 @@ def test_tiny_training_end_to_end_the_control_as_model_fails(tmp_path):
     from brain2pix_gluon.data.dataset import RFSImageDataset
     from brain2pix_gluon.evaluation.features import FeatureExtractor, build_feature_nets
     from brain2pix_gluon.evaluation.metrics import mean_training_frame
+    from brain2pix_gluon.data.simulation import simulate_dataset
     from brain2pix_gluon.preprocessing.prepare import prepare_dataset
-    from brain2pix_gluon.reconstruct import reconstruct
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.training.inference import reconstruct
     from brain2pix_gluon.training.trainer import Trainer
     from conftest import tiny_config
 

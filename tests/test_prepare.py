@@ -16,24 +16,56 @@ from brain2pix_gluon.preprocessing.prepare import RawDataset, prepare_dataset
 from brain2pix_gluon.preprocessing.retina import fisheye_warp
 
 
-def test_layout_sizes_and_provenance(prepared_dir, config):
+def _truth_runs(raw_dir):
+    with np.load(os.path.join(raw_dir, "truth.npz")) as truth:
+        return dict(zip(truth["run_names"].tolist(), truth["run_frames"].tolist()))
+
+
+def test_layout_sizes_and_provenance(raw_dir, prepared_dir, config):
     sim = config.simulation
+    frames = _truth_runs(raw_dir)     # frames each video decodes to at one per TR
+    train = [frames[f"run_{i + 1:03d}"] for i in range(sim.n_train_runs)]
     with open_prepared(os.path.join(prepared_dir, "train.h5")) as f:
-        per_run = sim.volumes_per_run - 4 - 5 + 1
-        assert f["samples"].shape == (sim.n_train_runs * per_run, 5)
+        # the runs scan 10-20 s past their videos: every frame gets a full window
+        assert f["samples"].shape == (sum(train), 5)
         assert f["rf_images"].shape == (sim.n_train_runs * sim.volumes_per_run, 3, 32, 32)
-        assert f["frames"].shape == (sim.n_train_runs * per_run, 3, 32, 32)
+        assert f["frames"].shape == (sum(train), 3, 32, 32)
         samples = f["samples"][()]
         # frame t of a run uses volumes t+4 ... t+8 of the same run
         np.testing.assert_array_equal(samples[:, 2], samples[:, 1] + 4)
         np.testing.assert_array_equal(samples[:, 4] - samples[:, 2],
-                                      np.repeat([0, sim.volumes_per_run], per_run))
+                                      np.repeat([0, sim.volumes_per_run], train))
         assert json.loads(f.attrs["config"])["shift"] == 4
         sources = json.loads(f.attrs["sources"])
         assert "roimask.mat" in sources and len(sources["roimask.mat"]) == 64
-        assert f.attrs["n_dropped"] == sim.n_train_runs * 8
+        assert f.attrs["n_dropped"] == 0
+        assert json.loads(f.attrs["retinotopy"])["verdict"] == "aligned"
     info = describe_prepared(os.path.join(prepared_dir, "test.h5"))
-    assert info["runs"] == ["clip_01"] and info["n_samples"] == sim.volumes_per_clip - 8
+    assert info["runs"] == ["clip_01"] and info["n_samples"] == frames["clip_01"]
+
+
+def test_simulated_raw_data_are_shaped_like_the_release(raw_dir, config):
+    import cv2
+
+    capture = cv2.VideoCapture(os.path.join(raw_dir, "train", "run_001.webm"))
+    assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) / capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 16 / 9
+    n_native = 0
+    while capture.read()[0]:
+        n_native += 1
+    capture.release()
+    n_tr = _truth_runs(raw_dir)["run_001"]
+    # 25 frames per second, not one per TR (17.5 source frames per TR)
+    assert abs(n_native / n_tr - 25 * 0.7) < 1.0
+    # the scan goes on 10-20 s after the video (at least 14 volumes)
+    assert config.simulation.volumes_per_run - n_tr >= 14
+    with open(os.path.join(raw_dir, "roimask.mat"), "rb") as handle:
+        assert handle.read(10) == b"MATLAB 5.0"
+    x, y = (sio.loadmat(os.path.join(raw_dir, f"{a}_centers_112px.mat"))["V1d"].ravel()
+            for a in ("col", "row"))
+    finite = np.isfinite(x)
+    # on the 112-px grid, dorsal V1 in the lower visual field (y > 0)
+    np.testing.assert_allclose((x[finite] + 0.5) * 112, np.round((x[finite] + 0.5) * 112), atol=1e-9)
+    assert np.mean(y[finite] > 0) > 0.9
 
 
 def test_stored_arrays_are_what_the_pipeline_defines(raw_dir, prepared_dir, config):
@@ -125,28 +157,40 @@ def test_masks_that_do_not_match_the_runs(raw_dir, tmp_path, config):
     assert not os.path.exists(tmp_path / "out" / "train.h5")
 
 
-def test_nan_voxels_and_short_videos(raw_dir, tmp_path, config):
+def test_nan_voxels_and_wrongly_paired_videos(raw_dir, tmp_path, config):
     raw = _copy_raw(raw_dir, tmp_path)
+    masks = sio.loadmat(os.path.join(raw, "roimask.mat"))
+    in_roi = int(np.flatnonzero(masks["V1d"].ravel())[0])
+    outside = int(np.flatnonzero(~np.any([masks[k].ravel() for k in masks if k[0] == "V"], 0))[0])
     path = os.path.join(raw, "train", "run_002.npy")
     signals = np.load(path)
-    signals[10, 3] = np.inf
+    good = signals.copy()
+    signals[10, outside] = np.nan           # outside every ROI: not used, not an error
     np.save(path, signals)
-    with pytest.raises(DataError, match=r"run_002.npy: expected finite values"):
+    prepare_dataset(raw, str(tmp_path / "ok"), config, splits=("train",), show_progress=False)
+    signals[10, in_roi] = np.inf
+    np.save(path, signals)
+    with pytest.raises(DataError, match=rf"run_002.npy: expected finite values in the ROI voxels"
+                                        rf".*volume 10, brain voxel {in_roi}"):
         prepare_dataset(raw, str(tmp_path / "out"), config, show_progress=False)
-    signals[10, 3] = 0
-    np.save(path, np.concatenate([signals, signals]))   # run twice as long as its video
-    with pytest.raises(DataError, match=r"run_002.mp4 is shorter than its run: 60 frames.*120 volumes"):
+    np.save(path, np.concatenate([good] * 3))   # a run three times as long as its video
+    with pytest.raises(DataError, match=r"run 'run_002' is far longer than its video .*run_002.webm: "
+                                        r"180 volumes"):
+        prepare_dataset(raw, str(tmp_path / "out"), config, show_progress=False)
+    np.save(path, good[:30])                   # a run much shorter than its video
+    with pytest.raises(DataError, match=r"run_002.webm is longer than run 'run_002' can serve"):
         prepare_dataset(raw, str(tmp_path / "out"), config, show_progress=False)
     assert not os.path.exists(tmp_path / "out" / "train.h5")
 
 
 def test_centres_outside_the_range(raw_dir, tmp_path, config):
     raw = _copy_raw(raw_dir, tmp_path)
-    cols = sio.loadmat(os.path.join(raw, "col_centers_112px.mat"))
-    cols["V3v"][0, 0] = 0.75
-    sio.savemat(os.path.join(raw, "col_centers_112px.mat"),
-                {k: v for k, v in cols.items() if not k.startswith("__")})
-    with pytest.raises(DataError, match=r"col_centers in .*col_centers_112px.mat.*\[-0.5, 0.5\).*0.75"):
+    rows = sio.loadmat(os.path.join(raw, "row_centers_112px.mat"))
+    rows["V3v"][0, 0] = 0.75
+    sio.savemat(os.path.join(raw, "row_centers_112px.mat"),
+                {k: v for k, v in rows.items() if not k.startswith("__")})
+    # a bad row (y) centre is reported in the row file, not in the column file
+    with pytest.raises(DataError, match=r"RF centre y in .*row_centers_112px.mat.*\[-0.5, 0.5\).*0.75"):
         prepare_dataset(raw, str(tmp_path / "out"), config, show_progress=False)
 
 

@@ -210,7 +210,7 @@ def test_bad_input_is_refused():
 def test_estimate_rf_refuses_an_unknown_dataset(tmp_path, capsys):
     from brain2pix_gluon.cli import main
 
-    assert main(["estimate-rf", str(tmp_path), "dataset=nsd", "--no-progress"]) == 2
+    assert main(["estimate-rf", str(tmp_path), "data.dataset=nsd", "--no-progress"]) == 2
     assert "dataset: expected one of ['raw', 'vim2'], got 'nsd'" in capsys.readouterr().err
 
 
@@ -223,7 +223,7 @@ def _true(truth, key, axis):
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
     """A simulated raw dataset with runs long enough for pRF fits (the session one has 2 x 60)."""
-    from brain2pix_gluon.simulation import simulate_dataset
+    from brain2pix_gluon.data.simulation import simulate_dataset
 
     from conftest import tiny_config
 

@@ -42,3 +42,32 @@ def test_roi_voxels_are_dorsal_then_ventral_with_finite_centres():
         select_roi_voxels(signals[:, :5], masks, "V1", cols, rows)
     with pytest.raises(DataError, match="'V2d' missing"):
         select_roi_voxels(signals, masks, "V2", cols, rows)
+
+
+def test_samples_come_from_the_video_and_leftover_volumes_are_counted():
+    from brain2pix_gluon.preprocessing.signals import plan_run
+
+    # 37 frames, 60 volumes: frame 36 uses volumes 40..44, so 60 - 45 = 15 volumes are unused
+    plan = plan_run(37, 60, shift=4, n_trs=5, tr=0.7, run="run_001")
+    np.testing.assert_array_equal(plan["frames"], np.arange(37))
+    np.testing.assert_array_equal(plan["first_volumes"], np.arange(4, 41))
+    assert plan["n_unused"] == 15 and plan["n_dropped"] == 0
+    assert "run_001: 37 frames" in plan["message"] and "-> 37 samples" in plan["message"]
+    assert "15 unused after the last window (10.5 s)" in plan["message"]
+    # a run that stops with its video: the last 8 frames have no full window and are dropped
+    plan = plan_run(60, 60, shift=4, n_trs=5)
+    assert plan["frames"].size == 52 and plan["n_dropped"] == 8 and plan["n_unused"] == 0
+
+
+def test_wrong_pairings_of_runs_and_videos_are_errors_with_numbers():
+    from brain2pix_gluon.preprocessing.signals import plan_run
+
+    # 70 frames but 60 volumes serve only 52: 18 frames would be dropped
+    with pytest.raises(DataError, match=r"v.webm is longer than run 'r' can serve: 70 frames .*"
+                                        r"only 52 frames; 18 frames \(12.6 s\)"):
+        plan_run(70, 60, video="v.webm", run="r")
+    # 100 frames, 300 volumes: frame 99 uses volumes 103..107, 300 - 108 = 192 (134.4 s) > 60 s
+    with pytest.raises(DataError, match=r"run 'r' is far longer than its video v.webm: 300 volumes"
+                                        r".*192 volumes \(134.4 s\).*max_unused_s = 60 s"):
+        plan_run(100, 300, video="v.webm", run="r")
+    assert plan_run(100, 300, max_unused_s=200.0)["n_unused"] == 192

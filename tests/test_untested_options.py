@@ -149,7 +149,7 @@ def test_trainer_passes_the_feature_distance_to_its_steps(prepared_dir, tmp_path
 def _batches_seen(prepared_dir, run_dir, workers, monkeypatch):
     seen = []
 
-    def record(self, batch):
+    def record(self, batch, sync=True):
         seen.append([part.asnumpy().copy() for part in batch])
         return {"g": 0.0, "pixel": 0.0}
 

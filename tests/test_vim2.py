@@ -125,7 +125,7 @@ def test_estimate_rf_on_vim2(vim2, tmp_path):
     from brain2pix_gluon.io.matlab import read_mat
 
     out = str(tmp_path / "rf")
-    assert main(["estimate-rf", vim2["folder"], "--out", out, "--no-progress", "dataset=vim2",
+    assert main(["estimate-rf", vim2["folder"], "--out", out, "--no-progress", "data.dataset=vim2",
                  "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2"]) == 0
     cols = read_mat(os.path.join(out, "col_centers_112px.mat"))
     rows = read_mat(os.path.join(out, "row_centers_112px.mat"))
@@ -161,7 +161,7 @@ def test_bad_vim2_input(tmp_path, vim2):
         Vim2Dataset(str(tmp_path), subject=1)
     with pytest.raises(DataError, match="whole number of frames"):
         Vim2Dataset(vim2["folder"], subject=1, stimulus_hz=15.0, tr=0.7)
-    config = apply_overrides(Config(), ["dataset=vim2", "vim2.run_volumes=200"])
+    config = apply_overrides(Config(), ["data.dataset=vim2", "vim2.run_volumes=200"])
     from brain2pix_gluon.io.vim2 import Vim2Source
 
     with pytest.raises(DataError, match="at least 2"):

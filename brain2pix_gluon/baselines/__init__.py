@@ -1,4 +1,4 @@
-"""Baselines of the paper (section 3.5, SPEC 6).
+"""Baselines of the paper (section 3.5; docs/method.md section 6).
 
 Baseline 1 (Nishimoto-like retrieval) lives here; baselines 2 (Shen-like) and 3 (fully connected)
 are trained by the same :class:`~brain2pix_gluon.training.trainer.Trainer` with

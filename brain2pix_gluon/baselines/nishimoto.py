@@ -1,4 +1,4 @@
-"""Baseline 1, Nishimoto-like: C3D encoding model + retrieval of training frames (SPEC 6).
+"""Baseline 1, Nishimoto-like: C3D encoding model + retrieval of training frames (paper section 3.5, Fig. 2).
 
 1. C3D fc6 features (4096) of every training sample, from its 16-frame clip (the evaluation's clip
    rule), streamed in batches into a float32 file.
@@ -28,7 +28,7 @@ from ..data.dataset import RFSImageDataset
 from ..errors import DataError
 from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
-from ..io.prepared import open_prepared
+from ..io.prepared import SAMPLE, open_prepared
 from ..io.reconstructions import write_reconstructions
 from ..utils import array_sha256, get_logger, progress, write_json_atomic
 
@@ -47,7 +47,7 @@ def sample_patterns(path, rois=None):
     with open_prepared(path) as handle:
         volumes = np.concatenate([handle[f"voxels/{r}"][()] for r in ds.rois], axis=1)
     cumulative = np.cumsum(np.vstack([np.zeros((1, volumes.shape[1])), volumes]), axis=0)
-    starts = ds.samples[:, 4]
+    starts = ds.samples[:, SAMPLE.volume_row]
     return ((cumulative[starts + ds.n_trs] - cumulative[starts]) / ds.n_trs).astype(np.float32)
 
 
@@ -226,13 +226,13 @@ class NishimotoBaseline:
     def _test_frames(self):
         with open_prepared(self.test_path) as handle:
             samples = handle["samples"][()]
-            frames = handle["frames"][()][samples[:, 3]].astype(np.float32)
+            frames = handle["frames"][()][samples[:, SAMPLE.frame_row]].astype(np.float32)
             names = [n.decode() for n in handle["runs/names"][()]]
         return samples, frames, names
 
     def _train_frames(self, handle, samples, positions):
         """Frames (float32) of training sample positions, read from HDF5 in increasing order."""
-        rows = samples[positions, 3]
+        rows = samples[positions, SAMPLE.frame_row]
         unique, inverse = np.unique(rows, return_inverse=True)
         return handle["frames"][unique].astype(np.float32)[inverse]
 
@@ -282,7 +282,7 @@ class NishimotoBaseline:
                                   "clip rule; recomputing it", path)
             os.makedirs(self.work_dir, exist_ok=True)
             tmp, out = path + ".partial", None
-            clips = clip_indices(samples[:, 0], self.extractor.clip_length)
+            clips = clip_indices(samples[:, SAMPLE.run], self.extractor.clip_length)
             starts = range(0, n, self.batch_size)
             for s in progress(starts, desc="baseline 1: C3D features", enabled=self.show_progress,
                               unit="batch"):
@@ -306,7 +306,7 @@ class NishimotoBaseline:
         feats = self.features()
         patterns = sample_patterns(self.train_path, self.rois)
         with open_prepared(self.train_path) as handle:
-            runs = handle["samples"][:, 0]
+            runs = handle["samples"][:, SAMPLE.run]
         held = runs == runs.max()
         if held.all() or not held.any():
             held = np.zeros(len(runs), bool)

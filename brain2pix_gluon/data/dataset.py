@@ -8,7 +8,7 @@ from mxnet import gluon
 
 from ..errors import DataError, check_choice
 from ..io.prepared import SAMPLE_FIELDS, open_prepared
-from ..preprocessing.receptive_fields import rf_pixel_indices
+from ..preprocessing.receptive_fields import rf_pixel_indices, target_is_transposed
 
 __all__ = ["RFSImageDataset", "EpochSampler"]
 
@@ -31,7 +31,8 @@ class RFSImageDataset(gluon.data.Dataset):
         ``"voxels"``: ``(rf_images, voxels [T, sum of ROI voxels], target)`` for LearnedRF and
         the Shen-like baseline; ``"synthetic"``: experiment 1, ``(inputs [R, S, S], target)`` where
         each ROI channel holds the RGB sum of the target at that ROI's RF pixels (eq. 2 applied
-        to RF-sampled pixels) and 0 elsewhere.
+        to RF-sampled pixels) and 0 elsewhere. With the file's ``rf_layout`` =
+        "authors_fixed_rf" the targets are transposed (C, W, H), as in the authors' FixedRF code.
     in_memory : bool or "auto"
         Load the arrays into memory ("auto": when the file is under 1 GiB).
 
@@ -69,10 +70,12 @@ class RFSImageDataset(gluon.data.Dataset):
             raise DataError(f"{self.path}: /samples points past the end of /rf_images "
                             f"({n_volumes} volumes); the file is inconsistent, prepare it again")
         self.n_voxels = tuple(self.n_voxels_all[r] for r in self.rois)
-        order = self.config.get("rf_index_order", "reference")
+        layout = self.config.get("rf_layout", "aligned")
+        # the authors' FixedRF training transposes the targets to match its x-first maps
+        self.transpose_targets = target_is_transposed(layout)
         self.rf_masks = np.zeros((len(self.rois), self.size, self.size), np.float32)
         for k, roi in enumerate(self.rois):
-            rows, cols = rf_pixel_indices(centres[roi][:, 0], centres[roi][:, 1], self.size, order)
+            rows, cols = rf_pixel_indices(centres[roi][:, 0], centres[roi][:, 1], self.size, layout)
             self.rf_masks[k, rows, cols] = 1.0
         if in_memory == "auto":
             in_memory = os.path.getsize(self.path) < (1 << 30)
@@ -112,6 +115,8 @@ class RFSImageDataset(gluon.data.Dataset):
         src = self._source()
         sample = self.samples[idx]
         target = np.asarray(src["frames"][int(sample[3])], np.float32)
+        if self.transpose_targets:
+            target = np.ascontiguousarray(target.transpose(0, 2, 1))  # (C, H, W) -> (C, W, H)
         if self.mode == "synthetic":
             return self.rf_masks * target.sum(axis=0, keepdims=True), target
         start = int(sample[4])

@@ -29,6 +29,7 @@ import numpy as np
 from .. import __version__
 from ..config import DataConfig, EvalConfig, config_to_dict
 from ..errors import DataError
+from ..io.prepared import SAMPLE
 from ..io.reconstructions import read_reconstructions, targets_checksum
 from ..model_zoo.pretrained import is_random
 from ..utils import array_sha256, get_logger, progress, write_json_atomic
@@ -266,7 +267,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
                                      cfg.imagenet_normalize, ctx)
     sources = sources or getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
-    runs, frames = data["samples"][:, 0], data["samples"][:, 1]
+    runs, frames = data["samples"][:, SAMPLE.run], data["samples"][:, SAMPLE.frame]
     attrs = data["attrs"]
     cache_dir = cache_dir or resolve_cache_dir(getattr(cfg, "feature_cache", "auto"))
     clips = clip_indices(runs, extractor.clip_length)
@@ -341,7 +342,7 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
     """
     n = len(other["samples"])
     if not np.array_equal(other["targets"], targets):
-        clips = clip_indices(other["samples"][:, 0], extractor.clip_length)
+        clips = clip_indices(other["samples"][:, SAMPLE.run], extractor.clip_length)
         feature_key, _ = ground_truth_key(other["targets"], clips, extractor, batch_size)
         gt_features = ground_truth_features(other["targets"], clips, extractor, batch_size,
                                             cache_dir, show_progress)
@@ -350,7 +351,7 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
     if stored is not None:
         get_logger().info("baseline %s: per-frame metrics of its evaluation in %s", path, folder)
         return stored, f"read from {folder}"
-    theirs = frame_metrics(other["reconstructions"], other["targets"], other["samples"][:, 0],
+    theirs = frame_metrics(other["reconstructions"], other["targets"], other["samples"][:, SAMPLE.run],
                            extractor, batch_size, show_progress, gt_features)
     return theirs, "computed"
 
@@ -362,7 +363,7 @@ def _write_per_frame(path, samples, per_frame):
         writer = csv.writer(handle)
         writer.writerow(["index", "run", "frame"] + columns)
         for i in range(len(samples)):
-            writer.writerow([i, int(samples[i, 0]), int(samples[i, 1])]
+            writer.writerow([i, int(samples[i, SAMPLE.run]), int(samples[i, SAMPLE.frame])]
                             + [repr(float(per_frame[c][i])) for c in columns])
     os.replace(tmp, path)
 

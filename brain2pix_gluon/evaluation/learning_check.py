@@ -303,7 +303,7 @@ def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_fr
     import mxnet as mx
 
     from ..data.dataset import RFSImageDataset
-    from ..reconstruct import load_generator, reconstruct_dataset
+    from ..training.inference import load_generator, reconstruct_dataset
     from ..training.builder import dataset_mode
     from ..training.checkpoint import load_checkpoint_state
 

@@ -17,22 +17,22 @@ import io
 import json
 import os
 
+from ..experiments.registry import TABLE_GROUPS, table_rows
+from ..provenance import caption_suffix
 from ..utils import get_logger
 from .features import LAYERS
 
-__all__ = ["EXPERIMENTS", "collect_results", "build_tables", "render_markdown", "render_latex",
-           "write_tables"]
+__all__ = ["collect_results", "build_tables", "render_markdown", "render_latex", "write_tables",
+           "FIELD_COLUMNS"]
 
-EXPERIMENTS = {
-    "baseline": (1, "Baseline experiment", ["B2P-FixedRF", "B2P-LearnedRF", "Baseline 1",
-                                            "Baseline 2", "Baseline 3"]),
-    "roi": (3, "ROI experiment", ["V1-3", "V1", "V2", "V3"]),
-    "ablation": (5, "Ablation experiment", ["Full", "No adversarial", "No feature"]),
-    "data_size": (7, "Data-size experiment", ["20%", "40%", "60%", "80%", "100%"]),
-}
 COLUMNS = {"alexnet_pool2": "AlexNet pool2", "alexnet_pool5": "AlexNet pool5",
            "alexnet_fc6": "AlexNet fc6", "c3d_pool2": "C3D pool2", "c3d_pool5": "C3D pool5",
            "c3d_fc6": "C3D fc6"}
+# the supplementary table of each group: pixel metrics in both variants (inside the fisheye
+# warp's valid field, where the black corners cannot inflate them, and over the whole frame)
+FIELD_COLUMNS = {"pixcorr_disc": "PixCorr (valid field)", "ssim_disc": "SSIM (valid field)",
+                 "pixcorr": "PixCorr (whole frame)", "ssim": "SSIM (whole frame)",
+                 "twoway_alexnet2": "2-way AlexNet pool2", "twoway_alexnet5": "2-way AlexNet pool5"}
 
 
 def _problem(result):
@@ -87,19 +87,36 @@ def collect_results(results_dir, skipped=None):
     return groups
 
 
-def _order(experiment, results):
-    known = EXPERIMENTS.get(experiment, (None, None, []))[2]
-    rank = {label: k for k, label in enumerate(known)}
+def _order(group, results):
+    rank = {label: k for k, label in enumerate(table_rows(group))}
     return sorted(results, key=lambda r: (rank.get(r["label"], len(rank)), r["label"]))
 
 
+def _field_table(number, group, title, results, suffix):
+    """Supplementary table S<number>: pixel metrics, both variants, and two-way identification."""
+    rows = []
+    for r in results:
+        fields = r.get("field_metrics") or {}
+        rows.append((r["label"], [(fields[k]["mean"], fields[k]["sem"], "") if k in fields
+                                  else None for k in FIELD_COLUMNS]))
+    caption = (f"Table S{number}. {title}: pixel metrics (mean +- SEM; 'valid field' = inside the "
+               f"fisheye warp's image, where the black corners shared by every frame cannot raise "
+               f"the scores; 'whole frame' = all 96x96 pixels, corners included) and two-way "
+               f"identification (chance 0.5).{suffix}")
+    return {"number": f"S{number}", "experiment": group, "kind": "field", "caption": caption,
+            "columns": list(FIELD_COLUMNS.values()), "keys": list(FIELD_COLUMNS),
+            "rows": rows, "notes": []}
+
+
 def build_tables(groups):
-    """Table objects: dicts with number, title, kind, caption, rows [(label, cells)], notes."""
+    """Table objects: dicts with number, title, kind, caption, columns, rows [(label, cells)],
+    notes. Each group gives the paper's two tables (correlation, distance of the 12 feature
+    metrics) and, when its results hold pixel metrics, a supplementary table S<n> with them."""
     tables = []
     misc_number = 9
-    for experiment in sorted(groups, key=lambda e: EXPERIMENTS.get(e, (99,))[0]):
+    for experiment in sorted(groups, key=lambda e: TABLE_GROUPS.get(e, (99,))[0]):
         results = _order(experiment, groups[experiment])
-        number, title, _ = EXPERIMENTS.get(experiment, (None, f"{experiment} experiment", []))
+        number, title = TABLE_GROUPS.get(experiment, (None, f"{experiment} experiment"))
         if number is None:
             number, misc_number = misc_number, misc_number + 2
         marks = sorted({m for r in results for m in r.get("marks", [])})
@@ -117,22 +134,27 @@ def build_tables(groups):
             caption = (f"Table {number + offset}. {title}: {name} values (mean +- SEM over "
                        f"{', '.join(sorted({str(r['n_frames']) for r in results}))} test frames; * p < 0.05 "
                        f"vs chance, one-sided t-test; {'higher' if kind == 'r' else 'lower'} is better).")
-            if marks:
-                caption += " [" + "; ".join(marks) + ": not comparable to the paper's numbers]"
+            caption += caption_suffix(marks)
             tables.append({"number": number + offset, "experiment": experiment, "kind": kind,
-                           "caption": caption, "rows": rows, "notes": notes})
+                           "caption": caption, "columns": [COLUMNS[c] for c in LAYERS],
+                           "keys": list(LAYERS), "rows": rows, "notes": notes})
+        if any(r.get("field_metrics") for r in results):
+            tables.append(_field_table(number, experiment, title, results, caption_suffix(marks)))
     return tables
 
 
 def _fmt(cell):
+    if cell is None:
+        return "n/a"
     mean, sem, star = cell
     return f"{mean:.3f} +- {sem:.3f}{star}"
 
 
 def render_markdown(table):
+    columns = table["columns"]
     lines = [f"**{table['caption']}**", "",
-             "| Model | " + " | ".join(COLUMNS[c] for c in LAYERS) + " |",
-             "|---" * (len(LAYERS) + 1) + "|"]
+             "| Model | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for label, cells in table["rows"]:
         lines.append(f"| {label} | " + " | ".join(_fmt(c) for c in cells) + " |")
     lines += [""] + [f"- {n}" for n in table["notes"]]
@@ -143,11 +165,13 @@ def render_latex(table):
     def esc(text):
         return text.replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
 
+    columns = table["columns"]
     lines = [r"\begin{table}[ht]", r"\centering", r"\caption{" + esc(table["caption"]) + "}",
-             r"\begin{tabular}{l" + "c" * len(LAYERS) + "}", r"\hline",
-             "Model & " + " & ".join(COLUMNS[c] for c in LAYERS) + r" \\", r"\hline"]
+             r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\hline",
+             "Model & " + " & ".join(esc(c) for c in columns) + r" \\", r"\hline"]
     for label, cells in table["rows"]:
-        vals = [f"{m:.3f} $\\pm$ {s:.3f}{'$^*$' if star else ''}" for m, s, star in cells]
+        vals = ["n/a" if c is None else f"{c[0]:.3f} $\\pm$ {c[1]:.3f}{'$^*$' if c[2] else ''}"
+                for c in cells]
         lines.append(esc(label) + " & " + " & ".join(vals) + r" \\")
     lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -164,9 +188,11 @@ def _write_atomic(path, text):
 def _csv_text(table):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["model"] + [f"{c}_{k}" for c in LAYERS for k in ("mean", "sem", "p_lt_0.05")])
+    writer.writerow(["model"] + [f"{c}_{k}" for c in table["keys"]
+                                 for k in ("mean", "sem", "p_lt_0.05")])
     for label, cells in table["rows"]:
-        writer.writerow([label] + [v for m, s, star in cells for v in (f"{m:.6g}", f"{s:.6g}", bool(star))])
+        writer.writerow([label] + [v for c in cells for v in (
+            ("", "", "") if c is None else (f"{c[0]:.6g}", f"{c[1]:.6g}", bool(c[2])))])
     return buffer.getvalue()
 
 

@@ -30,17 +30,20 @@ import json
 import os
 import shutil
 import time
+import types
 
 import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "PreparedWriter", "PreparedFile", "open_prepared",
+__all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "SAMPLE", "PreparedWriter", "PreparedFile", "open_prepared",
            "check_prepared", "check_values", "check_free_space", "describe_prepared",
            "estimate_bytes"]
 
 SCHEMA_VERSION = 2     # 2: Fletcher32 checksums on every dataset
 SAMPLE_FIELDS = ("run", "frame", "first_volume", "frame_row", "volume_row")
+# column of each field in /samples, by name: samples[:, SAMPLE.run]
+SAMPLE = types.SimpleNamespace(**{name: k for k, name in enumerate(SAMPLE_FIELDS)})
 
 
 def _filters(compression):

@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 from ..errors import DataError, check_array
+from .matlab import read_mat
 
 __all__ = ["MASK_KEYS", "load_roi_masks", "load_rf_centres", "load_run", "discover_runs",
            "file_checksum", "VIDEO_EXTENSIONS", "RUN_EXTENSIONS"]
@@ -47,27 +48,10 @@ def _require(path, what):
         raise DataError(f"{what}: file {path!s} does not exist")
 
 
-def _load_mat(path):
-    """Variables of a MATLAB file (v5 through scipy, v7.3 through h5py)."""
-    from scipy import io as sio
-
-    _require(path, "MATLAB file")
-    try:
-        data = sio.loadmat(path)
-        return {k: v for k, v in data.items() if not k.startswith("__")}
-    except NotImplementedError:  # v7.3 files are HDF5
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            return {k: np.asarray(handle[k]).T for k in handle.keys()}
-    except Exception as exc:
-        raise DataError(f"MATLAB file {path!s} could not be read: {exc}") from exc
-
-
 def _load_keyed(path):
     """A mapping of key -> array from .mat or .npz."""
     if path.endswith(".mat"):
-        return _load_mat(path)
+        return read_mat(path)
     if path.endswith(".npz"):
         _require(path, "array file")
         with np.load(path) as data:
@@ -117,7 +101,7 @@ def load_roi_masks(path):
     return masks
 
 
-def load_rf_centres(col_path, row_path=None, masks=None):
+def load_rf_centres(col_path, row_path=None, masks=None, mask_source=None):
     """Read RF centres per mask key, one value per mask voxel in mask order.
 
     Parameters
@@ -129,6 +113,8 @@ def load_rf_centres(col_path, row_path=None, masks=None):
     masks : dict, optional
         ROI masks; centres given for every brain voxel are then reduced to the mask's voxels,
         and the lengths are checked against the masks.
+    mask_source : str, optional
+        File the masks came from, named when the lengths disagree.
 
     Returns
     -------
@@ -164,26 +150,45 @@ def load_rf_centres(col_path, row_path=None, masks=None):
                     raise DataError(f"RF centres {path!s}: key {key!r} missing; found {sorted(data)}")
                 out[key] = np.asarray(data[key], dtype=float).reshape(-1)
         sources = (col_path, row_path)
+    for key in MASK_KEYS:
+        for values, path, name in ((cols, sources[0], "col"), (rows, sources[1], "row")):
+            infinite = np.isinf(values[key])
+            if infinite.any():
+                raise DataError(
+                    f"RF centres {path!s}, key {key!r}: {name} centre of voxel "
+                    f"{int(np.argmax(infinite))} is {values[key][infinite][0]!r}; expected a value "
+                    f"in [-0.5, 0.5) or NaN (no estimate)")
     if masks is not None:
+        where = f" in {mask_source!s}" if mask_source else ""
+        lengths = {}
         for key in MASK_KEYS:
             n_mask, n_brain = int(masks[key].sum()), masks[key].shape[0]
             for values, path in ((cols, sources[0]), (rows, sources[1])):
                 if values[key].shape[0] == n_brain and n_brain != n_mask:
                     values[key] = values[key][masks[key]]
                 elif values[key].shape[0] != n_mask:
-                    raise DataError(
-                        f"RF centres {path!s}, key {key!r}: expected {n_mask} values (voxels in "
-                        f"the mask) or {n_brain} (all voxels), got {values[key].shape[0]}")
+                    lengths[key] = (path, values[key].shape[0], n_mask, n_brain)
+        if lengths:
+            # every key disagrees: the centres files belong to other masks; one key: its mask
+            # (or that key of the centres) is wrong; name both files either way
+            key, (path, got, n_mask, n_brain) = next(iter(lengths.items()))
+            raise DataError(
+                f"ROI mask {key!r}{where} selects {n_mask} of {n_brain} voxels, but RF centres "
+                f"{path!s} hold {got} values for {key!r} (expected one per mask voxel, or one per "
+                f"brain voxel); keys that disagree: {sorted(lengths)}. The masks and the centre "
+                f"files do not belong together")
     return cols, rows
 
 
-def load_run(path):
+def load_run(path, finite=True):
     """Read one run's signals as (time, voxels) float32.
 
     Parameters
     ----------
     path : str
         ``.npy`` of shape (time, voxels) or (time, X, Y, Z), or NIfTI of shape (X, Y, Z, time).
+    finite : bool
+        Raise on NaN/inf anywhere. ``prepare`` passes False and checks only the voxels it uses.
 
     Returns
     -------
@@ -213,7 +218,7 @@ def load_run(path):
             raise DataError(f"run {path!s}: 0 volumes (NIfTI of shape {data.shape}); expected "
                             f"(X, Y, Z, time) with at least one volume")
         arr = np.ascontiguousarray(np.moveaxis(data, -1, 0)).reshape(data.shape[-1], -1)
-    return check_array(arr, "signals", ndim=2, finite=True, source=path)
+    return check_array(arr, "signals", ndim=2, finite=finite, source=path)
 
 
 def _strip_run_ext(name):

@@ -16,7 +16,7 @@ onset, as ``ffmpeg``'s fps filter keeps the frame nearest to each output time), 
 model's frame size, upright (rows = y, columns = x); the training volumes cut into runs of
 ``Vim2Config.run_volumes`` (the blocks used for leave-one-run-out validation); and ROIs split by
 hemisphere (``V1lh``, ``V1rh``, ...) instead of dorsal/ventral. No RF centres are released:
-``brain2pix estimate-rf DIR dataset=vim2`` estimates them.
+``brain2pix estimate-rf DIR data.dataset=vim2`` estimates them.
 
 Large arrays are read with h5py in slices (one run at a time); MATLAB files in general are read
 and written by :mod:`brain2pix_gluon.io.matlab`.
@@ -247,7 +247,7 @@ def load_vim2_centres(folder, masks):
         path = os.path.join(folder, name)
         if not os.path.exists(path):
             raise DataError(f"vim-2: {path!s} does not exist; run `brain2pix estimate-rf "
-                            f"{folder} dataset=vim2` first")
+                            f"{folder} data.dataset=vim2` first")
         data = read_mat(path)
         values = {}
         for key in VIM2_KEYS:

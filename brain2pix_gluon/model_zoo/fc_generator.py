@@ -1,4 +1,4 @@
-"""Baseline 3: the generator with its convolutions replaced by dense layers (SPEC section 6)."""
+"""Baseline 3: the generator with its convolutions replaced by dense layers (paper section 3.5; docs/method.md section 6)."""
 
 from mxnet.gluon import HybridBlock, nn
 

@@ -1,4 +1,4 @@
-"""Initialisation of the Brain2Pix networks (SPEC section 4).
+"""Initialisation of the Brain2Pix networks (docs/method.md section 4).
 
 Networks never initialise themselves: call :func:`initialize_paper` once after construction.
 """

@@ -1,4 +1,4 @@
-"""LearnedRF: dense voxel->image layers added to the fixed RFSimages (SPEC section 3)."""
+"""LearnedRF: dense voxel->image layers added to the fixed RFSimages (paper eq. 4; docs/method.md section 3)."""
 
 from mxnet.gluon import HybridBlock, nn
 

@@ -1,4 +1,4 @@
-"""The Brain2Pix PatchGAN discriminator (SPEC section 4)."""
+"""The Brain2Pix PatchGAN discriminator (paper section 3.2.1; docs/method.md section 4)."""
 
 from mxnet.gluon import HybridBlock, nn
 

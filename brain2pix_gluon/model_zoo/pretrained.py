@@ -10,7 +10,7 @@ import os
 
 import mxnet as mx
 
-from ..errors import WeightsUnavailableError
+from ..errors import WeightsUnavailableError, params_load_problem
 from ..provenance import RANDOM_SOURCE, is_random
 
 __all__ = ["build_with_weights", "RANDOM_MARK", "is_random"]
@@ -76,14 +76,6 @@ def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=No
     try:
         net.load_parameters(path, ctx=ctx, allow_missing=False, ignore_extra=True)
     except (AssertionError, mx.base.MXNetError) as exc:
-        # Gluon asserts on absent or mis-shaped parameters; MXNet's reader fails on bad bytes
-        text = str(exc).strip()
-        if "shape incompatible" in text:
-            kind = "does not match the network's shapes"
-        elif isinstance(exc, AssertionError):
-            kind = f"lacks parameters the network needs (is it a {name} .params file?)"
-        else:
-            kind = "is not a readable .params file (truncated or another format?)"
-        detail = text.splitlines()[0] if text else type(exc).__name__
-        raise WeightsUnavailableError(f"weights for {name}: {path} {kind}: {detail}") from exc
+        raise WeightsUnavailableError(f"weights for {name}: {path} "
+                                      f"{params_load_problem(exc)}") from exc
     return net, f"file ({name}: {path})"

@@ -1,4 +1,4 @@
-"""The Brain2Pix generator: a pix2pix U-Net (SPEC section 4, paper section 3.2.1)."""
+"""The Brain2Pix generator: a pix2pix U-Net (paper section 3.2.1; docs/method.md section 4)."""
 
 from mxnet.gluon import HybridBlock, nn
 

@@ -1,4 +1,4 @@
-"""VGG-19 conv4_2 features for the generator's feature loss (SPEC section 5)."""
+"""VGG-19 conv4_2 features for the generator's feature loss (paper section 3.2.1; docs/method.md section 5)."""
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock
@@ -61,7 +61,8 @@ def vgg_features(weights="pretrained", layers=22, resize=224, normalize=False, c
         Modules of ``features`` kept (22 = up to conv4_2).
     resize, normalize
         See :class:`VGGFeatures`.
-    ctx : mx.Context, optional
+    ctx : mx.Context or list of mx.Context, optional
+        Every context of a data-parallel run holds a copy.
     seed : int
         Seed of a random initialisation.
 

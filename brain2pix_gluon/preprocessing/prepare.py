@@ -18,13 +18,36 @@ from ..io import prepared as schema
 from ..io.raw import discover_runs, file_checksum, find_first, load_rf_centres, load_roi_masks, load_run
 from ..io.video import read_video
 from ..utils import get_logger, progress
-from .receptive_fields import RFMapper
+from .receptive_fields import RFMapper, format_retinotopy, retinotopy_report
 from .retina import cached_warp
-from .signals import alignment_index, select_roi_voxels, zscore
+from .signals import plan_run, select_roi_voxels, zscore
 
-__all__ = ["prepare_dataset", "RawDataset", "SPLITS"]
+__all__ = ["prepare_dataset", "RawDataset", "SPLITS", "orient_centres", "log_retinotopy"]
 
 SPLITS = ("train", "test")
+
+
+def orient_centres(cols, rows, swap_axes=False, flip_y=False):
+    """Apply ``data.rf_swap_axes`` / ``data.rf_flip_y`` to the centres read from the files.
+
+    Returns
+    -------
+    xs, ys : dict of str -> ndarray
+        Horizontal and vertical centres per mask key (NaN kept).
+    """
+    xs, ys = (rows, cols) if swap_axes else (cols, rows)
+    if flip_y:
+        ys = {k: -v for k, v in ys.items()}
+    return dict(xs), dict(ys)
+
+
+def log_retinotopy(report, log=None):
+    """Log a retinotopy report: the per-ROI lines as info, a misalignment as a warning."""
+    log = log or get_logger()
+    lines = format_retinotopy(report)
+    for line in lines[:-1]:
+        log.info("%s", line)
+    (log.info if report["verdict"] == "aligned" else log.warning)("%s", lines[-1])
 
 
 class RawDataset:
@@ -47,26 +70,34 @@ class RawDataset:
         self.masks = load_roi_masks(self.mask_path)
         if os.path.exists(os.path.join(self.raw_dir, "rf_centres.csv")):
             self.centre_paths = (os.path.join(self.raw_dir, "rf_centres.csv"),)
-            cols, rows = load_rf_centres(self.centre_paths[0], masks=self.masks)
+            cols, rows = load_rf_centres(self.centre_paths[0], masks=self.masks,
+                                         mask_source=self.mask_path)
         else:
             col = find_first(self.raw_dir, ("col_centers_112px.mat", "col_centers.npz"),
                              "column RF centres")
             row = find_first(self.raw_dir, ("row_centers_112px.mat", "row_centers.npz"),
                              "row RF centres")
             self.centre_paths = (col, row)
-            cols, rows = load_rf_centres(col, row, masks=self.masks)
-        self.cols, self.rows = cols, rows
+            cols, rows = load_rf_centres(col, row, masks=self.masks, mask_source=self.mask_path)
+        cols, rows = orient_centres(cols, rows, config.data.rf_swap_axes, config.data.rf_flip_y)
+        x_src, y_src = self.centre_paths[0], self.centre_paths[-1]
+        self.axis_sources = (y_src, x_src) if config.data.rf_swap_axes else (x_src, y_src)
+        self.cols, self.rows = cols, rows  # now x (horizontal) and y (vertical) of every voxel
         self.n_brain_voxels = next(iter(self.masks.values())).shape[0]
-        self.mappers, self.centres = {}, {}
+        self.mappers, self.centres, parts = {}, {}, {}
+        for roi in ("V1", "V2", "V3"):
+            parts[roi] = {}
+            for p in ("d", "v"):
+                finite = np.isfinite(cols[roi + p]) & np.isfinite(rows[roi + p])
+                parts[roi][p] = (cols[roi + p][finite], rows[roi + p][finite])
+        self.retinotopy = retinotopy_report(parts, config.data.rf_swap_axes, config.data.rf_flip_y)
         for roi in config.data.rois:
-            col = np.concatenate([cols[roi + p][np.isfinite(cols[roi + p]) & np.isfinite(rows[roi + p])]
-                                  for p in ("d", "v")])
-            row = np.concatenate([rows[roi + p][np.isfinite(cols[roi + p]) & np.isfinite(rows[roi + p])]
-                                  for p in ("d", "v")])
+            col = np.concatenate([parts[roi]["d"][0], parts[roi]["v"][0]])
+            row = np.concatenate([parts[roi]["d"][1], parts[roi]["v"][1]])
             if col.size == 0:
                 raise DataError(f"ROI {roi}: no voxel has a finite RF centre in {self.centre_paths}")
-            self.mappers[roi] = RFMapper(col, row, config.data.image_size,
-                                         config.data.rf_index_order, source=self.centre_paths[0])
+            self.mappers[roi] = RFMapper(col, row, config.data.image_size, config.data.rf_layout,
+                                         source=self.axis_sources)
             self.centres[roi] = np.stack([col, row], axis=1)
 
     def runs(self, split):
@@ -97,11 +128,24 @@ class RawDataset:
         ndarray, shape (n_volumes, n_brain_voxels), float32
         """
         reps = []
+        used = np.zeros(self.n_brain_voxels, bool)
+        for roi in self.config.data.rois:
+            for p in ("d", "v"):
+                idx = np.flatnonzero(self.masks[roi + p])
+                used[idx[np.isfinite(self.cols[roi + p]) & np.isfinite(self.rows[roi + p])]] = True
         for path in run["signals"]:
-            signals = load_run(path)
+            signals = load_run(path, finite=False)
             if signals.shape[1] != self.n_brain_voxels:
                 raise DataError(f"run {path!s}: expected {self.n_brain_voxels} voxels (the ROI "
                                 f"masks' size), got signals of shape {signals.shape}")
+            # only the voxels that go into the RFSimages must be finite
+            bad = ~np.isfinite(signals[:, used])
+            if bad.any():
+                volume, column = np.argwhere(bad)[0]
+                raise DataError(
+                    f"signals in {path!s}: expected finite values in the ROI voxels, found "
+                    f"{int(bad.sum())} NaN/inf entries (first at volume {int(volume)}, brain voxel "
+                    f"{int(np.flatnonzero(used)[column])})")
             if reps and signals.shape != reps[0].shape:
                 raise DataError(f"repetitions of {run['name']!r}: {path!s} has shape "
                                 f"{signals.shape}, expected {reps[0].shape} like {run['signals'][0]}")
@@ -149,6 +193,7 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     config = config or Config()
     log = get_logger()
     raw = RawDataset(raw_dir, config)
+    log_retinotopy(raw.retinotopy, log)
     os.makedirs(out_dir, exist_ok=True)
     config_json = json.dumps(config_to_dict(config)["data"], sort_keys=True)
     data_cfg = config.data
@@ -164,7 +209,8 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
             continue
         runs = raw.runs(split)
         attrs = {"split": split, "package_version": __version__, "config": config_json,
-                 "sources": json.dumps(sources, sort_keys=True), "raw_dir": os.path.abspath(raw_dir)}
+                 "sources": json.dumps(sources, sort_keys=True), "raw_dir": os.path.abspath(raw_dir),
+                 "retinotopy": json.dumps(raw.retinotopy, sort_keys=True)}
         n_voxels = [raw.mappers[roi].n_voxels for roi in data_cfg.rois]
         with schema.PreparedWriter(path, data_cfg.rois, n_voxels, raw.centres,
                                    data_cfg.image_size, attrs, data_cfg.compression) as writer:
@@ -180,15 +226,12 @@ def _prepare_run(raw, run, split, writer):
     data_cfg = raw.config.data
     signals = raw.load_signals(run, split)
     n_volumes = signals.shape[0]
-    frames = read_video(run["video"], data_cfg.image_size, data_cfg.tr)
-    needed = n_volumes - data_cfg.shift - data_cfg.n_trs + 1
-    if frames.shape[0] < needed:
-        raise DataError(
-            f"video {run['video']!s} is shorter than its run: {frames.shape[0]} frames at one per "
-            f"TR ({data_cfg.tr} s), but run {run['name']!r} has {n_volumes} volumes and needs at "
-            f"least {needed} frames (shift {data_cfg.shift}, window {data_cfg.n_trs})")
-    frame_index, first_volumes, n_dropped = alignment_index(
-        frames.shape[0], n_volumes, data_cfg.shift, data_cfg.n_trs)
+    frames = read_video(run["video"], data_cfg.image_size, data_cfg.tr, data_cfg.video_backend,
+                        data_cfg.video_aspect, data_cfg.reencode)
+    plan = plan_run(frames.shape[0], n_volumes, data_cfg.shift, data_cfg.n_trs, data_cfg.tr,
+                    data_cfg.max_unused_s, video=run["video"], run=run["name"])
+    get_logger().info("%s", plan["message"])
+    frame_index, first_volumes = plan["frames"], plan["first_volumes"]
     frames = frames[: frame_index.size]
     if data_cfg.fisheye:
         targets = cached_warp(data_cfg.image_size, data_cfg.max_ratio).warp_nchw(
@@ -198,4 +241,4 @@ def _prepare_run(raw, run, split, writer):
     voxels = raw.roi_voxels(signals, run["signals"][0])
     rf_images = np.stack([raw.mappers[roi].render(voxels[roi]) for roi in data_cfg.rois], axis=1)
     writer.add_run(run["name"], targets, rf_images, voxels,
-                   frame_index, first_volumes, n_dropped)
+                   frame_index, first_volumes, plan["n_dropped"])

@@ -151,7 +151,7 @@ def model_drive(frames, n_volumes, config=None, tr=0.7, max_ratio=10.0, fisheye=
     -------
     ndarray, shape (min(n_frames, n_volumes), S, S), float32
     """
-    from ..simulation import double_gamma_hrf
+    from ..data.simulation import double_gamma_hrf
 
     config = config or PRFConfig()
     n_use = min(int(n_volumes), len(frames))
@@ -462,8 +462,8 @@ class _RawLayoutSource:
 
 
 def _source(raw_dir, config):
-    check_choice(config.dataset, "dataset", ("raw", "vim2"))
-    if config.dataset == "vim2":
+    check_choice(config.data.dataset, "data.dataset", ("raw", "vim2"))
+    if config.data.dataset == "vim2":
         from ..io.vim2 import Vim2Source
 
         return Vim2Source(raw_dir, config)
@@ -477,8 +477,8 @@ def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=T
     Parameters
     ----------
     raw_dir : str
-        A raw dataset (``config.dataset == "raw"``, layout of :mod:`brain2pix_gluon.io.raw`) or a
-        vim-2 folder (``"vim2"``, see :mod:`brain2pix_gluon.io.vim2`).
+        A raw dataset (``config.data.dataset == "raw"``, layout of :mod:`brain2pix_gluon.io.raw`)
+        or a vim-2 folder (``"vim2"``, see :mod:`brain2pix_gluon.io.vim2`).
     out_dir : str, optional
         Where the outputs go (default ``raw_dir``, where ``prepare`` looks for them).
     config : Config, optional

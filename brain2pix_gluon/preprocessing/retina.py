@@ -1,4 +1,4 @@
-"""Fisheye ("retina") warp of the target frames (SPEC section 2, after Bashivan et al. 2019).
+"""Fisheye ("retina") warp of the target frames (docs/method.md section 2, after Bashivan et al. 2019).
 
 The receptive-field centres were estimated on warped frames, so every target frame is warped the
 same way. The authors refit the radial curve for every frame; the map depends only on the image
@@ -18,7 +18,7 @@ __all__ = ["radial_curve", "fisheye_map", "FisheyeWarp", "cached_warp", "fisheye
 
 
 def _sampled_radii(rf, size, max_ratio):
-    """Radii r[0..size//2] of the sampling lattice for density ``rf`` (SPEC 2, step 1)."""
+    """Radii r[0..size//2] of the sampling lattice for density ``rf`` (docs/method.md section 2, step 1)."""
     a = np.log(max_ratio) / (size // 2)
     radii = np.zeros(size // 2 + 1)
     with np.errstate(over="ignore"):  # densities near the lower bracket overflow to inf: fine
@@ -28,7 +28,7 @@ def _sampled_radii(rf, size, max_ratio):
 
 
 def _lattice_radii(size, max_ratio):
-    """Source radii r[0..S//2-1] for the density solving S/2 - r[S//2 - 1] = 0 (SPEC 2, steps 2-3)."""
+    """Source radii r[0..S//2-1] for the density solving S/2 - r[S//2 - 1] = 0 (docs/method.md section 2, steps 2-3)."""
     half = size // 2
     rf = optimize.brentq(lambda d: size / 2.0 - _sampled_radii(d, size, max_ratio)[half - 1],
                          0.01, 5.0)
@@ -36,7 +36,7 @@ def _lattice_radii(size, max_ratio):
 
 
 def radial_curve(size=96, max_ratio=10.0):
-    """Fit the radial map ``f(rho) = alpha rho^2 + beta rho`` (SPEC 2, steps 1-4).
+    """Fit the radial map ``f(rho) = alpha rho^2 + beta rho`` (docs/method.md section 2, steps 1-4).
 
     Parameters
     ----------

@@ -1,10 +1,10 @@
-"""Voxel time series: ROI selection, per-run z-scoring and hemodynamic alignment (SPEC section 1)."""
+"""Voxel time series: ROI selection, per-run z-scoring and hemodynamic alignment (paper §2)."""
 
 import numpy as np
 
 from ..errors import DataError, check_array
 
-__all__ = ["zscore_runs", "zscore", "select_roi_voxels", "alignment_index"]
+__all__ = ["zscore_runs", "zscore", "select_roi_voxels", "alignment_index", "plan_run"]
 
 
 def zscore(signals):
@@ -25,7 +25,7 @@ def zscore(signals):
 
 
 def zscore_runs(runs):
-    """Z-score every run separately (training runs, SPEC section 1).
+    """Z-score every run separately (training runs).
 
     Parameters
     ----------
@@ -99,6 +99,65 @@ def alignment_index(n_frames, n_volumes, shift=4, n_trs=5):
     last_frame = min(n_frames, n_volumes - shift - n_trs + 1)
     frames = np.arange(max(last_frame, 0), dtype=np.int64)
     return frames, frames + shift, int(n_frames - frames.size)
+
+
+def plan_run(n_frames, n_volumes, shift=4, n_trs=5, tr=0.7, max_unused_s=60.0, video="video",
+             run="run"):
+    """Samples of one run, as the authors' code makes them, with the checks that catch a wrong pairing.
+
+    The number of samples comes from the video: frame ``t`` uses volumes ``t + shift ... t + shift
+    + n_trs - 1``. Volumes after the last window are not used (scanning goes on after the
+    stimulus) and are counted; frames whose window runs past the run are dropped and counted.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames of the video at one per TR.
+    n_volumes : int
+        Volumes of the run.
+    shift, n_trs : int
+    tr : float
+        Seconds per volume (for the messages).
+    max_unused_s : float
+        More unused volumes than this (in seconds) after the last window is an error.
+    video, run : str
+        Names for the messages.
+
+    Returns
+    -------
+    dict
+        ``frames``, ``first_volumes`` (int64 arrays, shape (n_samples,)), ``n_dropped``,
+        ``n_unused`` (volumes after the last window) and ``message`` (the log line).
+
+    Raises
+    ------
+    DataError
+        When the video is longer than the run can serve (more than ``shift + n_trs`` frames
+        dropped: a run that stops with its video drops ``shift + n_trs - 1``, plus one TR of
+        rounding of the video's length), or when more than ``max_unused_s`` of volumes are left
+        unused.
+    """
+    frames, first_volumes, n_dropped = alignment_index(n_frames, n_volumes, shift, n_trs)
+    span = shift + n_trs - 1
+    n_unused = int(n_volumes - (frames[-1] + shift + n_trs)) if frames.size else int(n_volumes)
+    if n_dropped > span + 1:
+        raise DataError(
+            f"video {video!s} is longer than run {run!r} can serve: {n_frames} frames at one per "
+            f"TR ({n_frames * tr:.1f} s) but the run's {n_volumes} volumes give full windows "
+            f"(volumes t+{shift} ... t+{span}) to only {frames.size} frames; {n_dropped} frames "
+            f"({n_dropped * tr:.1f} s) would be dropped, at most {span + 1} are expected at a "
+            f"run's end. Is this the run's video?")
+    if n_unused * tr > max_unused_s:
+        raise DataError(
+            f"run {run!r} is far longer than its video {video!s}: {n_volumes} volumes "
+            f"({n_volumes * tr:.1f} s) for {n_frames} frames ({n_frames * tr:.1f} s); {n_unused} "
+            f"volumes ({n_unused * tr:.1f} s) after the last frame's window would be unused, more "
+            f"than data.max_unused_s = {max_unused_s:g} s. Probably the wrong video for this run")
+    message = (f"{run}: {n_frames} frames from {video!s} -> {frames.size} samples; {n_volumes} "
+               f"volumes, {n_unused} unused after the last window ({n_unused * tr:.1f} s), "
+               f"{n_dropped} frames dropped (window past the run's end)")
+    return {"frames": frames, "first_volumes": first_volumes, "n_dropped": int(n_dropped),
+            "n_unused": n_unused, "message": message}
 
 
 def check_run(signals, name):

@@ -1,6 +1,7 @@
 """Build the networks of a configuration (generator, discriminator, LearnedRF / linear input)."""
 
 import mxnet as mx
+import numpy as np
 
 from ..model_zoo import get_model, initialize_paper
 
@@ -15,6 +16,25 @@ def uses_voxels(config):
 def uses_rf_images(config):
     """Every variant but the Shen-like baseline feeds the fixed RFSimages to the generator."""
     return config.model.variant != "shen"
+
+
+def learned_rf_mask(config, dataset, ctx=None):
+    """The paper's eq. 4 mask when ``model.learned_rf_mask`` is set, else None.
+
+    Parameters
+    ----------
+    dataset : RFSImageDataset
+        Its ``rf_masks`` (R, S, S) mark the pixels at least one voxel of each ROI lands on.
+
+    Returns
+    -------
+    NDArray, shape (1, R*T, S, S), or None
+        1 where the LearnedRF maps may add to the input (channels ROI-major like the RFSimages).
+    """
+    if config.model.variant != "learned_rf" or not config.model.learned_rf_mask:
+        return None
+    mask = np.repeat(np.asarray(dataset.rf_masks, np.float32), dataset.n_trs, axis=0)[None]
+    return mx.nd.array(mask, ctx=ctx or mx.cpu())
 
 
 def dataset_mode(config):

@@ -30,10 +30,11 @@ import os
 import re
 import shutil
 
+import mxnet as mx
 import numpy as np
 
 from ..config import config_from_dict, config_to_dict
-from ..errors import CheckpointError
+from ..errors import CheckpointError, params_load_problem
 
 __all__ = ["save_checkpoint", "find_checkpoint", "load_checkpoint_state", "restore_checkpoint",
            "checkpoint_dir", "checkpoints_root"]
@@ -235,10 +236,9 @@ def restore_checkpoint(directory, nets, trainers, history, ctx):
             raise CheckpointError(f"checkpoint {directory!s}: {name}.params missing for this model")
         try:
             net.load_parameters(path, ctx=ctx)
-        except Exception as exc:
-            raise CheckpointError(
-                f"checkpoint {directory!s}: {name}.params does not match the network built from "
-                f"the config (different model, ROIs or image size?): {exc}") from exc
+        except (AssertionError, mx.base.MXNetError) as exc:
+            raise CheckpointError(f"checkpoint {directory!s}: {name}.params "
+                                  f"{params_load_problem(exc)}") from exc
     for name, trainer in trainers.items():
         try:
             trainer.load_states(os.path.join(directory, f"{name}.states"))
@@ -258,11 +258,6 @@ def restore_checkpoint(directory, nets, trainers, history, ctx):
             except Exception as exc:
                 raise CheckpointError(f"checkpoint {directory!s}: {name} is corrupt: {exc}") from exc
     return extra
-
-
-def config_of(state):
-    """The resolved config stored in a checkpoint's state."""
-    return config_from_dict(state["config"])
 
 
 def state_for(config, **values):

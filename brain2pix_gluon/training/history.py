@@ -1,4 +1,4 @@
-"""History ("image pool") buffer of the discriminator (SPEC section 5)."""
+"""History ("image pool") buffer of the discriminator (paper section 3.2.1; docs/method.md section 5)."""
 
 import numpy as np
 import mxnet as mx

@@ -1,4 +1,4 @@
-"""Loss terms of Brain2Pix (SPEC section 5): adversarial BCE, pixel L1 and VGG feature distance."""
+"""Loss terms of Brain2Pix (paper section 3.2.1; docs/method.md section 5): adversarial BCE, pixel L1 and VGG feature distance."""
 
 import mxnet as mx
 

@@ -25,17 +25,21 @@ from ..data.dataset import EpochSampler, RFSImageDataset
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model_zoo.pretrained import is_random
 from ..model_zoo.vgg_features import vgg_features
-from ..utils import get_logger, progress, write_json_atomic
 from ..plotting import save_grid
-from .builder import build_networks, dataset_mode, uses_rf_images
+from ..utils import get_logger, progress, write_json_atomic
+from .amp import loss_scaling
+from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
                          save_checkpoint, state_for)
 from .history import HistoryBuffer
+from .inference import generate
 from .losses import feature_distance, l1_loss
-from .steps import generator_input, update_discriminator, update_generator
+from .steps import update_discriminator, update_generator
 
 __all__ = ["Trainer", "make_contexts"]
 
+# Iterations between two reads of the loss values (each read waits for the device).
+_READ_EVERY = 10
 # Keys that may differ between a checkpoint and the config of the run resuming it.
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch")}
 
@@ -140,11 +144,12 @@ class Trainer:
                               f"epoch would have no step")
         self.nets = build_networks(config, ds.in_channels, ds.n_voxels, ds.n_trs, ds.size, self.ctx)
         self.include_rf = uses_rf_images(config)
+        self.rf_mask = learned_rf_mask(config, ds, self.ctx[0])
         self.feature_net = feature_net
         if self.feature_net is None and config.loss.feature_weight != 0:
             self.feature_net = vgg_features(config.loss.feature_weights, config.loss.feature_layers,
                                             config.loss.feature_resize,
-                                            config.loss.imagenet_normalize, ctx=self.ctx[0],
+                                            config.loss.imagenet_normalize, ctx=self.ctx,
                                             seed=config.train.seed)
             if config.train.hybridize:
                 self.feature_net.hybridize(static_alloc=True)
@@ -153,14 +158,15 @@ class Trainer:
         g_params = self.nets["net_g"].collect_params()
         if self.nets["learned_rf"] is not None:
             g_params.update(self.nets["learned_rf"].collect_params())
-        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt)),
+        # AMP unscales the gradients in the update, so they must not be applied on the kvstore
+        kv = {"kvstore": config.train.kvstore,
+              "update_on_kvstore": False if config.train.amp else None}
+        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt), **kv),
                          "trainer_d": gluon.Trainer(self.nets["net_d"].collect_params(), "adam",
-                                                    dict(opt))}
-        if config.train.amp:
-            from mxnet.contrib import amp
-
-            for trainer in self.trainers.values():
-                amp.init_trainer(trainer)
+                                                    dict(opt), **kv)}
+        # AMP's dynamic loss scaling (one scaler per trainer) or plain fp32 backward and step
+        self.scalers = {name: loss_scaling(trainer, config.train.amp)
+                        for name, trainer in self.trainers.items()}
         self.history = HistoryBuffer(config.train.history_capacity, config.train.history_swap_prob,
                                      seed=config.train.seed)
         self.epoch, self.step, self.global_step = 0, 0, 0
@@ -205,7 +211,8 @@ class Trainer:
         state = state_for(self.config, epoch=self.epoch, step=self.step,
                           global_step=self.global_step, provenance=self.provenance(),
                           epoch_sums=self.epoch_sums, epoch_steps=self.epoch_steps,
-                          epoch_seconds=self.epoch_seconds, log_record=self.last_record)
+                          epoch_seconds=self.epoch_seconds, log_record=self.last_record,
+                          loss_scaling={k: s.state() for k, s in self.scalers.items()})
         extra = {name: get() for name, (get, _) in self.extra_states.items()}
         return save_checkpoint(self.run_dir, self.nets, self.trainers, self.history, state, extra)
 
@@ -235,6 +242,8 @@ class Trainer:
         self.epoch_steps = int(state.get("epoch_steps", 0))
         self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
         self.last_record = state.get("log_record")
+        for name, scaler in self.scalers.items():
+            scaler.load_state(state.get("loss_scaling", {}).get(name, {}))
         self._sync_log()
         self.log.info("resumed from %s (%s) at epoch %d, step %d", directory, how, self.epoch,
                       self.step)
@@ -360,52 +369,86 @@ class Trainer:
                 start = time.time() - self.epoch_seconds
                 bar = progress(total=n_steps, initial=self.step, enabled=self.show_progress,
                                desc=f"epoch {self.epoch + 1}/{epochs}", unit="it")
+                pending, first = {}, self.step     # loss sums of steps not yet read back
                 for batch in loader:
                     if self.step >= n_steps:
                         break
-                    losses = self.train_step(batch)
-                    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-                    if bad:
-                        bar.close()
-                        last, _ = find_checkpoint(self.run_dir)
-                        raise TrainingError(
-                            f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
-                            f"{losses}; training stopped. The last good checkpoint "
-                            f"{last or '(none yet)'} is kept (nothing was saved after this "
-                            f"step). Check the data (`brain2pix inspect`) or lower train.lr "
-                            f"(now {cfg.lr:g}), then --resume")
+                    losses = self.train_step(batch, sync=False)     # NDArrays, not waited for
                     for k, v in losses.items():
-                        self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+                        pending[k] = pending[k] + v if k in pending else v
                     self.epoch_steps += 1
                     self.epoch_seconds = time.time() - start
                     self.step += 1
                     self.global_step += 1
                     done_here += 1
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    if self.step % _READ_EVERY == 0:   # reading a loss waits for its step
+                        pending, first = self._add_losses(pending, first, bar), self.step
                     if stop.requested or (stop_after_steps is not None and done_here >= stop_after_steps):
+                        self._add_losses(pending, first, bar)
                         bar.close()
                         path = self.save()
                         self.log.info("interrupted at epoch %d step %d; checkpoint %s; rerun with "
                                       "--resume to continue", self.epoch + 1, self.step, path)
                         return "interrupted"
+                self._add_losses(pending, first, bar)
                 bar.close()
                 self._end_epoch({k: v / max(self.epoch_steps, 1) for k, v in self.epoch_sums.items()},
                                 time.time() - start)
         return "complete"
 
-    def train_step(self, batch):
-        """One D step (skipped when the adversarial weight is 0) and one G step."""
+    def _add_losses(self, pending, first, bar=None):
+        """Read back the summed losses of steps ``first+1 .. self.step`` (one host
+        synchronisation), stop on a non-finite one, add them to the epoch's sums.
+
+        Returns an empty dict (the next interval's sums). Nothing is saved before this check, so
+        a non-finite loss never reaches a checkpoint.
+
+        Raises
+        ------
+        TrainingError
+            When a loss is NaN or infinite; the last good checkpoint is kept.
+        """
+        if not pending:
+            return {}
+        values = {k: float(v.asscalar()) if hasattr(v, "asscalar") else float(v)
+                  for k, v in pending.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            if bar is not None:
+                bar.close()
+            last, _ = find_checkpoint(self.run_dir)
+            raise TrainingError(
+                f"non-finite loss at epoch {self.epoch + 1}, steps {first + 1}-{self.step}: "
+                f"{values} (sums over those steps); training stopped. The last good checkpoint "
+                f"{last or '(none yet)'} is kept (nothing was saved after it). Check the data "
+                f"(`brain2pix inspect`) or lower train.lr (now {self.config.train.lr:g}), then "
+                f"--resume")
+        for k, v in values.items():
+            self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+        if bar is not None:
+            n = max(self.step - first, 1)
+            bar.set_postfix({k: f"{v / n:.3f}" for k, v in values.items()}, refresh=False)
+        return {}
+
+    def train_step(self, batch, sync=True):
+        """One D step (skipped when the adversarial weight is 0) and one G step.
+
+        Returns the losses as floats, or as NDArrays of shape (1,) when ``sync`` is false (the
+        host then need not wait for the step to finish).
+        """
         rf, voxels, target = self._unpack(self._split(batch))
         nets, lc = self.nets, self.config.loss
         out = {}
         if lc.adversarial_weight != 0:
             out["d"] = update_discriminator(nets["net_g"], nets["net_d"], self.trainers["trainer_d"],
                                             self.history, rf, target, voxels, nets["learned_rf"],
-                                            include_rf=self.include_rf)
+                                            rf_mask=self.rf_mask, include_rf=self.include_rf,
+                                            scaler=self.scalers["trainer_d"], sync=sync)
         g = update_generator(nets["net_g"], nets["net_d"], self.trainers["trainer_g"],
                              self.feature_net, rf, target, lc, voxels, nets["learned_rf"],
-                             include_rf=self.include_rf)
+                             rf_mask=self.rf_mask, include_rf=self.include_rf,
+                             scaler=self.scalers["trainer_g"],
+                             sync=sync)
         out.update({("g" if k == "total" else k): v for k, v in g.items()})
         return out
 
@@ -414,9 +457,9 @@ class Trainer:
         rf, voxels, _ = self._unpack(self._split(batch))
         outs = []
         for k, x in enumerate(rf):
-            inp = generator_input(x, voxels[k] if voxels else None, self.nets["learned_rf"],
-                                  include_rf=self.include_rf)
-            outs.append(self.nets["net_g"](inp).as_in_context(self.ctx[0]))
+            fake = generate(self.nets, x, voxels[k] if voxels else None, self.include_rf,
+                            self.rf_mask)
+            outs.append(fake.as_in_context(self.ctx[0]))
         return mx.nd.concat(*outs, dim=0)
 
     def evaluate(self, dataset=None, batch_size=None):

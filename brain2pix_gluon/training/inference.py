@@ -1,22 +1,50 @@
-"""``brain2pix reconstruct``: test-set reconstructions of a trained run, as HDF5, MP4 and GIF."""
+"""The one inference path: the generator of a checkpoint applied to data.
+
+:func:`generate` is what the trainer's test-loss and grid pictures and ``brain2pix reconstruct``
+all call; :func:`load_generator` rebuilds a checkpoint's networks for inference;
+:func:`reconstruct` writes a split's reconstructions as HDF5, MP4 and GIF.
+"""
 
 import os
 
 import mxnet as mx
 import numpy as np
 
-from .data.dataset import RFSImageDataset
-from .io.prepared import open_prepared
-from .io.reconstructions import write_reconstructions
-from .io.video import write_gif, write_video
-from .training.builder import build_networks, dataset_mode, uses_rf_images
-from .training.checkpoint import load_checkpoint_state
-from .training.steps import generator_input
-from .errors import CheckpointError
-from .utils import get_logger, progress
-from .plotting import input_preview, side_by_side
+from ..data.dataset import RFSImageDataset
+from ..errors import CheckpointError, params_load_problem
+from ..io.prepared import open_prepared
+from ..io.reconstructions import write_reconstructions
+from ..io.video import write_gif, write_video
+from ..plotting import input_preview, side_by_side
+from ..utils import get_logger, progress
+from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
+from .checkpoint import load_checkpoint_state
+from .steps import generator_input
 
-__all__ = ["load_generator", "reconstruct", "reconstruct_dataset"]
+__all__ = ["generate", "load_generator", "reconstruct", "reconstruct_dataset"]
+
+
+def generate(nets, rf_images, voxels=None, include_rf=True, rf_mask=None):
+    """Reconstructions of one batch on one device, in inference mode.
+
+    Parameters
+    ----------
+    nets : dict
+        ``net_g`` and ``learned_rf`` (or None).
+    rf_images : NDArray, shape (N, R*T, S, S)
+    voxels : NDArray, shape (N, T, V), optional
+        The ROI voxels (LearnedRF and the Shen-like baseline).
+    include_rf : bool
+        False for generators that take no RFSimages (the Shen-like baseline).
+    rf_mask : NDArray, shape (1, R*T, S, S), optional
+        The paper's eq. 4 mask of the LearnedRF maps (``model.learned_rf_mask``).
+
+    Returns
+    -------
+    NDArray, shape (N, 3, S, S)
+    """
+    inp = generator_input(rf_images, voxels, nets["learned_rf"], rf_mask, include_rf)
+    return nets["net_g"](inp)
 
 
 def load_generator(checkpoint, n_voxels=None, in_channels=None, n_trs=5, size=96, ctx=None):
@@ -42,9 +70,9 @@ def load_generator(checkpoint, n_voxels=None, in_channels=None, n_trs=5, size=96
             continue
         try:
             nets[name].load_parameters(os.path.join(directory, f"{name}.params"), ctx=ctx)
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {directory}: {name}.params does not match the test "
-                                  f"data's shape (ROIs/voxels/size): {exc}") from exc
+        except (AssertionError, mx.base.MXNetError) as exc:
+            raise CheckpointError(f"checkpoint {directory}: {name}.params "
+                                  f"{params_load_problem(exc)}") from exc
     return nets, config, state
 
 
@@ -58,6 +86,7 @@ def reconstruct_dataset(nets, config, dataset, batch_size=16, ctx=None, show_pro
     """
     ctx = ctx or mx.cpu()
     include_rf = uses_rf_images(config)
+    rf_mask = learned_rf_mask(config, dataset, ctx)
     inputs, recons, targets = [], [], []
     starts = range(0, len(dataset), batch_size)
     for start in progress(starts, desc="reconstruct", enabled=show_progress, unit="batch"):
@@ -65,8 +94,7 @@ def reconstruct_dataset(nets, config, dataset, batch_size=16, ctx=None, show_pro
         parts = [np.stack([it[k] for it in items]) for k in range(len(items[0]))]
         voxels = mx.nd.array(parts[1], ctx=ctx) if len(parts) == 3 else None
         x = mx.nd.array(parts[0], ctx=ctx)
-        inp = generator_input(x, voxels, nets["learned_rf"], include_rf=include_rf)
-        recons.append(nets["net_g"](inp).asnumpy())
+        recons.append(generate(nets, x, voxels, include_rf, rf_mask).asnumpy())
         inputs.append(parts[0])
         targets.append(parts[-1])
     return np.concatenate(inputs), np.concatenate(recons), np.concatenate(targets)

@@ -1,25 +1,27 @@
 """The embedded simulated dataset, simulated and prepared once and cached.
 
 Its location is resolved from an argument, then ``$BRAIN2PIX_DATA``, then
-``~/.cache/brain2pix_gluon``; the folder name holds a hash of the simulation and data settings, so
-different settings never share a cache and the experiment scripts share one when they agree.
+``~/.cache/brain2pix_gluon``; the folder name holds a hash of the simulation and data settings and
+of the simulator's version, so different settings (or a simulator that writes data of another
+shape) never share a cache and the experiment scripts share one when they agree.
 """
 
 import hashlib
 import json
 import os
 
-from .config import config_to_dict
-from .preprocessing.prepare import prepare_dataset
-from .simulation import simulate_dataset
-from .utils import get_logger, resolve_data_home
+from ..config import config_to_dict
+from ..preprocessing.prepare import prepare_dataset
+from .simulation import SIMULATOR_VERSION, simulate_dataset
+from ..utils import get_logger, resolve_data_home
 
 __all__ = ["simulated_dataset"]
 
 
 def _key(config):
     d = config_to_dict(config)
-    blob = json.dumps({"simulation": d["simulation"], "data": d["data"]}, sort_keys=True)
+    blob = json.dumps({"simulation": d["simulation"], "data": d["data"],
+                       "simulator": SIMULATOR_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

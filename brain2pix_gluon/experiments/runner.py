@@ -1,0 +1,172 @@
+"""Running the paper's seven experiments (docs/method.md section 8) end to end.
+
+For every variant: train (or fit baseline 1), reconstruct the test set, evaluate, then write the
+experiment's tables. Every step is skipped when its output is already there and up to date, and
+training resumes from its last checkpoint, so re-running a script after a crash continues it.
+Results go to ``OUT/<experiment>/<variant>/{checkpoints,recon,eval}``.
+"""
+
+import json
+import os
+import time
+
+from .. import __version__
+from ..config import apply_overrides, config_to_dict, load_config
+from ..configs import config_path
+from ..profiles import apply_profile
+from ..utils import get_logger, write_json_atomic
+from .registry import get_experiment, result_path, select_variants, variant_dir
+
+__all__ = ["run_experiment", "experiment_config"]
+
+
+def experiment_config(variant_config, profile="paper", overrides=(), weights=None):
+    """A variant's config: shipped file, then profile, then ``--weights``, then overrides."""
+    config = apply_profile(load_config(config_path(variant_config)), profile)
+    extra = []
+    if weights:
+        extra = [f"loss.feature_weights={weights}", f"evaluation.feature_weights={weights}"]
+    if profile == "quick":
+        extra.append("evaluation.max_frames=48")
+    return apply_overrides(config, extra + list(overrides))
+
+
+def _newer(path, than):
+    return os.path.exists(path) and (than is None or not os.path.exists(than)
+                                     or os.path.getmtime(path) >= os.path.getmtime(than))
+
+
+def _baseline_files(out_root, exclude_label):
+    """Reconstructions of the baselines already made under ``OUT/baselines``."""
+    found = {}
+    for variant in get_experiment("baselines").variants:
+        path = result_path(out_root, "baselines", variant.label, "recon")
+        if variant.label != exclude_label and os.path.exists(path):
+            found[variant.label] = path
+    return found
+
+
+def _run_variant(name, variant, data, out_root, profile, overrides, weights, contexts,
+                 show_progress, evaluate_it=True):
+    from ..baselines import run_nishimoto_baseline
+    from ..evaluation.evaluate import evaluate
+    from ..training.inference import reconstruct
+    from ..training.checkpoint import checkpoint_dir
+    from ..training.trainer import Trainer
+
+    log = get_logger()
+    ctx = contexts[0]           # training is data parallel over all; inference uses the first
+    group = get_experiment(name).table_group
+    vdir = variant_dir(out_root, name, variant.label)
+    config = experiment_config(variant.config, profile, overrides, weights)
+    recon = result_path(out_root, name, variant.label, "recon")
+    recon_dir = os.path.dirname(recon)
+    status = {"label": variant.label, "dir": vdir}
+    if variant.kind == "nishimoto":
+        if not os.path.exists(recon):
+            run_nishimoto_baseline(data, recon_dir, config.evaluation.feature_weights,
+                                   show_progress=show_progress, ctx=ctx)
+            status["baseline1"] = "fitted"
+        else:
+            status["baseline1"] = "done before"
+        marks = []
+    else:
+        trainer = Trainer(config, os.path.join(data, "train.h5"), vdir,
+                          os.path.join(data, "test.h5"), ctx=contexts, show_progress=show_progress)
+        trainer.resume()
+        if trainer.epoch < config.train.epochs:
+            log.info("%s / %s: training epochs %d..%d", name, variant.label, trainer.epoch + 1,
+                     config.train.epochs)
+            if trainer.fit() == "interrupted":
+                raise KeyboardInterrupt(f"{name} / {variant.label} interrupted; run again to resume")
+            status["training"] = "trained"
+        else:
+            status["training"] = "done before"
+        marks = trainer.marks()
+        if not _newer(recon, os.path.join(checkpoint_dir(vdir), "state.json")):
+            reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)
+    status["reconstructions"] = recon
+    if not evaluate_it:
+        status.update(evaluation="skipped", marks=marks, results=None)
+        return status
+    baselines = _baseline_files(out_root, variant.label) if group == "baseline" and \
+        variant.kind != "nishimoto" and not variant.label.startswith("Baseline") else {}
+    results = result_path(out_root, name, variant.label, "results")
+    current = None
+    if _newer(results, recon):
+        with open(results) as handle:
+            current = json.load(handle)
+        known = {k: v.get("source") for k, v in current.get("baselines", {}).items()}
+        if known != {k: os.path.abspath(v) for k, v in baselines.items()}:
+            current = None
+    if current is None:
+        current = evaluate(recon, os.path.dirname(results), config.evaluation, baselines, group,
+                           variant.label, ctx, show_progress)
+        status["evaluation"] = "evaluated"
+    else:
+        status["evaluation"] = "done before"
+    status["marks"] = current["marks"]
+    status["results"] = results
+    return status
+
+
+def run_experiment(name, data=None, out="results", profile="paper", overrides=(), weights=None,
+                   gpus="", data_home=None, show_progress=True, variants=None, evaluate=True,
+                   tables=True):
+    """Run one of the paper's experiments end to end (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`~.registry.EXPERIMENTS`.
+    data : str, optional
+        Prepared directory; default: the embedded simulated dataset (simulated and prepared
+        once, cached, shared by every script).
+    out : str
+        Results root.
+    profile : {"paper", "quick"}
+    overrides : sequence of str
+        ``section.key=value`` applied to every variant.
+    weights : str, optional
+        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights``.
+    variants : sequence of str, optional
+        Variants to run, by label (``"No feature"``) or slug (``no_feature``); default: all. One
+        variant per job lets a cluster scheduler run an experiment's trainings side by side.
+    evaluate : bool
+        False stops after the reconstructions (no feature-network evaluation, no tables).
+    tables : bool
+        False skips the tables (jobs running variants side by side; ``brain2pix tables`` makes
+        them once all have finished).
+
+    Returns
+    -------
+    dict
+        The summary written to ``OUT/<name>/summary.json`` (``summary_<slugs>.json`` when only
+        some variants ran).
+    """
+    from ..data.embedded import simulated_dataset
+    from ..evaluation.tables import write_tables
+    from ..training.trainer import make_contexts
+
+    experiment = get_experiment(name)
+    chosen = select_variants(name, variants)
+    base = experiment_config("fixed_rf", profile, overrides, weights)
+    if data is None:
+        data = simulated_dataset(base, data_home, show_progress)
+    contexts = make_contexts(gpus)
+    start = time.time()
+    statuses = [_run_variant(name, v, data, out, profile, overrides, weights, contexts,
+                             show_progress, evaluate) for v in chosen]
+    tables = write_tables(os.path.join(out, name), os.path.join(out, name, "tables")) \
+        if evaluate and tables else []
+    marks = sorted({m for s in statuses for m in s["marks"]})
+    summary = {"experiment": name, "title": experiment.title,
+               "table_group": experiment.table_group, "profile": profile,
+               "data": os.path.abspath(data), "marks": marks, "variants": statuses,
+               "tables": tables, "seconds": round(time.time() - start, 1),
+               "package_version": __version__,
+               "config": config_to_dict(base)}
+    # jobs running single variants side by side each keep their own summary
+    part = "" if len(chosen) == len(experiment.variants) else "_" + "+".join(v.slug for v in chosen)
+    write_json_atomic(os.path.join(out, name, f"summary{part}.json"), summary)
+    return summary
