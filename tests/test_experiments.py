@@ -1,6 +1,7 @@
 """The seven experiment scripts end to end (quick profile, tiny simulated data), the notebooks on
 their results, and skipping of finished work on a rerun."""
 
+import glob
 import json
 import os
 import subprocess
@@ -103,40 +104,56 @@ def test_notebook_pairs_are_in_sync():
 
 
 def test_demo_writes_every_output_and_the_learning_check(tmp_path):
-    from brain2pix_gluon.demo import LEARNING_CHECK, run_demo
-
-    summary = run_demo(str(tmp_path / "demo"), "random", FAST, show_progress=False)
-    for key in ("table", "figure", "gif", "mp4", "reconstructions", "results"):
-        assert os.path.getsize(summary[key]) > 0, key
-    assert summary["learning_check_overrides"] == list(LEARNING_CHECK)
-    assert "QUICK RUN" in summary["marks"]
-
-    # the learning check recomputed from the files on disk: the synthetic experiment's
-    # reconstructions and the mean of the prepared training frames, PixCorr and SSIM by hand
-    import glob
-
+    """The demo trains FixedRF and its time-shuffled control, and saves the check it printed;
+    the saved numbers are recomputed here from the files on disk."""
     import h5py
     import numpy as np
-    from test_evaluation import _ssim_by_hand
 
-    [recon_path] = glob.glob(str(tmp_path / "demo" / "results" / "synthetic" / "*" / "recon" /
-                                 "reconstructions.h5"))
-    [train_path] = glob.glob(str(tmp_path / "demo" / "data" / "**" / "train.h5"), recursive=True)
-    with h5py.File(recon_path, "r") as f:
-        recon, targets = f["reconstructions"][()].astype(np.float64), f["targets"][()].astype(np.float64)
+    from brain2pix_gluon.demo import CONTROL, main
+    from brain2pix_gluon.evaluation.metrics import fisheye_valid_mask
+
+    out = tmp_path / "demo"
+    code = main(["--out", str(out), "--no-progress"] + FAST + ["train.epochs=2"])
+    summary = json.load(open(out / "demo_summary.json"))
+    assert code == (0 if summary["passed"] else 1)
+    for key in ("table", "figure", "gif", "mp4", "reconstructions", "control_reconstructions",
+                "results", "learning_curves"):
+        assert os.path.getsize(summary[key]) > 0, key
+    assert "QUICK RUN" in summary["marks"] and "TIME-SHUFFLED fMRI CONTROL" in summary["marks"]
+    check = summary["learning_check"]
+    assert check["input_control"] == {"model": "none", "control": "time_shuffled"}
+    assert summary["passed"] is check["passed"] is all(c["passed"] for c in check["criteria"])
+    # the control is the same run but for the input control, and says so in run.json
+    control_dir = out / "control" / "fixed_rf" / "b2p_fixedrf"
+    assert "TIME-SHUFFLED fMRI CONTROL" in json.load(open(control_dir / "run.json"))["marks"]
+    assert "TIME-SHUFFLED" not in json.dumps(json.load(
+        open(out / "results" / "fixed_rf" / "b2p_fixedrf" / "run.json"))["marks"])
+    import yaml
+
+    model_cfg = yaml.safe_load(open(out / "results" / "fixed_rf" / "b2p_fixedrf" / "config.yaml"))
+    control_cfg = yaml.safe_load(open(control_dir / "config.yaml"))
+    assert control_cfg["train"].pop("input_control") == CONTROL.split("=")[1]
+    assert model_cfg["train"].pop("input_control") == "none"
+    assert control_cfg == model_cfg
+    # one learning-curve point per epoch, for model and control
+    assert [p["epoch"] for p in summary["curves"]["model"]] == [1, 2]
+    assert [p["epoch"] for p in summary["curves"]["time-shuffled control"]] == [1, 2]
+
+    # recomputed from the files: PixCorr inside the valid field of model, control and mean frame
+    [train_path] = glob.glob(str(out / "data" / "**" / "train.h5"), recursive=True)
+    with h5py.File(summary["reconstructions"], "r") as f:
+        model, targets = f["reconstructions"][()], f["targets"][()].astype(np.float64)
+    with h5py.File(summary["control_reconstructions"], "r") as f:
+        control = f["reconstructions"][()]
     with h5py.File(train_path, "r") as f:
-        mean_frame = f["frames"][()].astype(np.float64).mean(axis=0)
-    gray = lambda x: 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]  # noqa: E731
-    expected = {}
-    for name, images in (("model", recon), ("mean_frame", [mean_frame] * len(targets))):
-        expected[name] = {
-            "pixcorr": np.mean([np.corrcoef(a.ravel(), t.ravel())[0, 1] for a, t in zip(images, targets)]),
-            "ssim": np.mean([_ssim_by_hand(gray(a), gray(t)) for a, t in zip(images, targets)])}
-    learned = all(expected["model"][k] > expected["mean_frame"][k] for k in ("pixcorr", "ssim"))
-    saved = json.load(open(tmp_path / "demo" / "demo_summary.json"))
-    comparison = saved["synthetic_vs_mean_frame"]
-    assert comparison["n_frames"] == len(targets)
-    for name in ("model", "mean_frame"):
-        for key in ("pixcorr", "ssim"):
-            assert comparison[name][key] == pytest.approx(expected[name][key], rel=1e-4), (name, key)
-    assert saved["learned"] is learned
+        mean_frame = f["frames"][()][f["samples"][()][:, 3]].astype(np.float64).mean(axis=0)
+    mask = fisheye_valid_mask(targets.shape[-1], 10.0)
+    for name, images in (("model", model), ("control", control),
+                         ("mean_frame", [mean_frame] * len(targets))):
+        by_hand = np.mean([np.corrcoef(a[:, mask].ravel(), t[:, mask].ravel())[0, 1]
+                           for a, t in zip(images, targets)])
+        assert check["field"][name]["pixcorr_disc"]["mean"] == pytest.approx(by_hand, rel=1e-4)
+    # the last learning-curve point is the final generator: the check's PixCorr
+    assert summary["curves"]["model"][-1]["pixcorr_disc"] == pytest.approx(
+        check["field"]["model"]["pixcorr_disc"]["mean"], rel=1e-4)
+    assert check["n_frames"] == len(targets)

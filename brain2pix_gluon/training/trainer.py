@@ -20,6 +20,7 @@ from mxnet import gluon
 
 from .. import __version__
 from ..config import config_to_dict
+from ..data.controls import apply_input_control
 from ..data.dataset import EpochSampler, RFSImageDataset
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model_zoo.pretrained import is_random
@@ -130,6 +131,10 @@ class Trainer:
         mode = dataset_mode(config)
         rois = config.data.rois
         self.train_set = RFSImageDataset(train_path, rois, config.train.train_fraction, mode)
+        # train.input_control: "time_shuffled" re-pairs inputs with other targets (the control of
+        # the learning check); the test set is never shuffled
+        self.train_set = apply_input_control(self.train_set, config.train.input_control,
+                                             config.train.seed)
         self.test_set = RFSImageDataset(test_path, rois, 1.0, mode) if test_path else None
         ds = self.train_set
         if config.train.batch_size > len(ds):
@@ -192,6 +197,8 @@ class Trainer:
             marks.append("RANDOM VGG WEIGHTS")
         if self.config.train.profile == "quick":
             marks.append("QUICK RUN")
+        if self.config.train.input_control == "time_shuffled":
+            marks.append("TIME-SHUFFLED fMRI CONTROL")
         return marks
 
     def steps_per_epoch(self):

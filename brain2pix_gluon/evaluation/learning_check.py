@@ -1,0 +1,429 @@
+"""Does a model learn from the brain signal? Held-out reconstructions against chance, a control and
+the mean training frame.
+
+The control is the same model trained on time-shuffled fMRI (``train.input_control =
+time_shuffled``, :mod:`brain2pix_gluon.data.controls`): every training input is a real input, seen
+as often as without the control, but paired with another sample's frame. Whatever the control
+reaches (typically the average frame, sharpened by the adversarial and feature losses) needs no
+information about the frames; a model that learned from fMRI must do better.
+
+:func:`learning_check` scores the held-out test clips of both, on identical frames:
+
+1. two-way identification (AlexNet pool2 and pool5, chance 50 %) of the model and the control,
+   with a permutation p-value and the (optimistic) binomial p-value
+   (:func:`~.stats.identification_test`);
+2. the model against the control, frame by frame, on two-way identification (both layers) and on
+   PixCorr inside the fisheye frame's valid field (``pixcorr_disc``), with a one-sided paired
+   Student's t-test and a one-sided sign test (:func:`~.stats.paired_comparison`);
+3. PixCorr and SSIM, over the whole frame and inside the valid field, of the model, the control
+   and the mean training frame shown for every test frame.
+
+The verdict (``passed``) needs all five of:
+
+* the model's identification accuracy on pool2 is above 50 % with permutation p < ``alpha``;
+* the same on pool5;
+* on per-frame two-way identification (pool2), the model's mean is strictly above the control's
+  and both paired tests give p < ``alpha``;
+* the same on pool5;
+* the same on per-frame PixCorr inside the valid field.
+
+Nothing in (3) enters the verdict: the mean frame is a reference for reading the pixel metrics.
+Consecutive test frames are alike, so the per-frame values are not independent and the paired
+tests' p-values are optimistic; the permutation test of identification does not assume
+independent comparisons but does treat frames as exchangeable.
+
+:func:`learning_curve` scores the generator saved after every epoch
+(``RUN_DIR/weights/net_g_epochNNN.params``) on the same test set, and
+:func:`plot_learning_curves` draws model and control together.
+"""
+
+import glob
+import os
+import re
+
+import numpy as np
+
+from ..errors import DataError
+from ..io.reconstructions import read_reconstructions
+from ..utils import progress
+from .metrics import pixcorr, ssim_gray, two_way_identification, mean_frame_metrics
+from .stats import identification_test, paired_comparison, summarize
+
+__all__ = ["LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot_learning_curves",
+           "format_learning_check"]
+
+LAYERS = ("alexnet_pool2", "alexnet_pool5")
+_TWOWAY = {"alexnet_pool2": "twoway_alexnet2", "alexnet_pool5": "twoway_alexnet5"}
+_FIELD = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc")
+
+
+def alexnet_layers(extractor, frames, batch_size=16):
+    """AlexNet pool2 and pool5 of frames, batch by batch.
+
+    Parameters
+    ----------
+    extractor : FeatureExtractor
+    frames : ndarray, shape (n, 3, H, W)
+    batch_size : int
+
+    Returns
+    -------
+    dict of str -> ndarray, shape (n, d_layer), float32
+        ``alexnet_pool2`` and ``alexnet_pool5``.
+    """
+    frames = np.asarray(frames, np.float32)
+    parts = {layer: [] for layer in LAYERS}
+    for start in range(0, len(frames), batch_size):
+        feats = extractor.alexnet_features(frames[start:start + batch_size])
+        for layer in LAYERS:
+            parts[layer].append(np.asarray(feats[layer], np.float32))
+    return {layer: np.concatenate(parts[layer]) for layer in LAYERS}
+
+
+def _field_metrics(images, targets, mask):
+    return {"pixcorr": pixcorr(images, targets), "pixcorr_disc": pixcorr(images, targets, mask),
+            "ssim": ssim_gray(images, targets), "ssim_disc": ssim_gray(images, targets, mask)}
+
+
+def _read(path, max_frames):
+    data = read_reconstructions(path)
+    if max_frames:
+        for key in ("reconstructions", "targets", "samples"):
+            data[key] = data[key][:max_frames]
+    return data
+
+
+def _input_control(attrs):
+    config = attrs.get("config")
+    if isinstance(config, dict) and isinstance(config.get("train"), dict):
+        return config["train"].get("input_control", "none")
+    return "unknown (the file records no config)"
+
+
+def _beats(comparison, alpha):
+    return bool(comparison["difference"] > 0 and comparison["t_p"] < alpha
+                and comparison["binomial_p"] < alpha)
+
+
+def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
+                   n_permutations=1000, seed=0, max_frames=0, batch_size=16, mask=None):
+    """Score a model's held-out reconstructions against chance, a control and the mean frame.
+
+    Parameters
+    ----------
+    model_path, control_path : str
+        Reconstruction files (``brain2pix reconstruct``) of the model and of the same model
+        trained on time-shuffled fMRI, of the same test frames in the same order.
+    mean_frame : ndarray, shape (3, H, W)
+        Mean training frame (:func:`~.metrics.mean_training_frame`).
+    extractor : FeatureExtractor
+        Its AlexNet gives pool2 and pool5 (only those are used).
+    alpha : float
+        Significance level of every test of the verdict.
+    n_permutations : int
+        Shuffles of the identification permutation test.
+    seed : int
+        Seed of those shuffles.
+    max_frames : int
+        0 = every frame of the files, else the first ``max_frames``.
+    batch_size : int
+        Frames per AlexNet batch.
+    mask : ndarray of bool, shape (H, W), optional
+        Valid field for the ``*_disc`` metrics; default: from the model file's warp settings
+        (:func:`~.evaluate.field_mask`).
+
+    Returns
+    -------
+    dict
+        ``passed`` (bool), ``criteria`` (list of ``{"name", "passed", "statement"}``),
+        ``reasons`` (the statements of the failed criteria, or of all when passed),
+        ``identification`` (``model``/``control`` -> layer -> :func:`identification_test`),
+        ``model_vs_control`` (``twoway_alexnet2``, ``twoway_alexnet5``, ``pixcorr_disc``,
+        ``pixcorr``, ``ssim_disc``, ``ssim`` -> :func:`paired_comparison`),
+        ``model_vs_mean_frame`` (the four field metrics -> :func:`paired_comparison`),
+        ``field`` (``model``/``control``/``mean_frame`` -> metric -> :func:`summarize`),
+        ``twoway`` (``model``/``control`` -> ``twoway_alexnet2``/``5`` -> summarize),
+        ``per_frame`` (arrays of shape (n,) behind all of these), ``alpha``, ``n_frames``,
+        ``chance`` (0.5), ``field_mask``, ``input_control`` (as each file's config records it),
+        ``tests`` (which test each verdict uses).
+
+    Raises
+    ------
+    DataError
+        When the two files do not hold the same test frames, or ``mean_frame`` has another shape.
+    """
+    from .evaluate import field_mask
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"learning_check: alpha expected in (0, 1), got {alpha}")
+    model, control = _read(model_path, max_frames), _read(control_path, max_frames)
+    targets = np.asarray(model["targets"], np.float32)
+    if (not np.array_equal(model["samples"], control["samples"])
+            or not np.array_equal(targets, control["targets"])):
+        raise DataError(f"learning_check: {model_path} and {control_path} must reconstruct the same "
+                        f"test frames (samples and targets) in the same order; they differ")
+    mean_frame = np.asarray(mean_frame, np.float32)
+    if mean_frame.shape != targets.shape[1:]:
+        raise DataError(f"learning_check: mean_frame expected shape {targets.shape[1:]} (the test "
+                        f"frames'), got {mean_frame.shape}")
+    n = len(targets)
+    if mask is None:
+        mask, mask_info = field_mask(model["attrs"], targets.shape[-1])
+    else:
+        mask = np.asarray(mask, bool)
+        mask_info = {"settings_from": "given", "n_pixels": int(mask.sum()),
+                     "fraction": float(mask.mean())}
+    images = {"model": np.asarray(model["reconstructions"], np.float32),
+              "control": np.asarray(control["reconstructions"], np.float32)}
+    gt = alexnet_layers(extractor, targets, batch_size)
+    per_frame, identification = {}, {}
+    for name, recon in images.items():
+        feats = alexnet_layers(extractor, recon, batch_size)
+        identification[name] = {layer: identification_test(feats[layer], gt[layer],
+                                                            n_permutations, seed)
+                                for layer in LAYERS}
+        per_frame[name] = {_TWOWAY[layer]: two_way_identification(feats[layer], gt[layer])
+                           for layer in LAYERS}
+        per_frame[name].update(_field_metrics(recon, targets, mask))
+    per_frame["mean_frame"] = mean_frame_metrics(mean_frame, targets, mask)
+
+    def paired(key, other):
+        # a flat image has no Pearson correlation (NaN): it counts as r = 0, never as a dropped
+        # frame, so a model cannot leave out the frames it gets wrong by outputting flat grey
+        return paired_comparison(np.nan_to_num(per_frame["model"][key], nan=0.0),
+                                 np.nan_to_num(per_frame[other][key], nan=0.0))
+
+    versus_control = {key: paired(key, "control")
+                      for key in ("twoway_alexnet2", "twoway_alexnet5") + _FIELD}
+    versus_mean = {key: paired(key, "mean_frame") for key in _FIELD}
+
+    criteria = []
+    for layer in LAYERS:
+        ident = identification["model"][layer]
+        ok = bool(ident["accuracy"] > 0.5 and ident["permutation_p"] < alpha)
+        criteria.append({
+            "name": f"identification_{layer}_vs_chance", "passed": ok,
+            "statement": f"two-way identification ({layer}): model {100 * ident['accuracy']:.1f} % "
+                         f"{'>' if ok else 'NOT >'} chance 50 % (permutation p = "
+                         f"{ident['permutation_p']:.2g}, {ident['n_permutations']} shuffles; "
+                         f"needs p < {alpha})"})
+    for key, label in (("twoway_alexnet2", "two-way identification (alexnet_pool2)"),
+                       ("twoway_alexnet5", "two-way identification (alexnet_pool5)"),
+                       ("pixcorr_disc", "PixCorr inside the valid field")):
+        c = versus_control[key]
+        ok = _beats(c, alpha)
+        criteria.append({
+            "name": f"{key}_vs_control", "passed": ok,
+            "statement": f"{label} per frame: model {c['model_mean']:.3f} "
+                         f"{'>' if ok else 'NOT >'} time-shuffled control {c['other_mean']:.3f} "
+                         f"(difference {c['difference']:+.3f}; paired t-test p = {c['t_p']:.2g}, "
+                         f"sign test {c['wins']}/{c['n']} frames p = {c['binomial_p']:.2g}; "
+                         f"needs a positive difference and both p < {alpha})"})
+    passed = all(c["passed"] for c in criteria)
+    reasons = [c["statement"] for c in criteria if passed or not c["passed"]]
+    return {
+        "passed": passed,
+        "criteria": criteria,
+        "reasons": reasons,
+        "alpha": alpha,
+        "chance": 0.5,
+        "n_frames": int(n),
+        "tests": {"vs_chance": "identification permutation test (ground truths shuffled "
+                               "against reconstructions), one-sided",
+                  "vs_control": "one-sided paired Student's t-test and one-sided sign test "
+                                "(ties count against the model) over frames; both must pass",
+                  "flat_output": "a frame whose PixCorr is undefined (a flat image) counts "
+                                 "as r = 0 in the paired comparisons",
+                  "caveat": "consecutive frames are alike, so per-frame tests are optimistic"},
+        "field_mask": mask_info,
+        "input_control": {"model": _input_control(model["attrs"]),
+                          "control": _input_control(control["attrs"])},
+        "identification": identification,
+        "model_vs_control": versus_control,
+        "model_vs_mean_frame": versus_mean,
+        "field": {name: {k: summarize(per_frame[name][k]) for k in _FIELD}
+                  for name in ("model", "control", "mean_frame")},
+        "twoway": {name: {k: summarize(per_frame[name][k]) for k in _TWOWAY.values()}
+                   for name in ("model", "control")},
+        "per_frame": per_frame,
+    }
+
+
+def _epoch_files(run_dir):
+    files = glob.glob(os.path.join(run_dir, "weights", "net_g_epoch*.params"))
+    found = []
+    for path in files:
+        match = re.fullmatch(r"net_g_epoch(\d+)\.params", os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+class _Head:
+    """The first ``n`` items of a dataset."""
+
+    def __init__(self, dataset, n):
+        self.dataset, self.n = dataset, min(int(n), len(dataset))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, idx):
+        if not 0 <= idx < self.n:
+            raise IndexError(idx)
+        return self.dataset[idx]
+
+
+def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_frames=0,
+                   batch_size=16, ctx=None, show_progress=False):
+    """Held-out two-way identification and PixCorr of the generator saved after every epoch.
+
+    Parameters
+    ----------
+    run_dir : str
+        A training run's folder: its checkpoint gives the networks' configuration and
+        ``weights/net_g_epochNNN.params`` (and ``learned_rf_epochNNN.params`` where there is a
+        learned RF layer) the weights of each epoch.
+    test_path : str
+        Prepared ``test.h5``.
+    extractor : FeatureExtractor
+    mask : ndarray of bool, shape (H, W)
+        Valid field for ``pixcorr_disc``.
+    gt_features : dict, optional
+        :func:`alexnet_layers` of the test targets (computed when not given).
+    max_frames : int
+        0 = every test frame, else the first ``max_frames``.
+
+    Returns
+    -------
+    list of dict
+        One per saved epoch, in order: ``epoch``, ``twoway_alexnet2``, ``twoway_alexnet5``
+        (mean accuracy), ``pixcorr``, ``pixcorr_disc`` (mean over frames).
+    """
+    import mxnet as mx
+
+    from ..data.dataset import RFSImageDataset
+    from ..training.inference import load_generator, reconstruct_dataset
+    from ..training.builder import dataset_mode
+    from ..training.checkpoint import load_checkpoint_state
+
+    ctx = ctx or mx.cpu()
+    epochs = _epoch_files(run_dir)
+    if not epochs:
+        raise DataError(f"learning_curve: {os.path.join(run_dir, 'weights')} holds no "
+                        f"net_g_epochNNN.params; train the run first")
+    _, _, config = load_checkpoint_state(run_dir)
+    dataset = RFSImageDataset(test_path, config.data.rois, 1.0, dataset_mode(config))
+    if max_frames:
+        dataset = _Head(dataset, max_frames)
+    nets, config, _ = load_generator(run_dir, dataset.n_voxels, dataset.in_channels,
+                                     dataset.n_trs, dataset.size, ctx)
+    curve = []
+    for epoch, path in progress(epochs, desc="learning curve", enabled=show_progress,
+                                unit="epoch"):
+        nets["net_g"].load_parameters(path, ctx=ctx)
+        if nets["learned_rf"] is not None:
+            nets["learned_rf"].load_parameters(
+                os.path.join(run_dir, "weights", f"learned_rf_epoch{epoch:03d}.params"), ctx=ctx)
+        _, recon, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx, False)
+        if gt_features is None:
+            gt_features = alexnet_layers(extractor, targets, batch_size)
+        feats = alexnet_layers(extractor, recon, batch_size)
+        point = {"epoch": epoch}
+        for layer in LAYERS:
+            point[_TWOWAY[layer]] = float(np.mean(two_way_identification(feats[layer],
+                                                                         gt_features[layer])))
+        point["pixcorr"] = float(np.nanmean(pixcorr(recon, targets)))
+        point["pixcorr_disc"] = float(np.nanmean(pixcorr(recon, targets, mask)))
+        curve.append(point)
+    return curve
+
+
+def plot_learning_curves(curves, path, marks=(), note=""):
+    """Learning curves of model and control: held-out two-way identification and PixCorr.
+
+    Parameters
+    ----------
+    curves : dict of str -> list of dict
+        Label (e.g. ``"model"``, ``"time-shuffled control"``) -> :func:`learning_curve`.
+    path : str
+        PNG written here.
+    marks : sequence of str
+        Written in the title (random weights, quick run, control).
+    note : str
+        A line under the title (e.g. the simulator's noise level).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = (("twoway_alexnet2", "two-way identification, AlexNet pool2", 0.5),
+              ("twoway_alexnet5", "two-way identification, AlexNet pool5", 0.5),
+              ("pixcorr_disc", "PixCorr inside the valid field", None))
+    fig = Figure(figsize=(12, 4.2))       # no pyplot state: safe inside notebooks and threads
+    axes = fig.subplots(1, 3)
+    for ax, (key, title, chance) in zip(axes, panels):
+        for label, curve in curves.items():
+            ax.plot([p["epoch"] for p in curve], [p[key] for p in curve], marker="o", label=label)
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    head = ["Held-out test clips after every epoch"]
+    if marks:
+        head.append("[" + ", ".join(sorted(set(marks))) + "]")
+    if note:
+        head.append(note)
+    fig.suptitle("\n".join(head), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.035 * len(head)))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def format_learning_check(check):
+    """The three comparisons of :func:`learning_check` as printable lines.
+
+    Returns
+    -------
+    str
+    """
+    lines = [f"learning check on {check['n_frames']} held-out test frames "
+             f"(alpha = {check['alpha']}):"]
+    lines.append("  1. two-way identification vs chance (50 %):")
+    lines.append(f"     {'':<24}{'pool2':>9}{'perm. p':>9}{'binom. p':>10}"
+                 f"{'pool5':>9}{'perm. p':>9}{'binom. p':>10}")
+    for name, label in (("model", "model"), ("control", "time-shuffled control")):
+        row = f"     {label:<24}"
+        for layer in LAYERS:
+            t = check["identification"][name][layer]
+            row += f"{100 * t['accuracy']:8.1f}%{t['permutation_p']:9.4f}{t['binomial_p']:10.2g}"
+        lines.append(row)
+    lines.append("  2. model vs time-shuffled control, per frame (paired t-test, sign test):")
+    for key in ("twoway_alexnet2", "twoway_alexnet5", "pixcorr_disc"):
+        c = check["model_vs_control"][key]
+        lines.append(f"     {key:<16} model {c['model_mean']:.3f}  control {c['other_mean']:.3f}  "
+                     f"diff {c['difference']:+.3f}  t p = {c['t_p']:.2g}  "
+                     f"wins {c['wins']}/{c['n']} p = {c['binomial_p']:.2g}")
+    lines.append("  3. field metrics (mean over frames; *_disc: inside the fisheye valid field, "
+                 f"{100 * check['field_mask'].get('fraction', float('nan')):.0f} % of pixels):")
+    lines.append(f"     {'':<24}" + "".join(f"{k:>14}" for k in _FIELD))
+    for name, label in (("model", "model"), ("control", "time-shuffled control"),
+                        ("mean_frame", "mean training frame")):
+        lines.append(f"     {label:<24}" + "".join(f"{check['field'][name][k]['mean']:14.3f}"
+                                                   for k in _FIELD))
+    for key in ("pixcorr_disc", "ssim_disc"):
+        c = check["model_vs_mean_frame"][key]
+        lines.append(f"     model - mean frame, {key:<13} {c['difference']:+.3f}  (paired t-test "
+                     f"p = {c['t_p']:.2g}, model better on {c['wins']}/{c['n']} frames)")
+    lines.append("  verdict: " + ("PASSED" if check["passed"] else "FAILED"))
+    for reason in check["reasons"]:
+        lines.append("   - " + reason)
+    return "\n".join(lines)

@@ -1,0 +1,269 @@
+"""The learning check (model vs chance, vs the time-shuffled control, vs the mean frame): it passes
+for reconstructions that carry the target's information and fails for a constant output and for a
+model that learned nothing from its input (a control-like model, or the control itself)."""
+
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from brain2pix_gluon.config import apply_overrides
+
+from brain2pix_gluon.errors import DataError
+from brain2pix_gluon.evaluation.learning_check import learning_check
+from brain2pix_gluon.evaluation.metrics import fisheye_valid_mask
+from brain2pix_gluon.io.reconstructions import write_reconstructions
+
+N, SIZE = 30, 32
+
+
+class PooledPixels:
+    """A stand-in for AlexNet: pool2 = 4x4-pooled pixels, pool5 = 8x8-pooled pixels (fast and
+    deterministic; the check only needs features that follow the image)."""
+
+    def alexnet_features(self, frames):
+        frames = np.asarray(frames, np.float64)
+        n, c, h, w = frames.shape
+        p2 = frames.reshape(n, c, h // 4, 4, w // 4, 4).mean(axis=(3, 5))
+        p5 = frames.reshape(n, c, h // 8, 8, w // 8, 8).mean(axis=(3, 5))
+        return {"alexnet_pool2": p2.reshape(n, -1), "alexnet_pool5": p5.reshape(n, -1),
+                "alexnet_fc6": p5.reshape(n, -1)}
+
+
+def _frames(rng, n):
+    x = ndimage.gaussian_filter(rng.random((n, 3, SIZE, SIZE)), (0, 0, 3, 3))
+    x = (x - x.min()) / (x.max() - x.min())
+    return (x * MASK).astype(np.float32)     # black outside the fisheye field, like the data
+
+
+MASK = fisheye_valid_mask(SIZE, 10.0)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    root = tmp_path_factory.mktemp("check")
+    train, targets = _frames(rng, 60), _frames(rng, N)
+    mean = train.mean(axis=0)
+    samples = np.stack([np.zeros(N, int), np.arange(N), np.arange(N) + 4, np.arange(N),
+                        np.arange(N) + 4], axis=1)
+
+    def write(name, images):
+        images = np.clip(images, 0, 1).astype(np.float32)
+        return write_reconstructions(str(root / f"{name}.h5"), images, targets, samples,
+                                     ["clip_01"], {"model": name})
+
+    noise = lambda: rng.normal(0, 0.05, targets.shape) * MASK  # noqa: E731
+    files = {
+        # carries the target: a blurred, shrunk-towards-the-mean copy, plus noise
+        "informative": write("informative", mean + 0.6 * (ndimage.gaussian_filter(
+            targets, (0, 0, 1, 1)) - mean) + noise()),
+        # the control: the mean frame plus noise that does not depend on the frame
+        "control": write("control", mean + noise()),
+        # a constant output: the same image for every frame
+        "constant": write("constant", np.repeat(mean[None], N, axis=0)),
+        # a control-like model: informative about the WRONG frames (another frame's target)
+        "control_like": write("control_like", mean + 0.6 * (targets[np.roll(np.arange(N), 11)]
+                                                             - mean) + noise()),
+        # worse than nothing: the target's negative, around the mean frame
+        "anti": write("anti", mean - 0.6 * (targets - mean) + noise()),
+    }
+    return {"files": files, "targets": targets, "mean": mean, "root": root, "samples": samples}
+
+
+def _check(case, model, control="control", **kw):
+    return learning_check(case["files"][model], case["files"][control], case["mean"],
+                          PooledPixels(), n_permutations=200, mask=MASK, **kw)
+
+
+def test_passes_for_reconstructions_that_carry_the_target(case):
+    check = _check(case, "informative")
+    assert check["passed"] is True
+    assert [c["name"] for c in check["criteria"]] == [
+        "identification_alexnet_pool2_vs_chance", "identification_alexnet_pool5_vs_chance",
+        "twoway_alexnet2_vs_control", "twoway_alexnet5_vs_control", "pixcorr_disc_vs_control"]
+    assert all(c["passed"] for c in check["criteria"]) and len(check["reasons"]) == 5
+    # the numbers behind it, recomputed by hand
+    data = case["files"]["informative"]
+    import h5py
+
+    with h5py.File(data, "r") as f:
+        recon = f["reconstructions"][()]
+    t = case["targets"]
+    by_hand = [np.corrcoef(recon[i][:, MASK].ravel(), t[i][:, MASK].ravel())[0, 1]
+               for i in range(N)]
+    assert check["field"]["model"]["pixcorr_disc"]["mean"] == pytest.approx(np.mean(by_hand))
+    mean_by_hand = [np.corrcoef(case["mean"][:, MASK].ravel(), t[i][:, MASK].ravel())[0, 1]
+                    for i in range(N)]
+    assert check["field"]["mean_frame"]["pixcorr_disc"]["mean"] == pytest.approx(
+        np.mean(mean_by_hand))
+    # two-way identification on pool5 by a double loop over frame pairs
+    feats = PooledPixels()
+    r5 = feats.alexnet_features(recon)["alexnet_pool5"]
+    g5 = feats.alexnet_features(t)["alexnet_pool5"]
+    wins = sum(np.corrcoef(r5[i], g5[i])[0, 1] > np.corrcoef(r5[i], g5[j])[0, 1]
+               for i in range(N) for j in range(N) if j != i)
+    assert check["identification"]["model"]["alexnet_pool5"]["accuracy"] == pytest.approx(
+        wins / (N * (N - 1)))
+
+
+def test_fails_for_a_constant_output(case):
+    check = _check(case, "constant")
+    assert check["passed"] is False
+    failed = {c["name"] for c in check["criteria"] if not c["passed"]}
+    assert {"identification_alexnet_pool2_vs_chance", "identification_alexnet_pool5_vs_chance",
+            "twoway_alexnet2_vs_control", "twoway_alexnet5_vs_control"} <= failed
+    assert check["identification"]["model"]["alexnet_pool5"]["accuracy"] <= 0.5
+
+
+def test_fails_for_a_flat_grey_output(case, tmp_path):
+    """A flat image has no PixCorr (NaN); it must count as no correlation, not be dropped."""
+    flat = write_reconstructions(str(tmp_path / "flat.h5"),
+                                 np.full(case["targets"].shape, 0.5, np.float32), case["targets"],
+                                 case["samples"], ["clip_01"], {"model": "flat"})
+    check = learning_check(flat, case["files"]["control"], case["mean"], PooledPixels(),
+                           n_permutations=200, mask=MASK)
+    assert check["passed"] is False
+    assert check["model_vs_control"]["pixcorr_disc"]["n"] == N
+    assert check["model_vs_control"]["pixcorr_disc"]["model_mean"] == 0.0
+
+
+@pytest.mark.parametrize("which", ["control", "informative"])
+def test_fails_when_the_model_is_the_control(case, which):
+    """Model == control fails, even when both carry the target (beating chance is not enough)."""
+    check = _check(case, which, control=which)
+    assert check["passed"] is False
+    vs = check["model_vs_control"]
+    assert all(vs[k]["difference"] == 0 for k in ("twoway_alexnet2", "twoway_alexnet5",
+                                                  "pixcorr_disc"))
+    assert not any(c["passed"] for c in check["criteria"] if c["name"].endswith("_vs_control"))
+
+
+def test_fails_for_a_control_like_model(case):
+    """Sharp, target-like frames, but of other moments: as a model trained on shuffled fMRI."""
+    check = _check(case, "control_like")
+    assert check["passed"] is False
+    ident = check["identification"]["model"]
+    assert not (ident["alexnet_pool2"]["permutation_p"] < 0.05
+                and ident["alexnet_pool5"]["permutation_p"] < 0.05)
+
+
+def test_beating_a_bad_control_is_not_enough_without_beating_chance(case):
+    """A constant output beats an anti-informative control on every per-frame comparison, yet
+    is at chance on identification: the check fails."""
+    check = _check(case, "constant", control="anti")
+    assert all(c["passed"] for c in check["criteria"] if c["name"].endswith("_vs_control"))
+    assert check["passed"] is False
+
+
+def test_a_model_better_on_a_few_frames_only_fails_the_sign_test(case, tmp_path):
+    """The control's output except on 8 of 30 frames, where it is the target itself: the mean
+    difference is positive and the t-test significant, but the model wins on 8 frames only."""
+    import h5py
+
+    with h5py.File(case["files"]["control"], "r") as f:
+        images = f["reconstructions"][()]
+    images[:8] = case["targets"][:8]
+    few = write_reconstructions(str(tmp_path / "few.h5"), images, case["targets"],
+                                case["samples"], ["clip_01"], {"model": "few"})
+    check = learning_check(few, case["files"]["control"], case["mean"], PooledPixels(),
+                           n_permutations=200, mask=MASK)
+    pix = check["model_vs_control"]["pixcorr_disc"]
+    assert pix["difference"] > 0 and pix["t_p"] < 0.05 and pix["wins"] == 8
+    assert check["passed"] is False
+
+
+def test_the_informative_model_fails_against_a_better_control(case):
+    """The verdict is about beating the control: swap the roles and the control wins."""
+    check = _check(case, "control", control="informative")
+    assert check["passed"] is False
+
+
+def test_bad_inputs_name_the_problem(case, tmp_path):
+    other = write_reconstructions(str(tmp_path / "other.h5"), case["targets"][:N - 1],
+                                  case["targets"][:N - 1], case["samples"][:N - 1], ["clip_01"],
+                                  {"model": "short"})
+    with pytest.raises(DataError, match="same test frames"):
+        learning_check(case["files"]["informative"], other, case["mean"], PooledPixels())
+    with pytest.raises(DataError, match=r"mean_frame expected shape \(3, 32, 32\)"):
+        learning_check(case["files"]["informative"], case["files"]["control"],
+                       case["mean"][:, :16], PooledPixels())
+
+
+def test_trainer_trains_the_control_on_shuffled_pairs_and_says_so(prepared_dir, tmp_path):
+    """train.input_control=time_shuffled: the training set pairs each target with another
+    sample's input; the test set is left alone; run.json carries the mark."""
+    import json
+
+    from brain2pix_gluon.data.dataset import RFSImageDataset
+    from brain2pix_gluon.training.trainer import Trainer
+    from conftest import tiny_config
+
+    train, test = os.path.join(prepared_dir, "train.h5"), os.path.join(prepared_dir, "test.h5")
+    config = tiny_config("train.input_control=time_shuffled", "train.max_steps_per_epoch=1")
+    trainer = Trainer(config, train, str(tmp_path), test, show_progress=False)
+    plain = RFSImageDataset(train, config.data.rois)
+    moved = 0
+    for i in range(len(plain)):
+        rf, target = trainer.train_set[i]
+        np.testing.assert_array_equal(target, plain[i][-1])
+        partner = trainer.train_set.partner[i]
+        np.testing.assert_array_equal(rf, plain[partner][0])
+        moved += partner != i
+    assert moved == len(plain)
+    held_out = RFSImageDataset(test, config.data.rois)
+    for i in (0, len(held_out) - 1):
+        for mine, theirs in zip(trainer.test_set[i], held_out[i]):
+            np.testing.assert_array_equal(mine, theirs)
+    trainer.fit()
+    assert "TIME-SHUFFLED fMRI CONTROL" in json.load(open(tmp_path / "run.json"))["marks"]
+    plain_run = Trainer(tiny_config("train.max_steps_per_epoch=1"), train, str(tmp_path / "m"),
+                        test, show_progress=False)
+    assert plain_run.train_set.__class__ is RFSImageDataset
+    assert "TIME-SHUFFLED fMRI CONTROL" not in plain_run.marks()
+
+
+def test_tiny_training_end_to_end_the_control_as_model_fails(tmp_path):
+    """The real pipeline on a tiny high-SNR simulated dataset: FixedRF (paper losses, random VGG
+    weights) and its time-shuffled control are trained, reconstruct the held-out clips, and are
+    scored with a random-weight AlexNet. The model trained on shuffled fMRI, passed as the model,
+    fails the check; so does a model compared with itself.
+
+    Whether the real model PASSES is not asserted: at this budget (2 x 80 iterations on 32 px
+    frames) it passed for some simulation seeds and not for others (see the README's demo
+    section); ``make demo`` asserts it on the demo's budget."""
+    import mxnet as mx
+
+    from brain2pix_gluon.data.dataset import RFSImageDataset
+    from brain2pix_gluon.evaluation.features import FeatureExtractor, build_feature_nets
+    from brain2pix_gluon.evaluation.metrics import mean_training_frame
+    from brain2pix_gluon.data.simulation import simulate_dataset
+    from brain2pix_gluon.preprocessing.prepare import prepare_dataset
+    from brain2pix_gluon.training.inference import reconstruct
+    from brain2pix_gluon.training.trainer import Trainer
+    from conftest import tiny_config
+
+    config = tiny_config("simulation.noise_sd=0.1", "simulation.n_test_clips=2",
+                         "train.epochs=8", "train.max_steps_per_epoch=10", "train.lr=0.001")
+    raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
+    simulate_dataset(raw, config.simulation, config.data, show_progress=False)
+    prepare_dataset(raw, prepared, config, show_progress=False)
+    train, test = os.path.join(prepared, "train.h5"), os.path.join(prepared, "test.h5")
+    recon = {}
+    for name, control in (("model", "none"), ("control", "time_shuffled")):
+        run = str(tmp_path / name)
+        cfg = apply_overrides(config, [f"train.input_control={control}"])
+        Trainer(cfg, train, run, test, show_progress=False).fit()
+        recon[name] = reconstruct(run, prepared, os.path.join(run, "recon"),
+                                  show_progress=False)["h5"]
+    alexnet, c3d, _ = build_feature_nets("random", mx.cpu(), 0)
+    extractor = FeatureExtractor(alexnet, c3d)
+    mean = mean_training_frame(RFSImageDataset(train, config.data.rois))
+    swapped = learning_check(recon["control"], recon["model"], mean, extractor,
+                             n_permutations=200)
+    assert swapped["input_control"] == {"model": "time_shuffled", "control": "none"}
+    assert swapped["passed"] is False
+    itself = learning_check(recon["model"], recon["model"], mean, extractor, n_permutations=200)
+    assert itself["passed"] is False
+    assert itself["n_frames"] == len(RFSImageDataset(test, config.data.rois))
