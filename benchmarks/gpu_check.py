@@ -307,7 +307,7 @@ def main(argv=None):
         report["loader"] = {"workers": args.workers, "samples_per_s": rate,
                             "consumed_per_s": need}
 
-        from brain2pix_gluon.profiles import apply_profile
+        from brain2pix_gluon.experiments.profiles import apply_profile
 
         quick = apply_profile(config, "quick")
         if args.dry_run:

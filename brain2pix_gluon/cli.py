@@ -19,7 +19,7 @@ __all__ = ["main", "build_parser"]
 def _config(args):
     """The config file, then the profile, then the command line's overrides (which win)."""
     from .config import apply_overrides, load_config
-    from .profiles import apply_profile
+    from .experiments.profiles import apply_profile
 
     config = load_config(getattr(args, "config", None))
     profile = getattr(args, "profile", None)
@@ -225,6 +225,14 @@ def cmd_experiment(args):
             print(handle.read())
 
 
+def cmd_demo(args):
+    from .experiments.demo import format_summary, run_demo
+
+    summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
+    print(format_summary(summary))
+    return 0 if summary["passed"] else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -332,6 +340,15 @@ def build_parser():
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=cmd_experiment)
 
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
+                       "learning check (make demo); exit 1 when the check fails")
+    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--weights", default="random",
+                   help="random (the default here: no download), pretrained, or a folder/file")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("tables", help="Tables 1-8 (Markdown, CSV, LaTeX) from results.json files")
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
@@ -391,7 +408,7 @@ def main(argv=None):
         args.overrides = list(args.overrides or []) + overrides
     setup_logging(args.verbose)
     try:
-        args.func(args)
+        code = args.func(args)
     except Brain2PixError as exc:
         print(f"brain2pix {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -402,7 +419,7 @@ def main(argv=None):
         detail = f": {exc}" if str(exc) else ""
         print(f"brain2pix {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":  # pragma: no cover

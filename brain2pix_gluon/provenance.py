@@ -9,11 +9,13 @@ Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (only ev
 explicitly), ``"pretrained: <where>"`` for downloaded weights, or the path of a local file.
 """
 
-__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "ROLES", "is_random", "random_mark", "run_marks",
+__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "TIME_SHUFFLED_CONTROL", "ROLES", "is_random", "random_mark", "run_marks",
            "marks_from_attrs", "caption_suffix"]
 
 RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
 QUICK_RUN = "QUICK RUN"
+# a run trained on time-shuffled fMRI (train.input_control): the learning check's control
+TIME_SHUFFLED_CONTROL = "TIME-SHUFFLED fMRI CONTROL"
 
 # What each pretrained network is used for; the mark names the role, so a reader knows which
 # number is affected (a random encoding-feature net changes baseline 1, not a loss).

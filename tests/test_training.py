@@ -243,7 +243,7 @@ def test_stopped_and_resumed_equals_uninterrupted(prepared_dir, tmp_path, varian
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-6, err_msg=key)
     log = [json.loads(line) for line in open(tmp_path / "b" / "log.jsonl")]
     assert [r["epoch"] for r in log] == [1, 2]
-    assert "RANDOM VGG WEIGHTS" in log[0]["marks"]
+    assert "RANDOM FEATURE-LOSS WEIGHTS (VGG-19)" in log[0]["marks"]
     assert os.path.exists(tmp_path / "b" / "grids" / "epoch_002.png")
     assert os.path.exists(tmp_path / "b" / "weights" / "net_g_epoch002.params")
 

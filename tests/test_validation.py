@@ -73,7 +73,7 @@ def test_all_loss_weights_zero_is_refused():
 
 def test_the_shipped_configs_and_profiles_are_valid():
     from brain2pix_gluon.configs import __file__ as configs_init
-    from brain2pix_gluon.profiles import PROFILES, apply_profile
+    from brain2pix_gluon.experiments.profiles import PROFILES, apply_profile
 
     folder = os.path.dirname(configs_init)
     for name in sorted(os.listdir(folder)):

@@ -13,7 +13,7 @@ import time
 from .. import __version__
 from ..config import apply_overrides, config_to_dict, load_config
 from ..configs import config_path
-from ..profiles import apply_profile
+from .profiles import apply_profile
 from ..utils import get_logger, write_json_atomic
 from .registry import get_experiment, result_path, select_variants, variant_dir
 

@@ -23,9 +23,9 @@ from ..config import config_to_dict
 from ..data.controls import apply_input_control
 from ..data.dataset import EpochSampler, RFSImageDataset
 from ..errors import CheckpointError, ConfigError, TrainingError
-from ..model_zoo.pretrained import is_random
 from ..model_zoo.vgg_features import vgg_features
 from ..plotting import save_grid
+from ..provenance import TIME_SHUFFLED_CONTROL, is_random, run_marks
 from ..utils import get_logger, progress, write_json_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
@@ -191,14 +191,11 @@ class Trainer:
                 "n_train_samples": len(self.train_set), "contexts": [str(c) for c in self.ctx]}
 
     def marks(self):
-        """Words every output of this run carries (random VGG weights, quick run)."""
-        marks = []
-        if self.is_random_features:
-            marks.append("RANDOM VGG WEIGHTS")
-        if self.config.train.profile == "quick":
-            marks.append("QUICK RUN")
+        """Marks every output of this run carries (random feature-loss weights, quick run,
+        time-shuffled control), in the words of :mod:`brain2pix_gluon.provenance`."""
+        marks = run_marks({"feature_loss": self.weights_source}, self.config.train.profile)
         if self.config.train.input_control == "time_shuffled":
-            marks.append("TIME-SHUFFLED fMRI CONTROL")
+            marks.append(TIME_SHUFFLED_CONTROL)
         return marks
 
     def steps_per_epoch(self):

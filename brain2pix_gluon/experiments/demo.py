@@ -15,14 +15,12 @@ Every output of a quick or random-weight run says so; the control's outputs say
 "TIME-SHUFFLED fMRI CONTROL".
 """
 
-import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-from .utils import get_logger, write_json_atomic
+from ..utils import get_logger, write_json_atomic
 
 __all__ = ["DEMO_SETTINGS", "run_demo", "main"]
 
@@ -33,7 +31,7 @@ CONTROL = "train.input_control=time_shuffled"
 
 
 def _extractor(config, ctx):
-    from .evaluation.features import FeatureExtractor, build_feature_nets
+    from ..evaluation.features import FeatureExtractor, build_feature_nets
 
     cfg = config.evaluation
     alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
@@ -45,8 +43,8 @@ def _extractor(config, ctx):
 
 def _train_control(settings, weights, data, out, log_level):
     """The control's experiment (train and reconstruct, no evaluation); run in a child process."""
-    from .experiments import run_experiment
-    from .utils import setup_logging
+    from .runner import run_experiment
+    from ..utils import setup_logging
 
     setup_logging(False)
     get_logger().setLevel(log_level)
@@ -77,16 +75,16 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     """
     import mxnet as mx
 
-    from .data.dataset import RFSImageDataset
-    from .evaluation.evaluate import field_mask
-    from .evaluation.learning_check import (alexnet_layers, learning_check, learning_curve,
+    from ..data.dataset import RFSImageDataset
+    from ..evaluation.evaluate import field_mask
+    from ..evaluation.learning_check import (alexnet_layers, learning_check, learning_curve,
                                             plot_learning_curves)
-    from .evaluation.metrics import mean_training_frame
-    from .data.embedded import simulated_dataset
-    from .experiments import experiment_config, run_experiment
-    from .io.reconstructions import read_reconstructions
-    from .plotting import consecutive_frames
-    from .training.builder import dataset_mode
+    from ..evaluation.metrics import mean_training_frame
+    from ..data.embedded import simulated_dataset
+    from .runner import experiment_config, run_experiment
+    from ..io.reconstructions import read_reconstructions
+    from ..plotting import consecutive_frames
+    from ..training.builder import dataset_mode
 
     log = get_logger()
     start = time.time()
@@ -178,37 +176,23 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     return summary
 
 
-def main(argv=None):
-    from .utils import setup_logging
-    from .evaluation.learning_check import format_learning_check
+def format_summary(summary):
+    """What ``brain2pix demo`` prints at the end: where everything is, and the learning check."""
+    from ..evaluation.learning_check import format_learning_check
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="demo_output")
-    parser.add_argument("--weights", default="random",
-                        help="random (default here: no internet), pretrained, or a folder/file")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
-    args = parser.parse_args(argv)
-    setup_logging(False)
-    s = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
-    print("\n=== brain2pix demo finished in %.0f s ===" % s["seconds"])
+    s = summary
+    lines = ["", "=== brain2pix demo finished in %.0f s ===" % s["seconds"]]
     if s["marks"]:
-        print("marks: " + "; ".join(s["marks"]))
-    print("settings: " + (" ".join(s["settings"]) or "the quick profile") +
-          f" (simulation.noise_sd={s['simulation']['noise_sd']})")
-    print(open(s["table"]).read())
-    print(f"table           {s['table']}")
-    print(f"figure          {s['figure']}")
-    print(f"GIF / MP4       {s['gif']}  {s['mp4']}")
-    print(f"HDF5            {s['reconstructions']}")
-    print(f"metrics         {s['results']}")
-    print(f"control HDF5    {s['control_reconstructions']}")
-    print(f"learning curves {s['learning_curves']}")
-    print("\nFixedRF (paper losses) vs the same model trained on TIME-SHUFFLED fMRI:")
-    print(format_learning_check(s["learning_check"]))
-    return 0 if s["passed"] else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        lines.append("marks: " + "; ".join(s["marks"]))
+    lines.append("settings: " + (" ".join(s["settings"]) or "the quick profile") +
+                 f" (simulation.noise_sd={s['simulation']['noise_sd']})")
+    with open(s["table"]) as handle:
+        lines.append(handle.read())
+    lines += [f"table           {s['table']}", f"figure          {s['figure']}",
+              f"GIF / MP4       {s['gif']}  {s['mp4']}", f"HDF5            {s['reconstructions']}",
+              f"metrics         {s['results']}",
+              f"control HDF5    {s['control_reconstructions']}",
+              f"learning curves {s['learning_curves']}",
+              "", "FixedRF (paper losses) vs the same model trained on TIME-SHUFFLED fMRI:",
+              format_learning_check(s["learning_check"])]
+    return "\n".join(lines)

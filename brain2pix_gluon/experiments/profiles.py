@@ -6,8 +6,8 @@ most 40), with a larger learning rate (1e-3 instead of 2e-4) and a smaller VGG i
 is marked "QUICK RUN".
 """
 
-from .config import apply_overrides
-from .errors import ConfigError
+from ..config import apply_overrides
+from ..errors import ConfigError
 
 __all__ = ["PROFILES", "apply_profile"]
 
