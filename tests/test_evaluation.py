@@ -179,6 +179,9 @@ def test_reconstruction_schema_round_trip_and_errors(recon_files, tmp_path):
     data = read_reconstructions(perfect)
     assert data["reconstructions"].shape == (6, 3, 32, 32) and data["run_names"] == ["clip_01"]
     assert data["attrs"]["weights"] == {"feature_loss": "pretrained"}
+    first = read_reconstructions(perfect, max_frames=4)     # a quick evaluation's subset
+    for key in ("reconstructions", "targets", "samples"):
+        np.testing.assert_array_equal(first[key], data[key][:4])
     with pytest.raises(DataError, match="do not exist"):
         read_reconstructions(str(tmp_path / "none.h5"))
     with pytest.raises(DataError, match=r"expected two arrays of shape \(n, 3, S, S\)"):

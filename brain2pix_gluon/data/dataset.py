@@ -38,8 +38,9 @@ class RFSImageDataset(gluon.data.Dataset):
 
     Notes
     -----
-    Channels are ROI-major: V1 at TR 0..T-1, then V2, then V3 (SPEC section 1). The HDF5 file is
-    opened lazily in each process, so the dataset works with ``DataLoader(num_workers > 0)``.
+    Channels are ROI-major: V1 at TR 0..T-1, then V2, then V3 (paper section 3.2;
+    docs/method.md section 1). The HDF5 file is opened lazily in each process, so the dataset
+    works with ``DataLoader(num_workers > 0)``.
     """
 
     def __init__(self, path, rois=None, fraction=1.0, mode="rf", in_memory="auto"):

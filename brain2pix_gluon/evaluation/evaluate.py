@@ -133,14 +133,6 @@ def _summaries(per_frame):
     return metrics
 
 
-def _load(path, max_frames):
-    data = read_reconstructions(path)
-    if max_frames:
-        for key in ("reconstructions", "targets", "samples"):
-            data[key] = data[key][:max_frames]
-    return data
-
-
 def field_mask(attrs, size):
     """The valid field of a reconstruction file's frames and where its settings came from.
 
@@ -300,11 +292,11 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
 def _load_matched(recon_path, baselines, max_frames):
     """The reconstructions to evaluate and those of each baseline, refused (before any feature is
     computed) when a baseline's ground truth is not the same test set in the same order."""
-    data = _load(recon_path, max_frames)
+    data = read_reconstructions(recon_path, max_frames)
     ours = targets_checksum(data["targets"])    # of the frames evaluated (max_frames applied)
     others = {}
     for name, path in baselines.items():
-        other = others[name] = _load(path, max_frames)
+        other = others[name] = read_reconstructions(path, max_frames)
         theirs = targets_checksum(other["targets"])
         if theirs != ours:
             raise DataError(

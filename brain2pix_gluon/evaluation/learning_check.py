@@ -85,14 +85,6 @@ def _field_metrics(images, targets, mask):
             "ssim": ssim_gray(images, targets), "ssim_disc": ssim_gray(images, targets, mask)}
 
 
-def _read(path, max_frames):
-    data = read_reconstructions(path)
-    if max_frames:
-        for key in ("reconstructions", "targets", "samples"):
-            data[key] = data[key][:max_frames]
-    return data
-
-
 def _input_control(attrs):
     config = attrs.get("config")
     if isinstance(config, dict) and isinstance(config.get("train"), dict):
@@ -156,7 +148,8 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
 
     if not 0 < alpha < 1:
         raise ValueError(f"learning_check: alpha expected in (0, 1), got {alpha}")
-    model, control = _read(model_path, max_frames), _read(control_path, max_frames)
+    model = read_reconstructions(model_path, max_frames)
+    control = read_reconstructions(control_path, max_frames)
     targets = np.asarray(model["targets"], np.float32)
     if (not np.array_equal(model["samples"], control["samples"])
             or not np.array_equal(targets, control["targets"])):

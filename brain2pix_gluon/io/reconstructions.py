@@ -94,8 +94,15 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
     return path
 
 
-def read_reconstructions(path):
+def read_reconstructions(path, max_frames=0):
     """Read a reconstruction file.
+
+    Parameters
+    ----------
+    path : str
+    max_frames : int
+        When > 0, only the first ``max_frames`` reconstructions, targets and samples (quick
+        evaluations); the file's integrity is checked on all of them first.
 
     Returns
     -------
@@ -143,4 +150,7 @@ def read_reconstructions(path):
                         f"targets_sha256 ({stored[:12]}... stored, {checksum[:12]}... read); the "
                         f"file is corrupt, write it again")
     attrs["targets_sha256"] = checksum
+    if max_frames:
+        for key in ("reconstructions", "targets", "samples"):
+            data[key] = data[key][:max_frames]
     return data
