@@ -96,12 +96,6 @@ def test_nan_centres_and_wrong_voxel_counts_are_rejected():
         mapper.render(np.zeros((3, 5)))
 
 
-def test_sample_reads_pixels_at_the_rf_positions(rng):
-    mapper = RFMapper([-0.5, 0.2], [0.1, -0.3], size=10)   # (x, y) -> (row y, column x)
-    image = rng.random((10, 10))
-    np.testing.assert_array_equal(mapper.sample(image), image[[6, 2], [0, 7]])
-
-
 def _parts(rng, dorsal_y_sign=1.0, swap=False, n=200):
     out = {}
     for roi in ("V1", "V2", "V3"):

@@ -147,20 +147,6 @@ class RFMapper:
             if flat.shape[0] else np.zeros((0, self.size * self.size), np.float32)
         return images.reshape(lead + (self.size, self.size))
 
-    def sample(self, images):
-        """Values of ``images`` at each voxel's RF pixel (used by the synthetic experiment).
-
-        Parameters
-        ----------
-        images : ndarray, shape (..., size, size)
-
-        Returns
-        -------
-        ndarray, shape (..., n_voxels)
-        """
-        arr = np.asarray(images)
-        return arr[..., self.map_rows, self.map_cols]
-
 
 def render_dense_reference(voxels, map_rows, map_cols, size=96, per_volume=True):
     """Eq. 2 the way the authors' code computes it: a one-hot image per voxel, scaled and summed.

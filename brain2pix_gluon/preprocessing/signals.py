@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..errors import DataError, check_array
+from ..errors import DataError
 
 __all__ = ["zscore_runs", "zscore", "select_roi_voxels", "alignment_index", "plan_run"]
 
@@ -164,8 +164,3 @@ def plan_run(n_frames, n_volumes, shift=4, n_trs=5, tr=0.7, max_unused_s=60.0, v
                f"{n_dropped} frames dropped (window past the run's end)")
     return {"frames": frames, "first_volumes": first_volumes, "n_dropped": int(n_dropped),
             "n_unused": n_unused, "message": message}
-
-
-def check_run(signals, name):
-    """Validate one run's signals (time x voxels): 2-D and finite."""
-    return check_array(signals, "signals", ndim=2, finite=True, source=name, dtype_kind="fiu")
