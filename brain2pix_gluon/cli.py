@@ -13,7 +13,10 @@ import sys
 from .errors import Brain2PixError, describe_os_error
 from .utils import setup_logging
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "CHECK_FAILED"]
+
+# exit status of `brain2pix demo` when the learning check fails (the run itself succeeded)
+CHECK_FAILED = 3
 
 
 def _config(args):
@@ -230,7 +233,7 @@ def cmd_demo(args):
 
     summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
     print(format_summary(summary))
-    return 0 if summary["passed"] else 1
+    return 0 if summary["passed"] else CHECK_FAILED
 
 
 def build_parser():
@@ -341,7 +344,7 @@ def build_parser():
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
-                       "learning check (make demo); exit 1 when the check fails")
+                       "learning check (make demo); exit 3 when the check fails")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--weights", default="random",
                    help="random (the default here: no download), pretrained, or a folder/file")
@@ -395,8 +398,9 @@ def main(argv=None):
     -------
     int
         0 on success; 2 for a refused input (bad setting, data, checkpoint); 1 for an operating
-        system error (disk full, permission, read-only file system, wrong kind of path); 130
-        when interrupted (Ctrl-C, or a training stopped with a checkpoint).
+        system error (disk full, permission, read-only file system, wrong kind of path); 3 when
+        ``brain2pix demo``'s learning check fails; 130 when interrupted (Ctrl-C, or a training
+        stopped with a checkpoint).
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)

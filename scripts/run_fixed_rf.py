@@ -1,12 +1,14 @@
 """Experiment 2: Brain2Pix FixedRF on fMRI (Tables 1-2 rows, Figs 3-4).
 
-    python scripts/run_fixed_rf.py [--data PREPARED_DIR] [--out results/] [--profile paper|quick]
-                            [--weights pretrained|random|PATH] [--gpus 0]
-                            [--variant NAME] [--no-tables] [section.key=value ...]
+    python scripts/run_fixed_rf.py [--data PREPARED_DIR] [--out OUT] [--profile paper|quick]
+        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [section.key=value ...]
 
-Without --data the embedded simulated dataset is simulated and prepared once (cached and shared by
-the seven scripts). The same as `brain2pix experiment fixed_rf ...`. Finished steps are skipped and interrupted training resumes when run again.
---variant runs one row only (one job each on a cluster; README, "Experiments").
+The same as `brain2pix experiment fixed_rf ...`. OUT defaults to results (paper profile) or
+results-quick (quick profile). Without --data the embedded simulated dataset is simulated and
+prepared once (cached and shared by the seven scripts). Finished steps are skipped and interrupted
+training resumes when run again. --variant runs one row only (one job each on a cluster; README,
+"The seven experiments and the notebooks").
 """
 
 import sys

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..utils import get_logger, write_json_atomic
 
-__all__ = ["DEMO_SETTINGS", "run_demo", "main"]
+__all__ = ["DEMO_SETTINGS", "CONTROL", "run_demo", "format_summary"]
 
 # Settings of the demo that differ from the quick profile and the defaults (stated with every
 # figure it prints and in demo_summary.json).

@@ -107,7 +107,7 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
     Parameters
     ----------
     checkpoint : str
-        Run directory (uses ``checkpoints/latest``) or a checkpoint directory.
+        Run directory (uses ``checkpoints/LATEST``) or a checkpoint directory.
     prepared_dir : str
         Folder holding ``<split>.h5``.
     out_dir : str
