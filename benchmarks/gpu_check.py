@@ -314,7 +314,7 @@ def main(argv=None):
             from brain2pix_gluon.config import apply_overrides
 
             quick = apply_overrides(quick, ["train.max_steps_per_epoch=2", "train.batch_size=2",
-                                            "loss.feature_resize=32"])
+                                            "loss.feature_resize=32", "evaluation.max_frames=4"])
         q = quick_epoch_and_evaluation(quick, data, device, workdir)
         print(f"[4] quick-profile epoch end to end ({q['iterations']} iterations, with test "
               f"losses, grid, checkpoint): {q['epoch_s']:.1f} s; reconstruction of the test set "
