@@ -6,8 +6,8 @@ import logging
 import os
 import sys
 
-__all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "resolve_data_home",
-           "array_sha256"]
+__all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "write_text_atomic",
+           "resolve_data_home", "array_sha256"]
 
 
 def get_logger():
@@ -45,14 +45,18 @@ def progress(iterable=None, total=None, desc=None, enabled=True, **kwargs):
                 dynamic_ncols=True, leave=False, **kwargs)
 
 
-def write_json_atomic(path, data):
-    """Write JSON to ``path`` through a temporary file, so readers never see half a file."""
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file, so readers never see half a file."""
     tmp = os.fspath(path) + ".partial"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
+    with open(tmp, "w", newline="") as handle:
+        handle.write(text)
     os.replace(tmp, path)
     return path
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` atomically (see :func:`write_text_atomic`)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def resolve_data_home(path=None):

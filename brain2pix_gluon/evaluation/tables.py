@@ -19,7 +19,7 @@ import os
 
 from ..experiments.registry import TABLE_GROUPS, table_rows
 from ..provenance import caption_suffix
-from ..utils import get_logger
+from ..utils import get_logger, write_text_atomic
 from .features import LAYERS
 
 __all__ = ["collect_results", "build_tables", "render_markdown", "render_latex", "write_tables",
@@ -177,14 +177,6 @@ def render_latex(table):
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path, text):
-    tmp = path + ".partial"
-    with open(tmp, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-    return path
-
-
 def _csv_text(table):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -224,14 +216,14 @@ def write_tables(results_dir, out_dir=None):
     markdown = []
     for t in tables:
         base = os.path.join(out_dir, f"table{t['number']}")
-        written.append(_write_atomic(base + ".md", render_markdown(t)))
-        written.append(_write_atomic(base + ".tex", render_latex(t)))
-        written.append(_write_atomic(base + ".csv", _csv_text(t)))
+        written.append(write_text_atomic(base + ".md", render_markdown(t)))
+        written.append(write_text_atomic(base + ".tex", render_latex(t)))
+        written.append(write_text_atomic(base + ".csv", _csv_text(t)))
         markdown.append(render_markdown(t))
     if skipped:
         markdown.append("**Skipped results** (not in the tables above):\n\n"
                         + "".join(f"- {p}: {r}\n" for p, r in skipped))
-    written.append(_write_atomic(os.path.join(out_dir, "tables.md"), "\n".join(markdown)))
+    written.append(write_text_atomic(os.path.join(out_dir, "tables.md"), "\n".join(markdown)))
     get_logger().info("%d tables written to %s%s", len(tables), out_dir,
                       f"; {len(skipped)} results.json skipped (listed in tables.md)" if skipped
                       else "")

@@ -26,7 +26,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model_zoo.vgg_features import vgg_features
 from ..plotting import save_grid
 from ..provenance import TIME_SHUFFLED_CONTROL, is_random, run_marks
-from ..utils import get_logger, progress, write_json_atomic
+from ..utils import get_logger, progress, write_json_atomic, write_text_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
@@ -276,10 +276,7 @@ class Trainer:
         if current is None and not text:
             return
         if text != current:
-            tmp = self.log_path + ".partial"
-            with open(tmp, "w") as handle:
-                handle.write(text)
-            os.replace(tmp, self.log_path)
+            write_text_atomic(self.log_path, text)
 
     def _check_run_dir(self):
         """Refuse an output folder that holds another run (config.yaml or log.jsonl not ours)."""
@@ -314,9 +311,8 @@ class Trainer:
         self._check_run_dir()
         os.makedirs(self.run_dir, exist_ok=True)
         config_path = os.path.join(self.run_dir, "config.yaml")
-        with open(config_path + ".partial", "w") as handle:
-            yaml.safe_dump(config_to_dict(self.config), handle, sort_keys=False)
-        os.replace(config_path + ".partial", config_path)
+        write_text_atomic(config_path, yaml.safe_dump(config_to_dict(self.config),
+                                                      sort_keys=False))
         write_json_atomic(os.path.join(self.run_dir, "run.json"),
                           {**self.provenance(), "marks": self.marks()})
         self._sync_log()
