@@ -14,7 +14,7 @@ from .io.reconstructions import read_reconstructions
 from .provenance import marks_from_attrs
 
 __all__ = ["consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
-           "input_preview", "side_by_side", "save_grid"]
+           "save_figure", "input_preview", "side_by_side", "save_grid"]
 
 
 def _img(chw):
@@ -24,6 +24,20 @@ def _img(chw):
 def marks_of(data):
     """Marks that must appear on a figure made from a reconstruction file's ``data``."""
     return marks_from_attrs(data["attrs"])
+
+
+def save_figure(fig, path, **savefig_kwargs):
+    """Save a matplotlib figure as ``path`` through a temporary file (readers never see half a
+    picture) and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    root, ext = os.path.splitext(os.fspath(path))
+    tmp = f"{root}.partial{ext}"
+    fig.savefig(tmp, **savefig_kwargs)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
 
 
 def evenly_spaced(n_frames, count):

@@ -376,9 +376,9 @@ def plot_learning_curves(curves, path, marks=(), note=""):
         head.append(note)
     fig.suptitle("\n".join(head), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.035 * len(head)))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    from ..plotting import save_figure
+
+    return save_figure(fig, path, dpi=110)
 
 
 def format_learning_check(check):

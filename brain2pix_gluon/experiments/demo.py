@@ -83,7 +83,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     from ..data.embedded import simulated_dataset
     from .runner import experiment_config, run_experiment
     from ..io.reconstructions import read_reconstructions
-    from ..plotting import consecutive_frames
+    from ..plotting import consecutive_frames, save_figure
     from ..training.builder import dataset_mode
 
     log = get_logger()
@@ -117,8 +117,8 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     model_status, control_status = fixed["variants"][0], control["variants"][0]
     fixed_recon = model_status["reconstructions"]
     figure = os.path.join(out, "fig3_consecutive_frames.png")
-    fig = consecutive_frames(fixed_recon, start=10, count=8)
-    fig.savefig(figure, dpi=120, bbox_inches="tight")
+    save_figure(consecutive_frames(fixed_recon, start=10, count=8), figure, dpi=120,
+                bbox_inches="tight")
 
     # the learning check, on every held-out test frame
     ctx = mx.cpu()

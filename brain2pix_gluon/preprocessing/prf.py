@@ -349,7 +349,6 @@ def fit_prf(drives, signals, config=None, show_progress=False):
             raise DataError(f"run {r}: drive {drive.shape} / signals {sig.shape} disagree with run 0 "
                             f"(S = {size}, {n_voxels} voxels)")
     grid = PRFGrid(size, config)
-    n_runs = len(drives)
     variances = np.stack([grid.candidate_variance(np.asarray(d, np.float32))
                           for d in progress(drives, desc="pRF model variances",
                                             enabled=show_progress, unit="run")])
@@ -590,13 +589,9 @@ def write_prf_outputs(paths, keys, columns, fit, config):
     # one value per mask voxel, as MATLAB column vectors like the released files
     write_mat(paths["col"], {k: v[:, None] for k, v in by_key["col"].items()})
     write_mat(paths["row"], {k: v[:, None] for k, v in by_key["row"].items()})
-    fig = plot_prf_summary(estimates, keys, config.r2_threshold)
-    tmp = paths["figure"] + ".partial.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, paths["figure"])
-    import matplotlib.pyplot as plt
+    from ..plotting import save_figure
 
-    plt.close(fig)
+    save_figure(plot_prf_summary(estimates, keys, config.r2_threshold), paths["figure"], dpi=100)
     n_kept = int(kept.sum())
     get_logger().info("estimate-rf: %d of %d voxels have cross-validated R^2 >= %g; centres "
                       "written to %s and %s", n_kept, kept.size, config.r2_threshold,

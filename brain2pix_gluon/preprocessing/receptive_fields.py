@@ -15,7 +15,6 @@ Overlapping voxels of one ROI are averaged (eq. 2). The mapping is a sparse voxe
 so any eq. 3 weights can be used instead.
 """
 
-import os
 
 import numpy as np
 from scipy import sparse
@@ -386,8 +385,6 @@ def plot_rf_coverage(path, centres, n_dorsal, frame=None, report=None):
     fig.suptitle("RF centres over a warped frame (" + ("the left hemisphere should fill the right "
                  "half" if by_hemisphere else "dorsal should fill the lower half") + ")", fontsize=9)
     fig.tight_layout()
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from ..plotting import save_figure
+
+    return save_figure(fig, path, dpi=110)
