@@ -49,6 +49,9 @@ class DataConfig:
     reencode: str = "none"          # webm: the authors' intermediate 96x96 WebM (their targets' compression)
     max_unused_s: float = 60.0      # more unused volumes after the last window: probably the wrong video
 
+    def __post_init__(self):
+        _check_section(self, "data")
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -72,6 +75,9 @@ class SimulationConfig:
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
 
+    def __post_init__(self):
+        _check_section(self, "simulation")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -86,6 +92,9 @@ class ModelConfig:
     init_sigma: float = 0.02
     learned_rf_mask: bool = False   # [code!=paper] eq. 4: LearnedRF maps only where a voxel lands
 
+    def __post_init__(self):
+        _check_section(self, "model")
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -99,6 +108,9 @@ class LossConfig:
     feature_layers: int = 22        # VGG-19 features[:22] = conv4_2 before its ReLU
     imagenet_normalize: bool = False
     feature_weights: str = "pretrained"   # pretrained | random | path to a .params file
+
+    def __post_init__(self):
+        _check_section(self, "loss")
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,9 @@ class TrainConfig:
     profile: str = "paper"          # paper | quick (outputs of quick runs say so)
     input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
+    def __post_init__(self):
+        _check_section(self, "train")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -141,6 +156,9 @@ class EvalConfig:
     seed: int = 0
     feature_cache: str = "auto"     # ground-truth features: auto ($BRAIN2PIX_CACHE or the data
                                     # home's eval_features), off, or a folder
+
+    def __post_init__(self):
+        _check_section(self, "evaluation")
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,9 @@ class PRFConfig:
     r2_threshold: float = 0.05      # centres of voxels below this cross-validated R^2 are NaN
     chunk_voxels: int = 256         # voxels fitted together; memory ~ n_runs * chunk * S^2 floats
 
+    def __post_init__(self):
+        _check_section(self, "prf")
+
 
 @dataclass(frozen=True)
 class Vim2Config:
@@ -171,6 +192,9 @@ class Vim2Config:
     stimulus_hz: float = 15.0       # frame rate of Stimuli.mat
     tr: float = 1.0                 # seconds per volume
     run_volumes: int = 600          # training volumes per run (blocks for leave-one-run-out)
+
+    def __post_init__(self):
+        _check_section(self, "vim2")
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,9 @@ class Config:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     prf: PRFConfig = field(default_factory=PRFConfig)
     vim2: Vim2Config = field(default_factory=Vim2Config)
+
+    def __post_init__(self):
+        _check_config(self)
 
 
 def _coerce(value, annotation, key):
@@ -245,7 +272,7 @@ def _build(cls, data, prefix):
 
 def config_from_dict(data):
     """Build a :class:`Config` from a nested mapping holding only the keys that differ."""
-    return _validate(_build(Config, data or {}, ""))
+    return _build(Config, data or {}, "")
 
 
 def config_to_dict(config):
@@ -316,9 +343,10 @@ def load_config(path=None, overrides=()):
 
 
 # ---------------------------------------------------------------------------- validation
-# Every field of every section has one rule here: (test, what is expected). ``_validate`` runs
-# them all whenever a config is built (config_from_dict, load_config, apply_overrides,
-# with_changes); tests check that no field is left without a rule.
+# Every field of every section has one rule here: (test, what is expected). A section runs its
+# rules when it is constructed (``PRFConfig(grid_stride=0)`` raises), and a whole ``Config`` its
+# name rule and the rules that tie sections together; tests check that no field is left without a
+# rule. Functions that receive a section trust it and do not check its fields again.
 
 def _finite(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -486,42 +514,59 @@ RULES = {
 }
 
 
+def _section_cross_checks(section, name):
+    """Rules that tie fields of one section together: yield (keys, expected, received)."""
+    if name == "model" and section.learned_rf_mask and section.variant != "learned_rf":
+        yield ("model.learned_rf_mask", "false unless model.variant is learned_rf (the mask "
+               "restricts the LearnedRF maps)", f"true with variant {section.variant!r}")
+    if name == "loss" and section.adversarial_weight == section.feature_weight \
+            == section.pixel_weight == 0:
+        yield ("loss.adversarial_weight, loss.feature_weight, loss.pixel_weight",
+               "at least one weight > 0 (else the generator learns nothing)", "all 0")
+    if name == "prf" and section.sigma_min >= section.sigma_max:
+        yield ("prf.sigma_min, prf.sigma_max", "sigma_min < sigma_max",
+               (section.sigma_min, section.sigma_max))
+
+
 def _cross_checks(config):
-    """Rules that tie fields together: yield (keys, expected, received)."""
-    d, sim, loss = config.data, config.simulation, config.loss
+    """Rules that tie sections together: yield (keys, expected, received)."""
+    d, sim = config.data, config.simulation
     window = d.shift + d.n_trs
     for key in ("volumes_per_run", "volumes_per_clip"):
         if getattr(sim, key) < window:
             yield (f"simulation.{key}", f"at least data.shift + data.n_trs = {window} (one sample "
                    f"needs that many volumes)", getattr(sim, key))
-    if config.prf.sigma_min >= config.prf.sigma_max:
-        yield ("prf.sigma_min, prf.sigma_max", "sigma_min < sigma_max",
-               (config.prf.sigma_min, config.prf.sigma_max))
-    if config.model.learned_rf_mask and config.model.variant != "learned_rf":
-        yield ("model.learned_rf_mask", "false unless model.variant is learned_rf (the mask "
-               "restricts the LearnedRF maps)", f"true with variant {config.model.variant!r}")
-    if loss.adversarial_weight == loss.feature_weight == loss.pixel_weight == 0:
-        yield ("loss.adversarial_weight, loss.feature_weight, loss.pixel_weight",
-               "at least one weight > 0 (else the generator learns nothing)", "all 0")
 
 
-def _validate(config):
-    """Check every field against :data:`RULES` and the cross-field rules; return ``config``.
+def _check_section(section, name):
+    """Run the rules of one section (its fields and its cross-field rules).
 
     Raises
     ------
     ConfigError
         Naming the key, the valid range and the value received.
     """
+    prefix = name + "."
     for key, (test, expected) in RULES.items():
-        node = config
-        for part in key.split("."):
-            node = getattr(node, part)
-        if not test(node):
-            raise ConfigError(f"{key}: expected {expected}, got {node!r}")
+        if key.startswith(prefix):
+            value = getattr(section, key[len(prefix):])
+            if not test(value):
+                raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    for key, expected, got in _section_cross_checks(section, name):
+        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+
+
+def _check_config(config):
+    """The rules of a whole config beyond its sections' own: its name, the cross-section rules."""
+    for f in fields(config):
+        if not is_dataclass(f.type) and f.name in RULES:
+            test, expected = RULES[f.name]
+            value = getattr(config, f.name)
+            if not test(value):
+                raise ConfigError(f"{f.name}: expected {expected}, got {value!r}")
     for key, expected, got in _cross_checks(config):
         raise ConfigError(f"{key}: expected {expected}, got {got!r}")
-    return config
+
 
 
 def with_changes(config, **sections):
@@ -530,4 +575,4 @@ def with_changes(config, **sections):
     for name, changes in sections.items():
         current = getattr(config, name)
         updates[name] = replace(current, **changes) if isinstance(changes, dict) else changes
-    return _validate(replace(config, **updates))
+    return replace(config, **updates)

@@ -65,6 +65,24 @@ def test_bad_settings_are_refused_with_the_valid_range(override, message):
         apply_overrides(Config(), [override])
 
 
+SECTIONS = [f for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.type)]
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=[f.name for f in SECTIONS])
+def test_every_section_checks_its_rules_when_it_is_built(section):
+    """A rule-breaking value of every field of every section raises at construction, naming the
+    field (no whole Config needed): the first value found that the rule refuses."""
+    cls = section.type
+    candidates = (0, -1, -1.5, float("nan"), "", "nonsense", (), True, 10 ** 12)
+    for f in dataclasses.fields(cls):
+        test, _ = RULES[f"{section.name}.{f.name}"]
+        bad = next((v for v in candidates if not test(v)), None)
+        if bad is None:
+            continue
+        with pytest.raises(ConfigError, match=rf"^{section.name}\.{f.name}: expected "):
+            cls(**{f.name: bad})
+
+
 def test_all_loss_weights_zero_is_refused():
     with pytest.raises(ConfigError, match=r"at least one weight > 0"):
         apply_overrides(Config(), ["loss.adversarial_weight=0", "loss.feature_weight=0",
