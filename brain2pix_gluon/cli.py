@@ -50,7 +50,7 @@ def cmd_prepare(args):
 
 
 def cmd_estimate_rf(args):
-    from .preprocessing.prf import estimate_rf
+    from .preprocessing.estimate_rf import estimate_rf
 
     written = estimate_rf(args.raw_dir, args.out, _config(args), force=args.force,
                           show_progress=not args.no_progress, keep_work=args.keep_work)
@@ -59,70 +59,19 @@ def cmd_estimate_rf(args):
 
 
 def cmd_inspect(args):
+    from .inspection import format_prepared, rf_coverage_figure, split_paths
     from .io.prepared import describe_prepared
-    from .preprocessing.receptive_fields import format_retinotopy
 
-    paths = [args.path]
-    if os.path.isdir(args.path):
-        paths = [os.path.join(args.path, f"{s}.h5") for s in ("train", "test")
-                 if os.path.exists(os.path.join(args.path, f"{s}.h5"))]
-        if not paths:
-            raise Brain2PixError(f"{args.path}: no train.h5 or test.h5 inside")
+    paths = split_paths(args.path)
     for path in paths:
         info = describe_prepared(path)
         if args.json:
             print(json.dumps(info, indent=2, default=str))
-            continue
-        print(f"== {info['file']}  ({info['split']}, {info['bytes'] / 1e6:.1f} MB, schema "
-              f"v{info['schema_version']}, brain2pix_gluon {info['package_version']}, "
-              f"created {info['created']})")
-        print(f"   samples {info['n_samples']}, runs {len(info['runs'])}, ROIs "
-              f"{', '.join(info['rois'])}, frames dropped at run ends {info['n_dropped']}, "
-              f"{info['bytes_per_1000_samples'] / 1e6:.1f} MB per 1,000 samples")
-        for name, d in sorted(info["datasets"].items()):
-            print(f"   /{name:<18} {str(tuple(d['shape'])):<24} {d['dtype']:<8} "
-                  f"{d['compression'] or '':<5}{' fletcher32' if d.get('fletcher32') else ''}")
-        cfg = info["config"]
-        print(f"   data config: shift {cfg.get('shift')}, window {cfg.get('n_trs')} TRs, size "
-              f"{cfg.get('image_size')}, fisheye {cfg.get('fisheye')} (max_ratio "
-              f"{cfg.get('max_ratio')}), rf_layout {cfg.get('rf_layout', 'unknown (older file)')}, "
-              f"rf_swap_axes {cfg.get('rf_swap_axes')}, rf_flip_y {cfg.get('rf_flip_y')}")
-        print(f"   sources: {len(info['sources'])} files with sha256 checksums")
-        report = _retinotopy(path)
-        if report is None:
-            print("   retinotopy: not recorded (file prepared by an older version)")
         else:
-            for line in format_retinotopy(report):
-                print("   " + line)
+            print("\n".join(format_prepared(info)))
     if args.figure:
-        _coverage_figure(paths[0], args.figure)
+        rf_coverage_figure(paths[0], args.figure)
         print(f"RF coverage figure: {args.figure}")
-
-
-def _retinotopy(path):
-    from .io.prepared import open_prepared
-
-    with open_prepared(path) as handle:
-        text = handle.attrs.get("retinotopy")
-    return json.loads(text) if text else None
-
-
-def _coverage_figure(path, out):
-    from .io.prepared import open_prepared
-    from .preprocessing.receptive_fields import plot_rf_coverage
-
-    report = _retinotopy(path)
-    if report is None:
-        raise Brain2PixError(f"{path}: no retinotopy record (prepared by an older version); "
-                             f"prepare it again to draw the coverage figure")
-    with open_prepared(path) as handle:
-        rois = json.loads(handle.attrs["rois"])
-        centres = {roi: handle[f"rf_centres/{roi}"][()] for roi in rois}
-        frame = handle["frames"][0].astype("float32") if handle["frames"].shape[0] else None
-    # the first part of each ROI: dorsal voxels (raw layout), left hemisphere (vim-2)
-    first = "n_lh" if report.get("kind") == "hemisphere" else "n_dorsal"
-    n_dorsal = {roi: report["rois"][roi][first] for roi in rois}
-    plot_rf_coverage(out, centres, n_dorsal, frame, report)
 
 
 def cmd_train(args):
@@ -130,8 +79,11 @@ def cmd_train(args):
     from .training.checkpoint import find_checkpoint
     from .training.trainer import Trainer, make_contexts
 
+    from .data.dataset import sets_tr, with_recorded_tr
+
     config = _config(args)
     data = args.data or simulated_dataset(config, show_progress=not args.no_progress)
+    config = with_recorded_tr(config, os.path.join(data, "train.h5"), sets_tr(args.overrides))
     out = args.out or os.path.join("results", "runs", config.name)
     if os.path.exists(out) and not os.path.isdir(out):
         raise Brain2PixError(f"--out {out}: a file is in the way; expected a folder")

@@ -1,13 +1,14 @@
 """Small helpers shared across the package: logging, progress bars, atomic JSON writes."""
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
 
-__all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "write_text_atomic",
-           "resolve_data_home", "array_sha256"]
+__all__ = ["get_logger", "setup_logging", "progress", "atomic_path", "write_json_atomic",
+           "write_text_atomic", "write_npz_atomic", "resolve_data_home", "array_sha256"]
 
 
 def get_logger():
@@ -45,12 +46,42 @@ def progress(iterable=None, total=None, desc=None, enabled=True, **kwargs):
                 dynamic_ncols=True, leave=False, **kwargs)
 
 
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """The package's one atomic writer: yield a temporary name beside ``path`` to write to.
+
+    When the block ends without an exception the temporary file is renamed to ``path`` (readers
+    never see half a file); otherwise it is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or path-like
+    suffix : str
+        Appended to the temporary name, for writers that choose the format by the extension
+        (e.g. ``".png"``, ``".npz"``).
+    """
+    tmp = os.fspath(path) + ".partial" + suffix
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file, so readers never see half a file."""
-    tmp = os.fspath(path) + ".partial"
-    with open(tmp, "w", newline="") as handle:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         handle.write(text)
-    os.replace(tmp, path)
+    return path
+
+
+def write_npz_atomic(path, arrays):
+    """Write a dict of arrays as an uncompressed ``.npz`` atomically (see :func:`atomic_path`)."""
+    import numpy as np
+
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
     return path
 
 

@@ -9,7 +9,6 @@ from brain2pix_gluon.baselines import (NishimotoBaseline, RidgeEncoder, TopK, re
 from brain2pix_gluon.io.prepared import open_prepared
 from brain2pix_gluon.io.reconstructions import read_reconstructions
 from brain2pix_gluon.model_zoo import get_model, initialize_paper
-from brain2pix_gluon.data.simulation import oracle_patterns
 from brain2pix_gluon.training.trainer import Trainer
 
 from conftest import tiny_config
@@ -53,6 +52,33 @@ def test_top_k_merges_chunks(rng):
     for s in range(0, 30, 7):
         top.update(scores[:, s:s + 7], s)
     np.testing.assert_array_equal(top.index, np.argsort(-scores, axis=1)[:, :5])
+
+
+def oracle_patterns(raw_dir, prepared_path):
+    """Noise-free voxel patterns of a prepared split's samples (the simulator's ground truth).
+
+    Each sample's pattern is the mean over its window of the noise-free BOLD signal
+    (``truth_signals.npz``, columns in mask order V1d, V1v, ..., V3v) of the voxels the prepared
+    file holds (same ROIs and order): what a perfect encoding model predicts.
+    """
+    from brain2pix_gluon.io.names import MASK_KEYS, RAW_PARTS
+    from brain2pix_gluon.io.prepared import PreparedSplit
+    from brain2pix_gluon.io.raw import load_rf_centres, load_roi_masks
+
+    masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
+    cols, rows = load_rf_centres(os.path.join(raw_dir, "col_centers_112px.mat"),
+                                 os.path.join(raw_dir, "row_centers_112px.mat"), masks)
+    offsets = dict(zip(MASK_KEYS, np.cumsum([0] + [int(masks[k].sum()) for k in MASK_KEYS])))
+    split = PreparedSplit(prepared_path)
+    columns = np.concatenate([offsets[key] + np.flatnonzero(np.isfinite(cols[key])
+                                                            & np.isfinite(rows[key]))
+                              for roi in split.rois for key in RAW_PARTS[roi]])
+    with np.load(os.path.join(raw_dir, "truth_signals.npz")) as truth:
+        signals = {name: truth[name][:, columns] for name in split.run_names}
+    samples = split.samples
+    out = np.stack([signals[split.run_names[run]][first:first + split.n_trs].mean(axis=0)
+                    for run, first in zip(samples.run, samples.first_volume)])
+    return out.astype(np.float32)
 
 
 def test_oracle_encoding_model_finds_the_right_frames(raw_dir, prepared_dir):

@@ -12,7 +12,8 @@ from brain2pix_gluon.io.prepared import describe_prepared, open_prepared
 from brain2pix_gluon.io.raw import load_run
 from brain2pix_gluon.io.video import read_video
 from brain2pix_gluon.preprocessing import prepare as prepare_module
-from brain2pix_gluon.preprocessing.prepare import RawDataset, prepare_dataset
+from brain2pix_gluon.io.sources import open_source
+from brain2pix_gluon.preprocessing.prepare import RoiInputs, prepare_dataset
 from brain2pix_gluon.preprocessing.retina import fisheye_warp
 
 
@@ -69,8 +70,8 @@ def test_simulated_raw_data_are_shaped_like_the_release(raw_dir, config):
 
 
 def test_stored_arrays_are_what_the_pipeline_defines(raw_dir, prepared_dir, config):
-    raw = RawDataset(raw_dir, config)
-    run = raw.runs("test")[0]
+    raw = RoiInputs(open_source(raw_dir, config))
+    run = raw.source.runs("test")[0]
     reps = [load_run(p) for p in run["signals"]]
     assert len(reps) == config.simulation.n_repetitions
     averaged = np.mean(reps, axis=0)             # test data: repetitions averaged, not z-scored

@@ -10,7 +10,8 @@ import pytest
 from brain2pix_gluon.errors import DataError
 from brain2pix_gluon.io.prepared import PreparedWriter, array_checksums
 from brain2pix_gluon.io.video import read_video
-from brain2pix_gluon.preprocessing.prepare import RawDataset, prepare_dataset
+from brain2pix_gluon.io.sources import open_source
+from brain2pix_gluon.preprocessing.prepare import RoiInputs, prepare_dataset
 from brain2pix_gluon.preprocessing.retina import cached_warp
 from brain2pix_gluon.preprocessing.signals import plan_run
 
@@ -22,12 +23,12 @@ def _direct_split(raw_dir, config, split):
     channel and per volume (each output value sums its terms in the operator's order), the runs
     concatenated in the order of the raw directory.
     """
-    raw = RawDataset(raw_dir, config)
+    raw = RoiInputs(open_source(raw_dir, config))
     data = config.data
     warp = cached_warp(data.image_size, data.max_ratio)
     operator = warp.operator * np.float32(1.0 / 255.0)
     frames, rf_images, voxels = [], [], {roi: [] for roi in data.rois}
-    for run in raw.runs(split):
+    for run in raw.source.runs(split):
         signals = raw.load_signals(run, split)
         video = read_video(run["video"], data.image_size, data.tr, data.video_backend,
                            data.video_aspect, data.reencode)

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from brain2pix_gluon.config import PRFConfig
-from brain2pix_gluon.errors import DataError
+from brain2pix_gluon.errors import ConfigError, DataError
 from brain2pix_gluon.preprocessing.prf import PRFGrid, fit_prf, model_drive
 from brain2pix_gluon.preprocessing.retina import fisheye_warp
 
@@ -80,7 +80,7 @@ def test_luminance_pRFs_recovered_within_a_pixel():
         frames = _texture_frames(rng, 150)
         luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
         signals.append(_bold(luminance, weights, hrf, rng, noise=0.7))
-        drives.append(model_drive(frames, 150, PRFConfig(), TR))
+        drives.append(model_drive(frames, 150, TR, PRFConfig()))
     fit = fit_prf(drives, signals, PRFConfig())
     error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
     assert np.median(error_px) <= 1.0
@@ -99,7 +99,7 @@ def test_refinement_goes_below_the_grid_step():
         frames = _texture_frames(rng, 150)
         luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
         signals.append(_bold(luminance, weights, _hrf(TR), rng, noise=0.05))
-        drives.append(model_drive(frames, 150, PRFConfig(), TR))
+        drives.append(model_drive(frames, 150, TR, PRFConfig()))
     fit = fit_prf(drives, signals, PRFConfig(grid_stride=2))
     assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * S) <= 0.35
     assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.1)
@@ -120,11 +120,11 @@ def test_contrast_drive_finds_pRFs_of_flickering_bars():
         warped_aperture = fisheye_warp(apertures[..., None])[..., 0]
         signals.append(_bold(warped_aperture, weights, hrf, rng, noise=0.5))
         runs.append(frames)
-    fit = fit_prf([model_drive(f, 160, config, TR) for f in runs], signals, config)
+    fit = fit_prf([model_drive(f, 160, TR, config) for f in runs], signals, config)
     error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
     assert np.median(error_px) <= 1.5
     # the luminance drive cannot see these pRFs: the same fit with it goes astray
-    luminance = fit_prf([model_drive(f, 160, PRFConfig(), TR) for f in runs], signals, PRFConfig())
+    luminance = fit_prf([model_drive(f, 160, TR, PRFConfig()) for f in runs], signals, PRFConfig())
     assert np.median(np.hypot(luminance["x"] - xs, luminance["y"] - ys) * S) > 3.0
 
 
@@ -201,10 +201,13 @@ def test_bad_input_is_refused():
         fit_prf([drive], [np.zeros((10, 3), np.float32)])
     with pytest.raises(DataError, match="signals of run 1"):
         fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))])
-    with pytest.raises(DataError, match="prf.grid_stride"):
-        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(grid_stride=0))
-    with pytest.raises(DataError, match="sigma_min <= sigma_max"):
-        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(sigma_min=0.2, sigma_max=0.1))
+    with pytest.raises(DataError, match="prf.grid_stride: expected 1 ... 8 pixels, got 9"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(grid_stride=9))
+    # the section's own rules hold as soon as it is built (one rule, in config.RULES)
+    with pytest.raises(ConfigError, match="prf.grid_stride: expected an integer >= 1, got 0"):
+        PRFConfig(grid_stride=0)
+    with pytest.raises(ConfigError, match="expected sigma_min < sigma_max, got .0.2, 0.2."):
+        PRFConfig(sigma_min=0.2, sigma_max=0.2)
 
 
 def test_estimate_rf_refuses_an_unknown_dataset(tmp_path, capsys):

@@ -77,8 +77,8 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
 
     folder = str(tmp_path / "vim2")
     shutil.copytree(vim2["folder"], folder)
-    common = ["--no-progress", "data.dataset=vim2", "data.tr=1", "vim2.run_volumes=40",
-              *TINY]
+    # no data.tr: the TR is the release's (vim2.tr), recorded by prepare, read by train
+    common = ["--no-progress", "data.dataset=vim2", "vim2.run_volumes=40", *TINY]
     assert main(["prepare", folder, str(tmp_path / "nothing"), *common]) == 2
     assert "run `brain2pix estimate-rf" in capsys.readouterr().err
     assert main(["estimate-rf", folder, *common, "prf.r2_threshold=0.2"]) == 0
@@ -122,23 +122,23 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
     with h5py.File(os.path.join(prepared, "train.h5"), "r") as train:
         assert list(train["runs/n_volumes"][()]) == [60, 60]
         assert json.loads(train.attrs["config"])["vim2"]["run_volumes"] == 60
+        assert json.loads(train.attrs["config"])["tr"] == 1.0
     capsys.readouterr()
     figure = str(tmp_path / "coverage.png")
     assert main(["inspect", prepared, "--figure", figure]) == 0
     assert "retinotopy by hemisphere" in capsys.readouterr().out
     assert os.path.getsize(figure) > 1000
+    # train refuses a TR other than the recording's, and takes the recording's by default
+    capsys.readouterr()
+    refused = str(tmp_path / "refused")
+    assert main(["train", "--data", prepared, "--out", refused, *common[:1], *TINY, *TRAIN,
+                 "data.tr=0.7"]) == 2
+    assert ("data.tr: the prepared data" in capsys.readouterr().err
+            and not os.path.exists(os.path.join(refused, "checkpoints")))
     run = str(tmp_path / "run")
     assert main(["train", "--data", prepared, "--out", run, *common[:1], *TINY, *TRAIN]) == 0
     assert os.path.isdir(os.path.join(run, "checkpoints"))
+    import yaml
 
-
-def test_vim2_prepare_refuses_another_tr(vim2, tmp_path, capsys):  # noqa: F811
-    assert main(["prepare", vim2["folder"], str(tmp_path / "p"), "--no-progress",
-                 "data.dataset=vim2"]) == 2
-    assert ("data.tr: vim-2 has one volume every vim2.tr = 1 s, but data.tr = 0.7 s; pass "
-            "data.tr=1") in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "p")
-    assert main(["estimate-rf", vim2["folder"], "--out", str(tmp_path / "rf"), "--no-progress",
-                 "data.dataset=vim2", "data.tr=2"]) == 2
-    assert "but data.tr = 2 s; pass data.tr=1" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "rf")
+    with open(os.path.join(run, "config.yaml")) as handle:
+        assert yaml.safe_load(handle)["data"]["tr"] == 1.0

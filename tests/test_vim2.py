@@ -126,7 +126,7 @@ def test_estimate_rf_on_vim2(vim2, tmp_path):
 
     out = str(tmp_path / "rf")
     assert main(["estimate-rf", vim2["folder"], "--out", out, "--no-progress", "data.dataset=vim2",
-                 "data.tr=1", "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2"]) == 0
+                 "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2"]) == 0
     cols = read_mat(os.path.join(out, "col_centers_112px.mat"))
     rows = read_mat(os.path.join(out, "row_centers_112px.mat"))
     assert set(cols) == set(VIM2_KEYS)
@@ -161,11 +161,12 @@ def test_bad_vim2_input(tmp_path, vim2):
         Vim2Dataset(str(tmp_path), subject=1)
     with pytest.raises(DataError, match="whole number of frames"):
         Vim2Dataset(vim2["folder"], subject=1, stimulus_hz=15.0, tr=0.7)
-    config = apply_overrides(Config(), ["data.dataset=vim2", "data.tr=1", "vim2.run_volumes=200"])
-    from brain2pix_gluon.io.vim2 import Vim2Source
+    config = apply_overrides(Config(), ["data.dataset=vim2", "vim2.run_volumes=200"])
+    from brain2pix_gluon.preprocessing.estimate_rf import estimate_rf
 
-    with pytest.raises(DataError, match="at least 2"):
-        Vim2Source(vim2["folder"], config)
+    with pytest.raises(DataError, match="1 training run.*at least 2 .vim2.run_volumes = 200"):
+        estimate_rf(vim2["folder"], str(tmp_path / "rf"), config, show_progress=False)
+    assert not os.path.exists(tmp_path / "rf")
     short = str(tmp_path / "short")
     n_vox = int(np.prod(VOLUME))
     frames = np.zeros((4 * HZ - 1, 8, 8, 3), np.uint8)      # one frame short of 4 volumes

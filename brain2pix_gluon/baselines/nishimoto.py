@@ -28,9 +28,9 @@ from ..data.dataset import RFSImageDataset
 from ..errors import DataError
 from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
-from ..io.prepared import SAMPLE, open_prepared
+from ..io.prepared import PreparedSplit
 from ..io.reconstructions import write_reconstructions
-from ..utils import array_sha256, get_logger, progress, write_json_atomic
+from ..utils import array_sha256, atomic_path, get_logger, progress, write_json_atomic
 
 __all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
            "run_nishimoto_baseline"]
@@ -44,10 +44,10 @@ def sample_patterns(path, rois=None):
     ndarray, shape (n_samples, n_voxels_total), float32
     """
     ds = RFSImageDataset(path, rois, mode="voxels", in_memory=False)
-    with open_prepared(path) as handle:
-        volumes = np.concatenate([handle[f"voxels/{r}"][()] for r in ds.rois], axis=1)
+    with PreparedSplit(path).arrays(ds.rois) as arrays:
+        volumes = np.concatenate([arrays.voxels(r) for r in ds.rois], axis=1)
     cumulative = np.cumsum(np.vstack([np.zeros((1, volumes.shape[1])), volumes]), axis=0)
-    starts = ds.samples[:, SAMPLE.volume_row]
+    starts = ds.samples.volume_row
     return ((cumulative[starts + ds.n_trs] - cumulative[starts]) / ds.n_trs).astype(np.float32)
 
 
@@ -224,19 +224,19 @@ class NishimotoBaseline:
         self.sources = self.sources or getattr(extractor, "sources", {"c3d": "injected"})
 
     def _test_frames(self):
-        with open_prepared(self.test_path) as handle:
-            samples = handle["samples"][()]
-            frames = handle["frames"][()][samples[:, SAMPLE.frame_row]].astype(np.float32)
-            names = [n.decode() for n in handle["runs/names"][()]]
-        return samples, frames, names
+        split = PreparedSplit(self.test_path)
+        with split.arrays(()) as arrays:
+            frames = arrays.frames()[split.samples.frame_row].astype(np.float32)
+        return split.samples, frames, split.run_names
 
-    def _train_frames(self, handle, samples, positions):
+    @staticmethod
+    def _train_frames(arrays, samples, positions):
         """Frames (float32) of training sample positions, read from HDF5 in increasing order."""
-        rows = samples[positions, SAMPLE.frame_row]
+        rows = samples.frame_row[positions]
         unique, inverse = np.unique(rows, return_inverse=True)
-        return handle["frames"][unique].astype(np.float32)[inverse]
+        return arrays.frames(unique).astype(np.float32)[inverse]
 
-    def _feature_key(self, handle, samples):
+    def _feature_key(self, split):
         """What the cached training features depend on: the C3D weights, the prepared data, the
         clip rule and the input size. None (never reuse) for an extractor whose weights cannot be
         hashed."""
@@ -246,9 +246,8 @@ class NishimotoBaseline:
         weights = weights_sha256(self.extractor)
         if weights is None:
             return None
-        identity = {"weights": weights, "samples": array_sha256(samples),
-                    "data": {k: str(handle.attrs.get(k, "")) for k in ("sources", "config",
-                                                                       "package_version")},
+        identity = {"weights": weights, "samples": array_sha256(split.samples.array),
+                    "data": split.identity(),
                     "clip_length": self.extractor.clip_length,
                     "c3d_size": getattr(self.extractor, "c3d_size", None),
                     "normalize": bool(getattr(self.extractor, "normalize", True)),
@@ -267,10 +266,11 @@ class NishimotoBaseline:
 
         path = os.path.join(self.work_dir, "train_c3d_fc6.f32")
         meta = path + ".json"
-        with open_prepared(self.train_path) as handle:
-            samples = handle["samples"][()]
-            n = len(samples)
-            key = self._feature_key(handle, samples)
+        split = PreparedSplit(self.train_path)
+        samples = split.samples
+        n = len(samples)
+        with split.arrays(()) as arrays:
+            key = self._feature_key(split)
             if key is not None and os.path.exists(path) and os.path.exists(meta):
                 with open(meta) as stream:
                     stored = json.load(stream)
@@ -281,22 +281,22 @@ class NishimotoBaseline:
                 get_logger().info("baseline 1: %s was computed with other C3D weights, data or "
                                   "clip rule; recomputing it", path)
             os.makedirs(self.work_dir, exist_ok=True)
-            tmp, out = path + ".partial", None
-            clips = clip_indices(samples[:, SAMPLE.run], self.extractor.clip_length)
+            out = None
+            clips = clip_indices(samples.run, self.extractor.clip_length)
             starts = range(0, n, self.batch_size)
-            for s in progress(starts, desc="baseline 1: C3D features", enabled=self.show_progress,
-                              unit="batch"):
-                pos = np.arange(s, min(s + self.batch_size, n))
-                lo, hi = clips[pos].min(), clips[pos].max() + 1
-                block = self._train_frames(handle, samples, np.arange(lo, hi))
-                feats = self.extractor.c3d_features(block, pos, clips - lo)["c3d_fc6"]
-                if out is None:
-                    out = np.memmap(tmp, np.float32, "w+", shape=(n, feats.shape[1]))
-                out[pos] = feats
-            shape = out.shape
-            out.flush()
-            del out
-        os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                for s in progress(starts, desc="baseline 1: C3D features",
+                                  enabled=self.show_progress, unit="batch"):
+                    pos = np.arange(s, min(s + self.batch_size, n))
+                    lo, hi = clips[pos].min(), clips[pos].max() + 1
+                    block = self._train_frames(arrays, samples, np.arange(lo, hi))
+                    feats = self.extractor.c3d_features(block, pos, clips - lo)["c3d_fc6"]
+                    if out is None:
+                        out = np.memmap(tmp, np.float32, "w+", shape=(n, feats.shape[1]))
+                    out[pos] = feats
+                shape = out.shape
+                out.flush()
+                del out
         write_json_atomic(meta, {"shape": list(shape), "layer": "c3d_fc6", "key": key,
                                  "encoding_features": self.sources.get("c3d")})
         return np.memmap(path, np.float32, "r", shape=shape)
@@ -305,8 +305,7 @@ class NishimotoBaseline:
         """Encoding model on the training runs (penalty chosen on the last run)."""
         feats = self.features()
         patterns = sample_patterns(self.train_path, self.rois)
-        with open_prepared(self.train_path) as handle:
-            runs = handle["samples"][:, SAMPLE.run]
+        runs = PreparedSplit(self.train_path).samples.run
         held = runs == runs.max()
         if held.all() or not held.any():
             held = np.zeros(len(runs), bool)
@@ -333,16 +332,16 @@ class NishimotoBaseline:
         predicted = (self.encoder.predict(feats[s:s + self.chunk])
                      for s in range(0, len(feats), self.chunk))
         index, scores = retrieve_top_k(queries, predicted, self.k)
-        with open_prepared(self.train_path) as handle:
-            samples = handle["samples"][()]
-            retrieved = self._train_frames(handle, samples, index.reshape(-1))
+        split = PreparedSplit(self.train_path)
+        with split.arrays(()) as arrays:
+            retrieved = self._train_frames(arrays, split.samples, index.reshape(-1))
         recon = retrieved.reshape(index.shape + retrieved.shape[1:]).mean(axis=1)
         test_samples, test_frames, names = self._test_frames()
         attrs = {"model": label, "variant": "nishimoto",
                  "weights": {"encoding_features": self.sources.get("c3d")},
                  "k": self.k, "alpha": self.encoder.alpha, "source": os.path.abspath(self.test_path),
                  "retrieved": index.tolist()[:50]}
-        write_reconstructions(out_path, recon, test_frames, test_samples, names, attrs)
+        write_reconstructions(out_path, recon, test_frames, test_samples.array, names, attrs)
         np.save(os.path.join(os.path.dirname(out_path), "retrieved_index.npy"), index)
         get_logger().info("baseline 1: %d test reconstructions (mean of %d retrieved frames) -> %s",
                           len(recon), self.k, out_path)

@@ -1,16 +1,15 @@
 """A Gluon ``Dataset`` over a prepared split (see :mod:`brain2pix_gluon.io.prepared`)."""
 
-import json
 import os
 
 import numpy as np
 from mxnet import gluon
 
-from ..errors import DataError, check_choice
-from ..io.prepared import SAMPLE_FIELDS, open_prepared
+from ..errors import ConfigError, DataError, check_choice
+from ..io.prepared import PreparedArrays, PreparedSplit
 from ..preprocessing.receptive_fields import rf_pixel_indices, target_is_transposed
 
-__all__ = ["RFSImageDataset", "EpochSampler"]
+__all__ = ["RFSImageDataset", "EpochSampler", "with_recorded_tr", "sets_tr"]
 
 MODES = ("rf", "voxels", "synthetic")
 
@@ -46,15 +45,14 @@ class RFSImageDataset(gluon.data.Dataset):
     def __init__(self, path, rois=None, fraction=1.0, mode="rf", in_memory="auto"):
         self.path = os.fspath(path)
         self.mode = check_choice(mode, "mode", MODES)
-        with open_prepared(self.path) as handle:
-            self.file_rois = tuple(json.loads(handle.attrs["rois"]))
-            self.size = int(handle.attrs["image_size"])
-            self.config = json.loads(handle.attrs.get("config", "{}"))
-            self.split = handle.attrs.get("split", "")
-            samples = handle["samples"][()]
-            self.n_voxels_all = {roi: handle[f"voxels/{roi}"].shape[1] for roi in self.file_rois}
-            centres = {roi: handle[f"rf_centres/{roi}"][()] for roi in self.file_rois}
-            n_volumes = handle["rf_images"].shape[0]
+        split = PreparedSplit(self.path)
+        self.file_rois, self.size = split.rois, split.image_size
+        self.config, self.split = split.config, split.split
+        self.tr = split.tr
+        self.n_voxels_all = split.n_voxels
+        centres = split.rf_centres()
+        samples = split.samples
+        n_volumes = split.n_volumes
         self.rois = tuple(rois) if rois else self.file_rois
         for roi in self.rois:
             if roi not in self.file_rois:
@@ -62,16 +60,16 @@ class RFSImageDataset(gluon.data.Dataset):
         self.roi_index = [self.file_rois.index(r) for r in self.rois]
         if sorted(self.roi_index) != self.roi_index:
             raise DataError(f"rois: expected the file's order {list(self.file_rois)}, got {list(self.rois)}")
-        self.n_trs = int(self.config.get("n_trs", 5))
+        self.n_trs = split.n_trs
         if not 0 < fraction <= 1:
             raise DataError(f"fraction: expected 0 < fraction <= 1, got {fraction}")
         n_keep = max(1, int(round(fraction * len(samples))))
         self.samples = samples[:n_keep]
-        if len(self.samples) and self.samples[:, 4].max() + self.n_trs > n_volumes:
+        if len(self.samples) and self.samples.volume_row.max() + self.n_trs > n_volumes:
             raise DataError(f"{self.path}: /samples points past the end of /rf_images "
                             f"({n_volumes} volumes); the file is inconsistent, prepare it again")
         self.n_voxels = tuple(self.n_voxels_all[r] for r in self.rois)
-        layout = self.config.get("rf_layout", "aligned")
+        layout = split.rf_layout
         # the authors' FixedRF training transposes the targets to match its x-first maps
         self.transpose_targets = target_is_transposed(layout)
         self.rf_masks = np.zeros((len(self.rois), self.size, self.size), np.float32)
@@ -82,7 +80,6 @@ class RFSImageDataset(gluon.data.Dataset):
             in_memory = os.path.getsize(self.path) < (1 << 30)
         self.in_memory = bool(in_memory)
         self._arrays = None
-        self._handle = None
         self._pid = None
 
     @property
@@ -92,50 +89,82 @@ class RFSImageDataset(gluon.data.Dataset):
 
     def sample_index(self):
         """The ``/samples`` table of the kept samples as a dict of columns."""
-        return {name: self.samples[:, k] for k, name in enumerate(SAMPLE_FIELDS)}
+        return self.samples.as_dict()
 
     def _source(self):
-        if self.in_memory:
-            if self._arrays is None:
-                with open_prepared(self.path) as handle:
-                    self._arrays = {
-                        "frames": handle["frames"][()],
-                        "rf_images": handle["rf_images"][()],
-                        **{f"voxels/{r}": handle[f"voxels/{r}"][()] for r in self.rois},
-                    }
-            return self._arrays
-        if self._handle is None or self._pid != os.getpid():
-            self._handle = open_prepared(self.path)
+        # an open file belongs to one process: reopen after a fork (DataLoader workers)
+        if self._arrays is None or (not self.in_memory and self._pid != os.getpid()):
+            self._arrays = PreparedArrays(self.path, self.rois, self.in_memory)
             self._pid = os.getpid()
-        return self._handle
+        return self._arrays
 
     def __len__(self):
         return len(self.samples)
 
     def __getitem__(self, idx):
         src = self._source()
-        sample = self.samples[idx]
-        target = np.asarray(src["frames"][int(sample[3])], np.float32)
+        target = np.asarray(src.frames(int(self.samples.frame_row[idx])), np.float32)
         if self.transpose_targets:
             target = np.ascontiguousarray(target.transpose(0, 2, 1))  # (C, H, W) -> (C, W, H)
         if self.mode == "synthetic":
             return self.rf_masks * target.sum(axis=0, keepdims=True), target
-        start = int(sample[4])
-        stack = np.asarray(src["rf_images"][start:start + self.n_trs], np.float32)
+        window = slice(int(self.samples.volume_row[idx]),
+                       int(self.samples.volume_row[idx]) + self.n_trs)
+        stack = np.asarray(src.rf_images(window), np.float32)
         stack = stack[:, self.roi_index] if len(self.roi_index) != len(self.file_rois) else stack
         rf = np.ascontiguousarray(stack.transpose(1, 0, 2, 3)).reshape(-1, self.size, self.size)
         if self.mode == "rf":
             return rf, target
         voxels = np.concatenate(
-            [np.asarray(src[f"voxels/{r}"][start:start + self.n_trs], np.float32) for r in self.rois],
+            [np.asarray(src.voxels(r, window), np.float32) for r in self.rois],
             axis=1)
         return rf, voxels, target
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_handle"] = None
+        if not self.in_memory:
+            state["_arrays"] = None
         state["_pid"] = None
         return state
+
+
+def with_recorded_tr(config, path, explicit=False):
+    """``config`` with ``data.tr`` set to the TR the prepared data were recorded at.
+
+    The TR belongs to the recording (vim-2: the release's 1 s), and ``prepare`` records it; a
+    run trained on the data then saves it with its checkpoint (reconstruction videos play at one
+    frame per TR).
+
+    Parameters
+    ----------
+    config : Config
+    path : str
+        A prepared split.
+    explicit : bool
+        ``data.tr`` was given by the user: a value other than the recorded one is refused.
+
+    Raises
+    ------
+    ConfigError
+        An explicit ``data.tr`` that disagrees with the prepared data.
+    """
+    from ..config import with_changes
+    from ..utils import get_logger
+
+    recorded = PreparedSplit(path).tr
+    if recorded is None or abs(recorded - config.data.tr) < 1e-9:
+        return config
+    if explicit:
+        raise ConfigError(f"data.tr: the prepared data {path} were recorded at one volume every "
+                          f"{recorded:g} s, got data.tr = {config.data.tr:g} s; leave data.tr out "
+                          f"(the TR is taken from the prepared data) or prepare the data again")
+    get_logger().info("data.tr = %g s, the TR of the prepared data %s", recorded, path)
+    return with_changes(config, data={"tr": recorded})
+
+
+def sets_tr(overrides):
+    """Whether ``section.key=value`` overrides set ``data.tr``."""
+    return any(item.split("=", 1)[0].strip() == "data.tr" for item in overrides or ())
 
 
 class EpochSampler(gluon.data.Sampler):

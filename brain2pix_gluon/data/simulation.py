@@ -39,11 +39,12 @@ from ..config import DataConfig, SimulationConfig
 from ..errors import DataError
 from ..io.matlab import write_mat
 from ..io.video import VideoWriter, ffmpeg_executable, read_video
+from ..preprocessing.hrf import double_gamma_hrf
 from ..preprocessing.retina import fisheye_warp
 from ..utils import get_logger, progress
 
 __all__ = ["simulate_dataset", "stimulus_images", "split_stimulus_images", "double_gamma_hrf",
-           "make_voxels", "render_shots", "oracle_patterns", "GRID", "SIMULATOR_VERSION"]
+           "make_voxels", "render_shots", "GRID", "SIMULATOR_VERSION"]
 
 _SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
                    "hubble_deep_field", "colorwheel", "camera", "coins", "horse", "moon", "grass",
@@ -197,15 +198,6 @@ def render_shots(images, n_frames, width, height, fps, rng, min_shot_s=1.5, max_
             shot = _shot_grating(n, width, height, fps, rng)
         yield np.clip(shot * 255.0 + 0.5, 0, 255).astype(np.uint8)
         t += n
-
-
-def double_gamma_hrf(tr=0.7, duration=32.0, peak=6.0, undershoot=16.0, ratio=1.0 / 6.0):
-    """Canonical double-gamma HRF sampled every ``tr`` seconds, normalised to unit sum."""
-    from scipy.stats import gamma
-
-    times = np.arange(0.0, duration, tr)
-    hrf = gamma.pdf(times, peak) - ratio * gamma.pdf(times, undershoot)
-    return hrf / hrf.sum()
 
 
 def make_voxels(n_voxels, rf_sigma, rng):
@@ -421,44 +413,3 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
     get_logger().info("simulated dataset written to %s (%d brain voxels, %d visual)", out_dir,
                       n_brain, len(brain_index))
     return out_dir
-
-
-def oracle_patterns(raw_dir, prepared_path):
-    """Noise-free voxel patterns of a prepared split's samples (the simulator's ground truth).
-
-    Each sample's pattern is the mean over its window of the noise-free BOLD signal of the voxels
-    the prepared file holds (same ROIs and order), i.e. what a perfect encoding model predicts.
-
-    Returns
-    -------
-    ndarray, shape (n_samples, n_voxels_total), float32
-    """
-    import json
-
-    from ..io.prepared import open_prepared
-    from ..io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
-
-    masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
-    cols, rows = load_rf_centres(os.path.join(raw_dir, "col_centers_112px.mat"),
-                                 os.path.join(raw_dir, "row_centers_112px.mat"), masks)
-    offsets, start = {}, 0
-    for key in MASK_KEYS:
-        offsets[key] = start
-        start += int(masks[key].sum())
-    with open_prepared(prepared_path) as handle:
-        rois = json.loads(handle.attrs["rois"])
-        n_trs = int(json.loads(handle.attrs["config"])["n_trs"])
-        samples = handle["samples"][()]
-        names = [n.decode() for n in handle["runs/names"][()]]
-    columns = []
-    for roi in rois:
-        for part in ("d", "v"):
-            key = roi + part
-            finite = np.flatnonzero(np.isfinite(cols[key]) & np.isfinite(rows[key]))
-            columns.append(offsets[key] + finite)
-    columns = np.concatenate(columns)
-    with np.load(os.path.join(raw_dir, "truth_signals.npz")) as truth:
-        signals = {name: truth[name][:, columns] for name in names}
-    out = np.stack([signals[names[run]][first:first + n_trs].mean(axis=0)
-                    for run, first in zip(samples[:, 0], samples[:, 2])])
-    return out.astype(np.float32)

@@ -47,6 +47,7 @@ def _baseline_files(out_root, exclude_label):
 def _run_variant(name, variant, data, out_root, profile, overrides, weights, contexts,
                  show_progress, evaluate_it=True):
     from ..baselines import run_nishimoto_baseline
+    from ..data.dataset import sets_tr, with_recorded_tr
     from ..evaluation.evaluate import evaluate
     from ..training.inference import reconstruct
     from ..training.checkpoint import checkpoint_dir
@@ -69,6 +70,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
             status["baseline1"] = "done before"
         marks = []
     else:
+        config = with_recorded_tr(config, os.path.join(data, "train.h5"), sets_tr(overrides))
         trainer = Trainer(config, os.path.join(data, "train.h5"), vdir,
                           os.path.join(data, "test.h5"), ctx=contexts, show_progress=show_progress)
         trainer.resume()

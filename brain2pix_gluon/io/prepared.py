@@ -38,7 +38,8 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "SAMPLE", "PreparedWriter", "PreparedFile", "open_prepared",
+__all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "SAMPLE", "SampleTable", "PreparedSplit", "PreparedArrays",
+           "PreparedWriter", "PreparedFile", "open_prepared",
            "check_prepared", "check_values", "check_free_space", "describe_prepared",
            "estimate_bytes", "array_checksums"]
 
@@ -496,5 +497,179 @@ def describe_prepared(path):
         info["n_samples"] = int(handle["samples"].shape[0])
         info["config"] = json.loads(handle.attrs.get("config", "{}"))
         info["sources"] = json.loads(handle.attrs.get("sources", "{}"))
+        text = handle.attrs.get("retinotopy")
+        info["retinotopy"] = json.loads(text) if text else None
         info["bytes_per_1000_samples"] = int(info["bytes"] * 1000 / max(info["n_samples"], 1))
         return info
+
+
+# ---------------------------------------------------------------------------------- typed reads
+# Every module outside io/ reads prepared files through these, never by key or attribute name.
+
+
+class SampleTable:
+    """The ``/samples`` table with its columns by name (see :data:`SAMPLE_FIELDS`).
+
+    Parameters
+    ----------
+    array : ndarray of int64, shape (n_samples, 5)
+
+    Attributes
+    ----------
+    run, frame, first_volume, frame_row, volume_row : ndarray of int64, shape (n_samples,)
+        Run number (index into the run names), frame of the run, first volume of the run's
+        window, row of ``/frames`` and row of the window's first volume in ``/rf_images`` and
+        ``/voxels``.
+    array : ndarray, shape (n_samples, 5)
+        The table as stored (what a reconstruction file records).
+    """
+
+    def __init__(self, array):
+        self.array = np.asarray(array, np.int64).reshape(-1, len(SAMPLE_FIELDS))
+
+    def __getattr__(self, name):
+        if name in SAMPLE_FIELDS:
+            return self.array[:, SAMPLE_FIELDS.index(name)]
+        raise AttributeError(name)
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, index):
+        """Rows (a slice or index array) as another table."""
+        return SampleTable(self.array[index])
+
+    def as_dict(self):
+        """dict of field name -> column."""
+        return {name: self.array[:, k] for k, name in enumerate(SAMPLE_FIELDS)}
+
+
+class PreparedSplit:
+    """What a prepared split holds besides its big arrays, read once and typed.
+
+    Parameters
+    ----------
+    path : str
+
+    Attributes
+    ----------
+    path : str
+    split : str
+        ``"train"`` or ``"test"`` ('' when not recorded).
+    rois : tuple of str
+    image_size : int
+    config : dict
+        The ``data`` settings it was prepared with (``vim2`` too for vim-2); ``tr`` is the
+        recording's TR.
+    sources : dict of str -> str
+        File -> sha256 of what it was made from.
+    retinotopy : dict or None
+        The orientation check of the centres (None in files of older versions).
+    run_names : list of str
+    n_volumes : int
+        Rows of the RFSimages and voxels.
+    n_voxels : dict of str -> int
+        Voxels per ROI.
+    samples : SampleTable
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        with open_prepared(self.path) as handle:
+            attrs = handle.attrs
+            self.split = attrs.get("split", "")
+            self.rois = tuple(json.loads(attrs["rois"]))
+            self.image_size = int(attrs["image_size"])
+            config = json.loads(attrs.get("config", "{}"))
+            # files of early versions recorded the whole config
+            self.config = config["data"] if isinstance(config.get("data"), dict) else config
+            self.sources = json.loads(attrs.get("sources", "{}"))
+            text = attrs.get("retinotopy")
+            self.retinotopy = json.loads(text) if text else None
+            self._identity = {k: str(attrs.get(k, "")) for k in ("sources", "config",
+                                                                 "package_version")}
+            self.run_names = [n.decode() for n in handle["runs/names"][()]]
+            self.n_volumes = int(handle["rf_images"].shape[0])
+            self.n_frames = int(handle["frames"].shape[0])
+            self.n_voxels = {roi: int(handle[f"voxels/{roi}"].shape[1]) for roi in self.rois}
+            self.samples = SampleTable(handle["samples"][()])
+
+    @property
+    def tr(self):
+        """Seconds per volume of the recording (None when the file does not say)."""
+        tr = self.config.get("tr")
+        return None if tr is None else float(tr)
+
+    @property
+    def n_trs(self):
+        """Volumes per sample window (the paper's 5 when the file does not say)."""
+        from ..config import DataConfig
+
+        return int(self.config.get("n_trs", DataConfig.n_trs))
+
+    @property
+    def rf_layout(self):
+        return self.config.get("rf_layout", "aligned")
+
+    def identity(self):
+        """What the split's content depends on (its sources, settings and package version), as
+        strings: a key for caches of anything computed from it."""
+        return dict(self._identity)
+
+    def rf_centres(self):
+        """RF centre (x, y) of each ROI voxel: dict roi -> ndarray, shape (n_roi_voxels, 2)."""
+        with open_prepared(self.path) as handle:
+            return {roi: handle[f"rf_centres/{roi}"][()] for roi in self.rois}
+
+    def arrays(self, rois=None, in_memory=False):
+        """Row reads of the big arrays (see :class:`PreparedArrays`)."""
+        return PreparedArrays(self.path, self.rois if rois is None else rois, in_memory)
+
+
+class PreparedArrays:
+    """Row reads of a prepared split's frames, RFSimages and voxels, checked on every read.
+
+    Parameters
+    ----------
+    path : str
+    rois : sequence of str
+        ROIs whose voxels are read.
+    in_memory : bool
+        Read everything once (fast random access) instead of reading rows from the open file.
+        An open file belongs to one process: make a new instance after a fork.
+    """
+
+    def __init__(self, path, rois, in_memory=False):
+        self.rois = tuple(rois)
+        keys = ("frames", "rf_images", *(f"voxels/{r}" for r in self.rois))
+        self._handle = None
+        if in_memory:
+            with open_prepared(path) as handle:
+                self._arrays = {key: handle[key][()] for key in keys}
+        else:
+            self._handle = open_prepared(path)
+            self._arrays = {key: self._handle[key] for key in keys}
+
+    def frames(self, index=()):
+        """Warped target frames, float16 (n, 3, S, S) in [0, 1] (or one frame)."""
+        return self._arrays["frames"][index]
+
+    def rf_images(self, index=()):
+        """RFSimages, float32 (n, n_rois_in_file, S, S)."""
+        return self._arrays["rf_images"][index]
+
+    def voxels(self, roi, index=()):
+        """z-scored voxels of a ROI, float32 (n, n_roi_voxels)."""
+        return self._arrays[f"voxels/{roi}"][index]
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -25,11 +25,11 @@ import numpy as np
 
 from ..errors import DataError, check_array
 from .matlab import read_mat
+from .names import MASK_KEYS
 
 __all__ = ["MASK_KEYS", "load_roi_masks", "load_rf_centres", "load_run", "discover_runs",
            "file_checksum", "VIDEO_EXTENSIONS", "RUN_EXTENSIONS"]
 
-MASK_KEYS = ("V1d", "V1v", "V2d", "V2v", "V3d", "V3v")
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov")
 RUN_EXTENSIONS = (".npy", ".nii.gz", ".nii")
 

@@ -16,7 +16,8 @@ onset, as ``ffmpeg``'s fps filter keeps the frame nearest to each output time), 
 model's frame size, upright (rows = y, columns = x); the training volumes cut into runs of
 ``Vim2Config.run_volumes`` (the blocks used for leave-one-run-out validation); and ROIs split by
 hemisphere (``V1lh``, ``V1rh``, ...) instead of dorsal/ventral. No RF centres are released:
-``brain2pix estimate-rf DIR data.dataset=vim2`` estimates them.
+``brain2pix estimate-rf DIR data.dataset=vim2`` estimates them. ``prepare`` and ``estimate-rf``
+read a subject through :class:`brain2pix_gluon.io.sources.Vim2Source`.
 
 Large arrays are read with h5py in slices (one run at a time); MATLAB files in general are read
 and written by :mod:`brain2pix_gluon.io.matlab`.
@@ -27,27 +28,13 @@ import os
 import numpy as np
 
 from ..errors import DataError
+from . import names
 from .matlab import mat_version, write_mat
 
-__all__ = ["ROI_NAMES", "VIM2_KEYS", "VIM2_PARTS", "Vim2Dataset", "Vim2Source", "check_vim2_tr",
-           "load_vim2_centres", "write_vim2_files"]
+__all__ = ["ROI_NAMES", "VIM2_KEYS", "Vim2Dataset", "load_vim2_centres", "write_vim2_files"]
 
-ROI_NAMES = ("v1lh", "v1rh", "v2lh", "v2rh", "v3lh", "v3rh")
-VIM2_KEYS = ("V1lh", "V1rh", "V2lh", "V2rh", "V3lh", "V3rh")   # brain2pix's name for each
-# the parts of each ROI, in the order prepare stacks their voxels (left, then right hemisphere)
-VIM2_PARTS = {roi: (roi + "lh", roi + "rh") for roi in ("V1", "V2", "V3")}
-
-
-def check_vim2_tr(config):
-    """Refuse a ``data.tr`` other than the release's TR (``vim2.tr``).
-
-    ``data.tr`` is what the rest of the package takes as seconds per volume (the HRF, the frame
-    rate of reconstruction videos), so with vim-2 it must say 1 s like ``vim2.tr``.
-    """
-    if abs(config.data.tr - config.vim2.tr) > 1e-9:
-        raise DataError(f"data.tr: vim-2 has one volume every vim2.tr = {config.vim2.tr:g} s, but "
-                        f"data.tr = {config.data.tr:g} s; pass data.tr={config.vim2.tr:g} with "
-                        f"data.dataset=vim2 (to every command: estimate-rf, prepare, train)")
+# the release's ROI names (roi/v1lh ...) and brain2pix's mask key for each (V1lh ...)
+ROI_NAMES, VIM2_KEYS = names.VIM2_ROI_NAMES, names.VIM2_KEYS
 
 
 def _open(path, what):
@@ -204,40 +191,7 @@ class Vim2Dataset:
         list of (int, int)
         """
         n = self.n_volumes["train"]
-        if run_volumes < 1:
-            raise DataError(f"vim2.run_volumes: expected >= 1, got {run_volumes}")
         return [(s, min(s + run_volumes, n)) for s in range(0, n, run_volumes)]
-
-
-class Vim2Source:
-    """The training runs of a vim-2 subject, as ``estimate-rf`` iterates them.
-
-    Parameters
-    ----------
-    folder : str
-    config : Config
-        ``vim2`` (subject, rates, run length) and ``data.image_size``.
-    """
-
-    def __init__(self, folder, config):
-        check_vim2_tr(config)
-        self.dataset = Vim2Dataset(folder, config.vim2.subject, config.vim2.stimulus_hz,
-                                   config.vim2.tr)
-        self.size = config.data.image_size
-        self.tr = config.vim2.tr
-        self.keys = VIM2_KEYS
-        self.columns = {k: np.flatnonzero(self.dataset.masks[k]) for k in self.keys}
-        self.runs = self.dataset.runs(config.vim2.run_volumes)
-        if len(self.runs) < 2:
-            raise DataError(f"vim-2: {self.dataset.n_volumes['train']} training volumes make "
-                            f"{len(self.runs)} run of vim2.run_volumes = {config.vim2.run_volumes}; "
-                            f"cross-validation needs at least 2")
-
-    def __iter__(self):
-        selected = np.concatenate([self.columns[k] for k in self.keys])
-        for number, (start, stop) in enumerate(self.runs, start=1):
-            yield (f"run_{number:03d}", self.dataset.frames("train", start, stop, self.size),
-                   self.dataset.responses("train", start, stop, selected))
 
 
 def load_vim2_centres(folder, masks):
@@ -258,11 +212,11 @@ def load_vim2_centres(folder, masks):
     from .matlab import read_mat
 
     out = []
-    for name in ("col_centers_112px.mat", "row_centers_112px.mat"):
+    for name in names.CENTRE_FILES:
         path = os.path.join(folder, name)
         if not os.path.exists(path):
             raise DataError(f"vim-2: {path!s} does not exist; run `brain2pix estimate-rf "
-                            f"{folder} data.dataset=vim2 data.tr=1` first")
+                            f"{folder} data.dataset=vim2` first")
         data = read_mat(path)
         values = {}
         for key in VIM2_KEYS:

@@ -48,18 +48,14 @@ Memory is bounded by the voxel chunk: ``n_runs x chunk x S^2`` floats for the pe
 plus the drive of one run; the runs are read from disk (memory maps) for every chunk.
 """
 
-import os
-import shutil
-import tempfile
-
 import numpy as np
 
 from ..config import PRFConfig
 from ..errors import DataError, check_array, check_choice
-from ..utils import get_logger, progress
+from ..utils import progress
+from .hrf import double_gamma_hrf, hrf_convolve
 
-__all__ = ["DRIVES", "pixel_coordinates", "stimulus_drive", "hrf_convolve", "model_drive",
-           "PRFGrid", "fit_prf", "estimate_rf", "write_prf_outputs", "plot_prf_summary"]
+__all__ = ["DRIVES", "pixel_coordinates", "stimulus_drive", "model_drive", "PRFGrid", "fit_prf"]
 
 DRIVES = ("luminance", "contrast")
 
@@ -69,7 +65,7 @@ def pixel_coordinates(size):
     return (np.arange(size) + 0.5) / size - 0.5
 
 
-def stimulus_drive(frames, kind="luminance", max_ratio=10.0, fisheye=True, contrast_sigma=1.0):
+def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
     """Per-pixel stimulus drive of RGB frames, on the fisheye-warped frames the model trains on.
 
     Parameters
@@ -110,26 +106,7 @@ def stimulus_drive(frames, kind="luminance", max_ratio=10.0, fisheye=True, contr
     return np.sqrt(np.maximum(energy, 0.0)).astype(np.float32)
 
 
-def hrf_convolve(drive, hrf):
-    """Causal convolution of a time series (time on axis 0) with an HRF, same length.
-
-    Parameters
-    ----------
-    drive : ndarray, shape (n_volumes, ...)
-    hrf : ndarray, shape (n_taps,)
-
-    Returns
-    -------
-    ndarray, shape (n_volumes, ...), float32
-    """
-    from scipy.signal import fftconvolve
-
-    arr = np.asarray(drive, dtype=np.float32)
-    kernel = np.asarray(hrf, dtype=np.float32).reshape((-1,) + (1,) * (arr.ndim - 1))
-    return fftconvolve(arr, kernel, axes=0)[: arr.shape[0]].astype(np.float32)
-
-
-def model_drive(frames, n_volumes, config=None, tr=0.7, max_ratio=10.0, fisheye=True):
+def model_drive(frames, n_volumes, tr, config=None, max_ratio=None, fisheye=True):
     """The design drive of one run: drive, HRF-convolved, centred per pixel over the run.
 
     Frame ``t`` is the frame shown during volume ``t`` (one frame per TR from the run's start).
@@ -141,19 +118,21 @@ def model_drive(frames, n_volumes, config=None, tr=0.7, max_ratio=10.0, fisheye=
     frames : ndarray, shape (n_frames, S, S, 3), uint8
     n_volumes : int
         Volumes of the run.
-    config : PRFConfig, optional
     tr : float
         Seconds per volume (HRF sampling).
-    max_ratio : float
+    config : PRFConfig, optional
+    max_ratio : float, optional
+        Fisheye warp strength (default ``data.max_ratio``'s default).
     fisheye : bool
 
     Returns
     -------
     ndarray, shape (min(n_frames, n_volumes), S, S), float32
     """
-    from ..data.simulation import double_gamma_hrf
+    from ..config import DataConfig
 
     config = config or PRFConfig()
+    max_ratio = DataConfig.max_ratio if max_ratio is None else max_ratio
     n_use = min(int(n_volumes), len(frames))
     drive = stimulus_drive(frames[:n_use], config.drive, max_ratio, fisheye, config.contrast_sigma)
     drive = hrf_convolve(drive, double_gamma_hrf(tr))
@@ -181,11 +160,8 @@ class PRFGrid:
     """
 
     def __init__(self, size, config):
-        if config.n_sigma < 1 or not 0 < config.sigma_min <= config.sigma_max:
-            raise DataError(f"prf.sigma_min, prf.sigma_max, prf.n_sigma: expected "
-                            f"0 < sigma_min <= sigma_max and n_sigma >= 1, got {config.sigma_min}, "
-                            f"{config.sigma_max}, {config.n_sigma}")
-        if not 1 <= config.grid_stride <= size:
+        # the other settings are checked when the PRFConfig is built; this one depends on S
+        if config.grid_stride > size:
             raise DataError(f"prf.grid_stride: expected 1 ... {size} pixels, got {config.grid_stride}")
         self.size = int(size)
         self.stride = int(config.grid_stride)
@@ -333,8 +309,6 @@ def fit_prf(drives, signals, config=None, show_progress=False):
     if len(drives) < 2:
         raise DataError(f"fit_prf: leave-one-run-out cross-validation needs at least 2 runs, "
                         f"got {len(drives)}")
-    if config.chunk_voxels < 1:
-        raise DataError(f"prf.chunk_voxels: expected >= 1, got {config.chunk_voxels}")
     size = None
     n_voxels = None
     for r, (drive, sig) in enumerate(zip(drives, signals)):
@@ -413,234 +387,3 @@ def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, ou
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)
     out["r2"][start:stop] = r2
-
-
-# ----------------------------------------------------------------------------------------------
-# From a dataset on disk to the centre files that ``prepare`` reads
-
-
-class _RawLayoutSource:
-    """Training runs of the package's raw layout (:mod:`brain2pix_gluon.io.raw`)."""
-
-    def __init__(self, raw_dir, config):
-        from ..io.raw import MASK_KEYS, discover_runs, find_first, load_roi_masks
-
-        self.raw_dir = raw_dir
-        self.data = config.data
-        mask_path = find_first(raw_dir, ("roimask.mat", "roimask.npz", "masks"), "ROI masks")
-        masks = load_roi_masks(mask_path)
-        self.keys = tuple(MASK_KEYS)
-        self.columns = {k: np.flatnonzero(masks[k]) for k in self.keys}
-        self.n_brain = next(iter(masks.values())).shape[0]
-        self.runs = discover_runs(raw_dir, "train")
-        self.tr = config.data.tr
-
-    def __iter__(self):
-        import inspect
-
-        from ..io.raw import load_run
-        from ..io.video import read_video
-
-        # the frames prepare trains on: pass on every video setting the data config and the
-        # reader have in common (backend, aspect handling, re-encoding)
-        video_args = inspect.signature(read_video).parameters
-        video_kwargs = {arg: getattr(self.data, field) for field, arg in (
-            ("video_backend", "backend"), ("video_aspect", "aspect"), ("reencode", "reencode"))
-            if hasattr(self.data, field) and arg in video_args}
-        # NaN outside the ROIs is allowed (the fit gives NaN voxels no estimate)
-        run_kwargs = {"finite": False} if "finite" in inspect.signature(load_run).parameters else {}
-        selected = np.concatenate([self.columns[k] for k in self.keys])
-        for run in self.runs:
-            path = run["signals"][0]
-            signals = load_run(path, **run_kwargs)
-            if signals.shape[1] != self.n_brain:
-                raise DataError(f"run {path!s}: expected {self.n_brain} voxels (the ROI masks' "
-                                f"size), got signals of shape {signals.shape}")
-            frames = read_video(run["video"], self.data.image_size, self.data.tr, **video_kwargs)
-            yield run["name"], frames, signals[:, selected]
-
-
-def _source(raw_dir, config):
-    check_choice(config.data.dataset, "data.dataset", ("raw", "vim2"))
-    if config.data.dataset == "vim2":
-        from ..io.vim2 import Vim2Source
-
-        return Vim2Source(raw_dir, config)
-    return _RawLayoutSource(raw_dir, config)
-
-
-def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=True,
-                keep_work=False):
-    """Estimate every ROI voxel's pRF from a dataset's training runs and write the centre files.
-
-    Parameters
-    ----------
-    raw_dir : str
-        A raw dataset (``config.data.dataset == "raw"``, layout of :mod:`brain2pix_gluon.io.raw`)
-        or a vim-2 folder (``"vim2"``, see :mod:`brain2pix_gluon.io.vim2`).
-    out_dir : str, optional
-        Where the outputs go (default ``raw_dir``, where ``prepare`` looks for them).
-    config : Config, optional
-        ``prf`` (the fit), ``data`` (frame size, TR, fisheye) and ``vim2`` sections are used.
-    force : bool
-        Replace centre files that already exist in ``out_dir``.
-    show_progress : bool
-    keep_work : bool
-        Keep the per-run drive and signal files (``out_dir/estimate-rf-work``).
-
-    Returns
-    -------
-    dict of str -> str
-        Kind of output -> path: ``col``, ``row`` (``col_centers_112px.mat`` /
-        ``row_centers_112px.mat``), ``estimates`` (``prf_estimates.npz``), ``figure``
-        (``prf_summary.png``).
-    """
-    from ..config import Config
-
-    config = config or Config()
-    out_dir = os.fspath(out_dir or raw_dir)
-    if not os.path.isdir(raw_dir):
-        raise DataError(f"estimate-rf: dataset folder {raw_dir!s} does not exist")
-    names = {"col": "col_centers_112px.mat", "row": "row_centers_112px.mat",
-             "estimates": "prf_estimates.npz", "figure": "prf_summary.png"}
-    paths = {k: os.path.join(out_dir, v) for k, v in names.items()}
-    existing = [p for p in (paths["col"], paths["row"]) if os.path.exists(p)]
-    if existing and not force:
-        raise DataError(f"estimate-rf: {existing} already exist; pass --force to replace them "
-                        f"or choose another --out")
-    check_choice(config.prf.drive, "prf.drive", DRIVES)
-    PRFGrid(config.data.image_size, config.prf)   # bad grid settings fail before any reading
-    source = _source(raw_dir, config)
-    os.makedirs(out_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="estimate-rf-work-", dir=out_dir)
-    log = get_logger()
-    try:
-        drives, signals = [], []
-        for name, frames, run_signals in progress(source, total=len(source.runs),
-                                                  desc="estimate-rf runs",
-                                                  enabled=show_progress, unit="run"):
-            drive = model_drive(frames, run_signals.shape[0], config.prf, source.tr,
-                                config.data.max_ratio, config.data.fisheye)
-            n_use = drive.shape[0]
-            drive_path = os.path.join(work, f"{name}_drive.npy")
-            signal_path = os.path.join(work, f"{name}_signals.npy")
-            np.save(drive_path, drive)
-            np.save(signal_path, np.ascontiguousarray(run_signals[:n_use], dtype=np.float32))
-            del drive, frames, run_signals
-            drives.append(np.load(drive_path, mmap_mode="r"))
-            signals.append(np.load(signal_path, mmap_mode="r"))
-        fit = fit_prf(drives, signals, config.prf, show_progress)
-        del drives, signals
-        written = write_prf_outputs(paths, source.keys, source.columns, fit, config.prf)
-    finally:
-        if keep_work:
-            log.info("estimate-rf: per-run drive and signal files kept in %s", work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    return written
-
-
-def _split_by_key(keys, columns, values):
-    out, start = {}, 0
-    for key in keys:
-        n = len(columns[key])
-        out[key] = values[start:start + n]
-        start += n
-    return out
-
-
-def write_prf_outputs(paths, keys, columns, fit, config):
-    """Write centres (NaN below the R^2 threshold), the full estimates and the summary figure.
-
-    Parameters
-    ----------
-    paths : dict
-        ``col``, ``row``, ``estimates``, ``figure`` -> file path.
-    keys : sequence of str
-        ROI mask keys, in the order the fit's voxels are concatenated.
-    columns : dict of str -> ndarray
-        Brain-voxel index of every voxel of each key (its length is the key's voxel count).
-    fit : dict of str -> ndarray, shape (n_voxels,)
-        :func:`fit_prf`'s output.
-    config : PRFConfig
-
-    Returns
-    -------
-    dict of str -> str
-    """
-    from ..io.matlab import write_mat
-
-    kept = np.isfinite(fit["r2"]) & (fit["r2"] >= config.r2_threshold)
-    cols = np.where(kept, fit["x"], np.nan)
-    rows = np.where(kept, fit["y"], np.nan)
-    by_key = {name: _split_by_key(keys, columns, values)
-              for name, values in (("col", cols), ("row", rows))}
-    estimates = {}
-    for name in ("x", "y", "sigma", "r", "r2", "beta"):
-        for key, values in _split_by_key(keys, columns, fit[name]).items():
-            estimates[f"{key}_{name}"] = values
-    for key in keys:
-        estimates[f"{key}_voxel_index"] = np.asarray(columns[key])
-    estimates["r2_threshold"] = np.float64(config.r2_threshold)
-    estimates["drive"] = np.array(config.drive)
-    tmp = paths["estimates"] + ".partial.npz"
-    np.savez(tmp, **estimates)
-    os.replace(tmp, paths["estimates"])
-    # one value per mask voxel, as MATLAB column vectors like the released files
-    write_mat(paths["col"], {k: v[:, None] for k, v in by_key["col"].items()})
-    write_mat(paths["row"], {k: v[:, None] for k, v in by_key["row"].items()})
-    from ..plotting import save_figure
-
-    save_figure(plot_prf_summary(estimates, keys, config.r2_threshold), paths["figure"], dpi=100)
-    n_kept = int(kept.sum())
-    get_logger().info("estimate-rf: %d of %d voxels have cross-validated R^2 >= %g; centres "
-                      "written to %s and %s", n_kept, kept.size, config.r2_threshold,
-                      paths["col"], paths["row"])
-    return dict(paths)
-
-
-def plot_prf_summary(estimates, keys, r2_threshold):
-    """Visual-field coverage of every ROI part and the distribution of cross-validated R^2.
-
-    Parameters
-    ----------
-    estimates : dict
-        ``{key}_x``, ``{key}_y``, ``{key}_sigma``, ``{key}_r2`` arrays per key.
-    keys : sequence of str
-    r2_threshold : float
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    n = len(keys)
-    fig, axes = plt.subplots(1, n + 1, figsize=(2.6 * (n + 1), 3.0))
-    for ax, key in zip(axes, keys):
-        r2 = estimates[f"{key}_r2"]
-        kept = np.isfinite(r2) & (r2 >= r2_threshold)
-        x, y = estimates[f"{key}_x"][kept], estimates[f"{key}_y"][kept]
-        size = estimates[f"{key}_sigma"][kept]
-        ax.scatter(x, y, s=np.clip((size * 96) ** 2, 1, 200), c=r2[kept], cmap="viridis",
-                   vmin=r2_threshold, vmax=max(r2_threshold + 1e-6, float(np.nanmax(r2, initial=0))),
-                   alpha=0.5, linewidths=0)
-        ax.set_xlim(-0.5, 0.5)
-        ax.set_ylim(0.5, -0.5)  # y grows downwards, as the frame's rows
-        ax.set_aspect("equal")
-        ax.set_title(f"{key}: {int(kept.sum())}/{kept.size}", fontsize=8)
-        ax.set_xlabel("x (column)", fontsize=7)
-        ax.tick_params(labelsize=6)
-    axes[0].set_ylabel("y (row)", fontsize=7)
-    all_r2 = np.concatenate([estimates[f"{k}_r2"] for k in keys])
-    finite = all_r2[np.isfinite(all_r2)]
-    ax = axes[-1]
-    ax.hist(finite, bins=40, color="0.4")
-    ax.axvline(r2_threshold, color="r", lw=1)
-    ax.set_title("cross-validated R^2", fontsize=8)
-    ax.tick_params(labelsize=6)
-    fig.tight_layout()
-    return fig

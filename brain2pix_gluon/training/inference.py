@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.dataset import RFSImageDataset
 from ..errors import CheckpointError, params_load_problem
-from ..io.prepared import open_prepared
+from ..io.prepared import PreparedSplit
 from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
 from ..plotting import input_preview, side_by_side
@@ -127,8 +127,7 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
                                          dataset.n_trs, dataset.size, ctx)
     inputs, recons, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx,
                                                   show_progress)
-    with open_prepared(path) as handle:
-        run_names = [n.decode() for n in handle["runs/names"][()]]
+    run_names = PreparedSplit(path).run_names
     os.makedirs(out_dir, exist_ok=True)
     provenance = state.get("provenance", {})
     attrs = {"model": config.name, "variant": config.model.variant,
@@ -138,7 +137,7 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
              "epoch": int(state["epoch"]), "step": int(state["step"])}
     previews = (input_preview(inputs, len(dataset.rois)) * 255 + 0.5).astype(np.uint8)
     h5_path = write_reconstructions(os.path.join(out_dir, "reconstructions.h5"), recons, targets,
-                                    dataset.samples, run_names, attrs, previews)
+                                    dataset.samples.array, run_names, attrs, previews)
     frames = side_by_side(inputs, recons, targets, len(dataset.rois))
     mp4 = write_video(os.path.join(out_dir, "reconstructions.mp4"), frames, fps=1.0 / config.data.tr)
     gif = write_gif(os.path.join(out_dir, "reconstructions.gif"), frames[:gif_frames],
