@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from brain2pix_gluon.config import PRFConfig
+from brain2pix_gluon.io.names import ROIS
 from brain2pix_gluon.preprocessing.prf import fit_prf
 
 
@@ -55,7 +56,7 @@ def time_fit(n_voxels, n_volumes, run_volumes, config):
 
 def validate_on_simulator(sim_dir=None):
     from brain2pix_gluon.config import Config
-    from brain2pix_gluon.io.raw import MASK_KEYS
+    from brain2pix_gluon.io.names import MASK_KEYS
     from brain2pix_gluon.preprocessing.prf import estimate_rf
     from brain2pix_gluon.data.simulation import simulate_dataset
 
@@ -74,7 +75,7 @@ def validate_on_simulator(sim_dir=None):
     print(f"estimate-rf on the simulated dataset ({config.simulation.n_train_runs} runs x "
           f"{config.simulation.volumes_per_run} volumes, {size} px, drive {config.prf.drive}, "
           f"R^2 threshold {config.prf.r2_threshold}): {seconds:.1f} s")
-    for roi in ("V1", "V2", "V3"):
+    for roi in ROIS:
         keys = [k for k in MASK_KEYS if k.startswith(roi)]
         cat = lambda name, src, fmt: np.concatenate([src[fmt.format(k, name)] for k in keys])
         r2 = cat("r2", est, "{}_{}")

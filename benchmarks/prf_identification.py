@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from brain2pix_gluon.io.names import CENTRE_FILES, ROIS
+
 # the same small budget and seed for both models (random-weight feature loss, narrow nets)
 TRAIN = ["model.ngf=16", "model.ndf=8", "loss.feature_weights=random", "loss.feature_resize=64",
          "train.epochs=1", "train.lr=0.001", "train.seed=0", "train.batch_size=8",
@@ -35,7 +37,7 @@ def centre_errors(est_path, truth_path, keys, r2_threshold, size):
     """Median centre and sigma errors (pixels) per ROI for voxels above the R^2 threshold."""
     est, truth = dict(np.load(est_path)), dict(np.load(truth_path))
     out = {}
-    for roi in ("V1", "V2", "V3"):
+    for roi in ROIS:
         parts = [k for k in keys if k.startswith(roi)]
         cat = lambda src, name: np.concatenate([src[f"{k}_{name}"] for k in parts])
         r2 = cat(est, "r2")
@@ -53,12 +55,12 @@ def raw_copy(sim_dir, out, centres):
     """A copy of the raw dataset (runs linked) whose centre files are ``centres`` (col, row)."""
     os.makedirs(out)
     for name in os.listdir(sim_dir):
-        if name in ("col_centers_112px.mat", "row_centers_112px.mat"):
+        if name in CENTRE_FILES:
             continue
         os.symlink(os.path.join(os.path.abspath(sim_dir), name), os.path.join(out, name))
     from brain2pix_gluon.io.matlab import write_mat
 
-    for name, values in zip(("col_centers_112px.mat", "row_centers_112px.mat"), centres):
+    for name, values in zip(CENTRE_FILES, centres):
         write_mat(os.path.join(out, name), {k: np.asarray(v, float)[:, None]
                                             for k, v in values.items()})
     return out
@@ -92,7 +94,7 @@ def main():
     args = parser.parse_args()
     from brain2pix_gluon.cli import main as cli
     from brain2pix_gluon.config import Config
-    from brain2pix_gluon.io.raw import MASK_KEYS
+    from brain2pix_gluon.io.names import MASK_KEYS
 
     config = Config()
     size = config.data.image_size
@@ -127,7 +129,7 @@ def main():
                         {k: truth[f"{k}_y"] for k in MASK_KEYS})
         est_centres = tuple({k: np.asarray(v, float).reshape(-1) for k, v in
                              read_mat(os.path.join(rf, name)).items() if k in MASK_KEYS}
-                            for name in ("col_centers_112px.mat", "row_centers_112px.mat"))
+                            for name in CENTRE_FILES)
         scores = {}
         for label, centres in (("estimated", est_centres), ("true", true_centres)):
             start = time.perf_counter()

@@ -5,6 +5,3 @@ fMRI responses of V1, V2 and V3 are placed on a 96x96 image by their receptive-f
 """
 
 __version__ = "0.1.0"
-
-ROIS = ("V1", "V2", "V3")
-ROI_PARTS = ("d", "v")

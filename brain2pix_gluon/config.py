@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from .errors import ConfigError
+from .io.names import ROIS
 
 __all__ = [
     "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
@@ -32,7 +33,7 @@ class DataConfig:
     tr: float = 0.7                 # seconds; one stimulus frame per TR
     shift: int = 4                  # [code!=paper] volumes t+4 ... t+8 for frame t
     n_trs: int = 5                  # time_range: number of volumes stacked per ROI
-    rois: typing.Tuple[str, ...] = ("V1", "V2", "V3")
+    rois: typing.Tuple[str, ...] = ROIS
     max_ratio: float = 10.0         # fisheye warp strength
     fisheye: bool = True
     # How RFSimages and targets are laid out (README, "Orientation"). "aligned": RFSimage[y, x]
@@ -406,7 +407,7 @@ RULES = {
     "data.tr": _number(0, low_open=True),
     "data.shift": _int_at_least(0),
     "data.n_trs": _int_at_least(1),
-    "data.rois": _tuple_of(_one_of("V1", "V2", "V3"), distinct=True),
+    "data.rois": _tuple_of(_one_of(*ROIS), distinct=True),
     "data.max_ratio": _number(1, low_open=True),
     "data.fisheye": _boolean(),
     "data.rf_layout": _one_of("aligned", "authors_fixed_rf", "authors_learned_rf"),

@@ -11,6 +11,7 @@ every pixel metric twice, over the whole frame (``pixcorr``) and inside that reg
 
 import numpy as np
 
+from ..config import DataConfig
 from ..errors import DataError
 
 __all__ = ["pearson_rows", "euclidean_rows", "pixcorr", "ssim_gray", "psnr", "grayscale",
@@ -18,7 +19,7 @@ __all__ = ["pearson_rows", "euclidean_rows", "pixcorr", "ssim_gray", "psnr", "gr
            "mean_training_frame", "mean_frame_metrics"]
 
 
-def fisheye_valid_mask(size, max_ratio=10.0, fisheye=True):
+def fisheye_valid_mask(size, max_ratio=DataConfig.max_ratio, fisheye=True):
     """Pixels of a warped frame whose source sample falls inside the source image.
 
     Built from the warp itself (:func:`brain2pix_gluon.preprocessing.retina.fisheye_map`): output

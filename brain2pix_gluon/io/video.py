@@ -21,6 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..config import DataConfig
 from ..errors import DataError
 
 __all__ = ["read_video", "write_video", "VideoWriter", "write_gif", "ffmpeg_executable", "fps_filter_selection",
@@ -151,7 +152,8 @@ def _reencode_webm(exe, path, size, tr, aspect, folder):
     return out
 
 
-def read_video(path, size=96, tr=0.7, backend="auto", aspect="squash", reencode="none"):
+def read_video(path, size=DataConfig.image_size, tr=DataConfig.tr, backend=DataConfig.video_backend,
+               aspect=DataConfig.video_aspect, reencode=DataConfig.reencode):
     """Decode a video at one frame per TR, resized to size x size, RGB.
 
     Parameters

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from ..config import DataConfig, Vim2Config
 from ..errors import DataError
 from . import names
 from .matlab import mat_version, write_mat
@@ -82,7 +83,8 @@ class Vim2Dataset:
         ``{"train": n, "test": m}`` volumes of ``rt`` and ``rv``.
     """
 
-    def __init__(self, folder, subject=1, stimulus_hz=15.0, tr=1.0):
+    def __init__(self, folder, subject=Vim2Config.subject, stimulus_hz=Vim2Config.stimulus_hz,
+                 tr=Vim2Config.tr):
         self.folder = os.fspath(folder)
         self.stimuli_path = os.path.join(self.folder, "Stimuli.mat")
         self.responses_path = os.path.join(self.folder, f"VoxelResponses_subject{int(subject)}.mat")
@@ -130,7 +132,7 @@ class Vim2Dataset:
                         f"{stimulus_hz} Hz cover fewer than the {self.n_volumes[split]} volumes "
                         f"of the responses ({needed} frames needed)")
 
-    def frames(self, split, start, stop, size=96):
+    def frames(self, split, start, stop, size=DataConfig.image_size):
         """One frame per volume (the frame at each volume's onset), resized and upright.
 
         Parameters

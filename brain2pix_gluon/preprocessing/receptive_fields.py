@@ -19,6 +19,7 @@ so any eq. 3 weights can be used instead.
 import numpy as np
 from scipy import sparse
 
+from ..config import DataConfig
 from ..errors import DataError, check_array
 
 __all__ = ["rf_pixel_indices", "RFMapper", "render_dense_reference", "RF_LAYOUTS",
@@ -35,7 +36,8 @@ def target_is_transposed(layout):
     return layout == "authors_fixed_rf"
 
 
-def rf_pixel_indices(x_centers, y_centers, size=96, layout="aligned", source=None):
+def rf_pixel_indices(x_centers, y_centers, size=DataConfig.image_size, layout=DataConfig.rf_layout,
+                     source=None):
     """Map RF centres to integer map indices.
 
     Parameters
@@ -97,7 +99,8 @@ class RFMapper:
         Number of voxels landing on each pixel (M in eq. 2).
     """
 
-    def __init__(self, x_centers, y_centers, size=96, layout="aligned", operator=None, source=None):
+    def __init__(self, x_centers, y_centers, size=DataConfig.image_size, layout=DataConfig.rf_layout,
+                 operator=None, source=None):
         self.size = int(size)
         self.layout = layout
         self.map_rows, self.map_cols = rf_pixel_indices(x_centers, y_centers, self.size, layout, source)
@@ -147,7 +150,7 @@ class RFMapper:
         return images.reshape(lead + (self.size, self.size))
 
 
-def render_dense_reference(voxels, map_rows, map_cols, size=96, per_volume=True):
+def render_dense_reference(voxels, map_rows, map_cols, size=DataConfig.image_size, per_volume=True):
     """Eq. 2 the way the authors' code computes it: a one-hot image per voxel, scaled and summed.
 
     Kept for the benchmark and as an independent check.

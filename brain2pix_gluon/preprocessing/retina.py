@@ -11,6 +11,7 @@ import functools
 import numpy as np
 from scipy import optimize, sparse
 
+from ..config import DataConfig
 from ..errors import DataError, check_array
 
 __all__ = ["radial_curve", "fisheye_map", "FisheyeWarp", "cached_warp", "fisheye_warp",
@@ -35,7 +36,7 @@ def _lattice_radii(size, max_ratio):
     return _sampled_radii(rf, size, max_ratio)[:half]
 
 
-def radial_curve(size=96, max_ratio=10.0):
+def radial_curve(size=DataConfig.image_size, max_ratio=DataConfig.max_ratio):
     """Fit the radial map ``f(rho) = alpha rho^2 + beta rho`` (docs/method.md section 2, steps 1-4).
 
     Parameters
@@ -59,7 +60,7 @@ def radial_curve(size=96, max_ratio=10.0):
     return float(fit.x[0]), float(fit.x[1])
 
 
-def fisheye_map(size=96, max_ratio=10.0):
+def fisheye_map(size=DataConfig.image_size, max_ratio=DataConfig.max_ratio):
     """Source coordinates sampled by every output pixel.
 
     Returns
@@ -110,7 +111,7 @@ class FisheyeWarp:
         Warp strength (10 in the paper's code).
     """
 
-    def __init__(self, size=96, max_ratio=10.0):
+    def __init__(self, size=DataConfig.image_size, max_ratio=DataConfig.max_ratio):
         self.size = int(size)
         self.max_ratio = float(max_ratio)
         self.src_rows, self.src_cols = fisheye_map(self.size, self.max_ratio)
@@ -181,12 +182,12 @@ def _cached_warp(size, max_ratio):
     return FisheyeWarp(size, max_ratio)
 
 
-def cached_warp(size=96, max_ratio=10.0):
+def cached_warp(size=DataConfig.image_size, max_ratio=DataConfig.max_ratio):
     """The :class:`FisheyeWarp` of a size, computed on first use and reused afterwards."""
     return _cached_warp(int(size), float(max_ratio))
 
 
-def fisheye_warp(frames, max_ratio=10.0):
+def fisheye_warp(frames, max_ratio=DataConfig.max_ratio):
     """Warp square frames with the map cached per (size, max_ratio).
 
     Parameters
@@ -205,7 +206,7 @@ def fisheye_warp(frames, max_ratio=10.0):
     return cached_warp(size, max_ratio)(arr)
 
 
-def fisheye_warp_reference(frame, max_ratio=10.0):
+def fisheye_warp_reference(frame, max_ratio=DataConfig.max_ratio):
     """Warp one frame the way the authors' routine does: refit the curve, then sample.
 
     Kept for the benchmark and as an independent check; use :func:`fisheye_warp` for real work.

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..config import DataConfig
 from ..errors import DataError
 
 __all__ = ["zscore_runs", "zscore", "select_roi_voxels", "alignment_index", "plan_run"]
@@ -82,7 +83,7 @@ def select_roi_voxels(signals, masks, roi, col_centers, row_centers, source=None
     return np.concatenate(parts, axis=1), np.concatenate(cols), np.concatenate(rows)
 
 
-def alignment_index(n_frames, n_volumes, shift=4, n_trs=5):
+def alignment_index(n_frames, n_volumes, shift=DataConfig.shift, n_trs=DataConfig.n_trs):
     """Which frames get a full window of volumes, and the first volume of each.
 
     Frame ``t`` uses volumes ``t + shift ... t + shift + n_trs - 1`` of the same run; frames whose
@@ -107,7 +108,8 @@ def alignment_index(n_frames, n_volumes, shift=4, n_trs=5):
     return frames, frames + shift, int(n_frames - frames.size)
 
 
-def plan_run(n_frames, n_volumes, shift=4, n_trs=5, tr=0.7, max_unused_s=60.0, video="video",
+def plan_run(n_frames, n_volumes, shift=DataConfig.shift, n_trs=DataConfig.n_trs, tr=DataConfig.tr,
+             max_unused_s=DataConfig.max_unused_s, video="video",
              run="run"):
     """Samples of one run, as the authors' code makes them, with the checks that catch a wrong pairing.
 

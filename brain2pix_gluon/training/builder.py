@@ -3,6 +3,7 @@
 import mxnet as mx
 import numpy as np
 
+from ..config import DataConfig
 from ..model_zoo import get_model, initialize_paper
 
 __all__ = ["dataset_mode", "build_networks", "uses_voxels", "uses_rf_images"]
@@ -44,7 +45,8 @@ def dataset_mode(config):
     return "voxels" if uses_voxels(config) else "rf"
 
 
-def build_networks(config, in_channels, n_voxels=None, n_trs=5, size=96, ctx=None, seed=None):
+def build_networks(config, in_channels, n_voxels=None, n_trs=DataConfig.n_trs,
+                   size=DataConfig.image_size, ctx=None, seed=None):
     """Generator, discriminator and (when used) the voxel->image layer, initialised as the paper.
 
     Parameters

@@ -10,6 +10,7 @@ import os
 import mxnet as mx
 import numpy as np
 
+from ..config import DataConfig
 from ..data.dataset import RFSImageDataset
 from ..errors import CheckpointError, params_load_problem
 from ..io.prepared import PreparedSplit
@@ -47,7 +48,8 @@ def generate(nets, rf_images, voxels=None, include_rf=True, rf_mask=None):
     return nets["net_g"](inp)
 
 
-def load_generator(checkpoint, n_voxels=None, in_channels=None, n_trs=5, size=96, ctx=None):
+def load_generator(checkpoint, n_voxels=None, in_channels=None, n_trs=DataConfig.n_trs,
+                   size=DataConfig.image_size, ctx=None):
     """Networks of a checkpoint, ready for inference.
 
     Parameters
