@@ -142,7 +142,7 @@ def cmd_baseline(args):
     from .training.trainer import make_contexts
 
     config = _config(args)
-    path = run_nishimoto_baseline(args.data, args.out, config.evaluation.feature_weights, args.k,
+    path = run_nishimoto_baseline(args.data, args.out, config.evaluation, args.k,
                                   show_progress=not args.no_progress,
                                   ctx=make_contexts(args.gpus)[0])
     print(f"baseline 1 reconstructions: {path}")

@@ -65,7 +65,7 @@ def consecutive_frames(recon_path, start=0, count=8):
             ax.set_xticks([]), ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(name)
-        axes[0, col].set_title(f"frame {int(data['samples'][i, 1])}", fontsize=7)
+        axes[0, col].set_title(f"frame {int(data.samples.frame[i])}", fontsize=7)
     _title(fig, f"{data['attrs'].get('model', '')}: consecutive frames", marks_of(data))
     return fig
 

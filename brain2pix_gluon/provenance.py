@@ -9,13 +9,15 @@ Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (only ev
 explicitly), ``"pretrained: <where>"`` for downloaded weights, or the path of a local file.
 """
 
-__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "TIME_SHUFFLED_CONTROL", "ROLES", "is_random", "random_mark", "run_marks",
+__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "TIME_SHUFFLED_CONTROL", "CONTROL_MARKS", "ROLES", "is_random", "random_mark", "run_marks",
            "marks_from_attrs", "caption_suffix"]
 
 RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
 QUICK_RUN = "QUICK RUN"
 # a run trained on time-shuffled fMRI (train.input_control): the learning check's control
 TIME_SHUFFLED_CONTROL = "TIME-SHUFFLED fMRI CONTROL"
+# the mark of each train.input_control other than "none"
+CONTROL_MARKS = {"time_shuffled": TIME_SHUFFLED_CONTROL}
 
 # What each pretrained network is used for; the mark names the role, so a reader knows which
 # number is affected (a random encoding-feature net changes baseline 1, not a loss).
@@ -45,8 +47,8 @@ def random_mark(role):
     return ROLES.get(role, f"RANDOM WEIGHTS ({role})")
 
 
-def run_marks(sources=None, profile="paper"):
-    """Marks of an output made with the given weight sources and profile.
+def run_marks(sources=None, profile="paper", input_control="none"):
+    """Marks of an output made with the given weight sources, profile and input control.
 
     Parameters
     ----------
@@ -55,6 +57,8 @@ def run_marks(sources=None, profile="paper"):
         used, e.g. the VGG of a run without feature loss) are ignored.
     profile : str
         ``"paper"`` or ``"quick"``.
+    input_control : str
+        ``train.input_control`` of the run: a control (``"time_shuffled"``) is marked.
 
     Returns
     -------
@@ -64,6 +68,8 @@ def run_marks(sources=None, profile="paper"):
     marks = {random_mark(role) for role, src in (sources or {}).items() if is_random(src)}
     if profile == "quick":
         marks.add(QUICK_RUN)
+    if input_control in CONTROL_MARKS:
+        marks.add(CONTROL_MARKS[input_control])
     return sorted(marks)
 
 
@@ -73,13 +79,16 @@ def marks_from_attrs(attrs):
     Parameters
     ----------
     attrs : dict
-        Holds ``marks`` (written since marks exist), else ``weights`` (role -> source) and
-        ``profile``.
+        Holds ``marks`` (written since marks exist), else ``weights`` (role -> source),
+        ``profile`` and ``config`` (its ``train.input_control``).
     """
     if attrs.get("marks"):
         return sorted(set(attrs["marks"]))
     weights = attrs.get("weights") or {}
-    return run_marks(weights if isinstance(weights, dict) else {}, attrs.get("profile", "paper"))
+    config = attrs.get("config")
+    train = config.get("train", {}) if isinstance(config, dict) else {}
+    return run_marks(weights if isinstance(weights, dict) else {}, attrs.get("profile", "paper"),
+                     train.get("input_control", "none") if isinstance(train, dict) else "none")
 
 
 def caption_suffix(marks):

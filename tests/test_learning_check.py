@@ -257,6 +257,12 @@ def test_tiny_training_end_to_end_the_control_as_model_fails(tmp_path):
         Trainer(cfg, train, run, test, show_progress=False).fit()
         recon[name] = reconstruct(run, prepared, os.path.join(run, "recon"),
                                   show_progress=False)["h5"]
+    # the control's reconstructions say what they are (marks go into files via provenance)
+    from brain2pix_gluon.io.reconstructions import read_reconstructions
+    from brain2pix_gluon.provenance import TIME_SHUFFLED_CONTROL
+
+    assert TIME_SHUFFLED_CONTROL in read_reconstructions(recon["control"]).marks
+    assert TIME_SHUFFLED_CONTROL not in read_reconstructions(recon["model"]).marks
     alexnet, c3d, _ = build_feature_nets("random", mx.cpu(), 0)
     extractor = FeatureExtractor(alexnet, c3d)
     mean = mean_training_frame(RFSImageDataset(train, config.data.rois))

@@ -4,8 +4,8 @@ import numpy as np
 
 from brain2pix_gluon.io.reconstructions import write_reconstructions
 from brain2pix_gluon.plotting import consecutive_frames
-from brain2pix_gluon.provenance import (QUICK_RUN, RANDOM_SOURCE, caption_suffix, is_random,
-                                        marks_from_attrs, run_marks)
+from brain2pix_gluon.provenance import (QUICK_RUN, RANDOM_SOURCE, TIME_SHUFFLED_CONTROL,
+                                        caption_suffix, is_random, marks_from_attrs, run_marks)
 
 
 def test_marks_name_the_role_of_each_random_network():
@@ -25,6 +25,11 @@ def test_marks_from_file_attributes_and_captions():
     assert marks_from_attrs({"marks": ["B", "A", "B"]}) == ["A", "B"]
     assert marks_from_attrs({"weights": {"feature_loss": RANDOM_SOURCE}, "profile": "paper"}) == [
         "RANDOM FEATURE-LOSS WEIGHTS (VGG-19)"]
+    # a time-shuffled control is marked, from its setting or from the config a file records
+    assert run_marks({}, "paper", "time_shuffled") == [TIME_SHUFFLED_CONTROL]
+    assert run_marks({}, "paper", "none") == []
+    assert marks_from_attrs({"config": {"train": {"input_control": "time_shuffled"}}}) == [
+        TIME_SHUFFLED_CONTROL]
     assert caption_suffix([]) == ""
     assert caption_suffix([QUICK_RUN]) == " [QUICK RUN: not comparable to the paper's numbers]"
 

@@ -193,7 +193,7 @@ class _TinyFrameNet:
 
 
 def test_cli_baseline_nishimoto(prepared_dir, tmp_path, monkeypatch, capsys):
-    import brain2pix_gluon.baselines.nishimoto as nishimoto
+    import brain2pix_gluon.evaluation.features as features
     from brain2pix_gluon.cli import main
     from brain2pix_gluon.io.reconstructions import read_reconstructions
 
@@ -204,7 +204,8 @@ def test_cli_baseline_nishimoto(prepared_dir, tmp_path, monkeypatch, capsys):
         src = "tiny stand-in (test)"
         return _TinyFrameNet(), _TinyClipNet(), {"alexnet": src, "c3d": src}
 
-    monkeypatch.setattr(nishimoto, "build_feature_nets", tiny_nets)
+    # the one factory of the evaluation's extractor builds the baseline's C3D too
+    monkeypatch.setattr(features, "build_feature_nets", tiny_nets)
     out = str(tmp_path / "b1")
     assert main(["baseline", "nishimoto", "--data", prepared_dir, "--out", out, "--k", "1",
                  "--no-progress", "evaluation.feature_weights=random"]) == 0

@@ -27,7 +27,8 @@ import numpy as np
 from ..data.dataset import RFSImageDataset
 from ..errors import DataError
 from ..evaluation.feature_cache import weights_sha256
-from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
+from ..evaluation.features import clip_indices, feature_extractor
+from ..evaluation.metrics import zscore_rows
 from ..io.prepared import PreparedSplit
 from ..io.reconstructions import write_reconstructions
 from ..utils import array_sha256, atomic_path, get_logger, progress, write_json_atomic
@@ -49,12 +50,6 @@ def sample_patterns(path, rois=None):
     cumulative = np.cumsum(np.vstack([np.zeros((1, volumes.shape[1])), volumes]), axis=0)
     starts = ds.samples.volume_row
     return ((cumulative[starts + ds.n_trs] - cumulative[starts]) / ds.n_trs).astype(np.float32)
-
-
-def _zscore_rows(x):
-    x = x - x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
 class RidgeEncoder:
@@ -177,11 +172,11 @@ def retrieve_top_k(queries, candidate_chunks, k=10):
     scores : ndarray, shape (n_queries, k)
         Pearson correlations, best first.
     """
-    q = _zscore_rows(np.asarray(queries, np.float32))
+    q = zscore_rows(queries, np.float32)
     top = TopK(len(q), k)
     offset = 0
     for chunk in candidate_chunks:
-        c = _zscore_rows(np.asarray(chunk, np.float32))
+        c = zscore_rows(chunk, np.float32)
         top.update(q @ c.T, offset)
         offset += len(c)
     if offset < k:
@@ -198,16 +193,16 @@ class NishimotoBaseline:
     work_dir : str
         Receives the feature file ``train_c3d_fc6.f32`` and ``encoder.npz``.
     extractor : FeatureExtractor, optional
-        Default: the evaluation's C3D under ``weights``.
-    weights : str
-        Weights policy of C3D (``pretrained``, ``random`` or a folder).
+        Default: the evaluation's extractor built from ``settings``.
+    settings : EvalConfig, optional
+        The evaluation settings (C3D weights, input size, clip length, normalisation).
     k : int
         Training frames averaged per reconstruction (10).
     chunk : int
         Samples per chunk in every streamed step.
     """
 
-    def __init__(self, prepared_dir, work_dir, extractor=None, weights="pretrained", k=10,
+    def __init__(self, prepared_dir, work_dir, extractor=None, settings=None, k=10,
                  chunk=1024, batch_size=16, rois=None, show_progress=True, ctx=None):
         self.train_path = os.path.join(prepared_dir, "train.h5")
         self.test_path = os.path.join(prepared_dir, "test.h5")
@@ -216,12 +211,8 @@ class NishimotoBaseline:
         self.rois = rois
         self.show_progress = show_progress
         self.ctx = ctx or mx.cpu()
-        self.sources = None
-        if extractor is None:
-            alex, c3d, self.sources = build_feature_nets(weights, self.ctx)
-            extractor = FeatureExtractor(alex, c3d, ctx=self.ctx)
-        self.extractor = extractor
-        self.sources = self.sources or getattr(extractor, "sources", {"c3d": "injected"})
+        self.extractor = extractor or feature_extractor(settings, self.ctx)
+        self.sources = getattr(self.extractor, "sources", {"c3d": "injected"})
 
     def _test_frames(self):
         split = PreparedSplit(self.test_path)
@@ -348,10 +339,12 @@ class NishimotoBaseline:
         return out_path, index, scores
 
 
-def run_nishimoto_baseline(prepared_dir, out_dir, weights="pretrained", k=10, show_progress=True,
+def run_nishimoto_baseline(prepared_dir, out_dir, settings=None, k=10, show_progress=True,
                            extractor=None, ctx=None):
-    """Fit baseline 1 and write ``out_dir/reconstructions.h5``."""
-    baseline = NishimotoBaseline(prepared_dir, out_dir, extractor, weights, k,
+    """Fit baseline 1 and write ``out_dir/reconstructions.h5``.
+
+    ``settings`` (EvalConfig) builds the C3D extractor, as the evaluation does."""
+    baseline = NishimotoBaseline(prepared_dir, out_dir, extractor, settings, k,
                                  show_progress=show_progress, ctx=ctx)
     baseline.fit()
     path, _, _ = baseline.reconstruct(os.path.join(out_dir, "reconstructions.h5"))

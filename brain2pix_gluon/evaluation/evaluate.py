@@ -29,12 +29,11 @@ import numpy as np
 from .. import __version__
 from ..config import DataConfig, EvalConfig, config_to_dict
 from ..errors import DataError
-from ..io.prepared import SAMPLE
 from ..io.reconstructions import read_reconstructions, targets_checksum
-from ..provenance import caption_suffix, is_random, run_marks
+from ..provenance import caption_suffix, is_random, marks_from_attrs, run_marks
 from ..utils import array_sha256, atomic_path, get_logger, progress, write_json_atomic
 from .feature_cache import ground_truth_features, ground_truth_key, resolve_cache_dir
-from .features import LAYERS, FeatureExtractor, build_feature_nets, clip_indices
+from .features import LAYERS, clip_indices, feature_extractor
 from .metrics import (euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows, pixcorr, psnr,
                       ssim_gray, two_way_identification, zscore_rows)
 from .stats import better, binomial_vs_baseline, summarize, ttest_vs_chance
@@ -240,7 +239,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     ctx = ctx or mx.cpu()
     data, others = _load_matched(recon_path, baselines or {}, cfg.max_frames)
     extractor, sources = _feature_extractor(cfg, ctx, extractor)
-    runs, frames = data["samples"][:, SAMPLE.run], data["samples"][:, SAMPLE.frame]
+    runs, frames = data.samples.run, data.samples.frame
     cache_dir = cache_dir or resolve_cache_dir(getattr(cfg, "feature_cache", "auto"))
     clips = clip_indices(runs, extractor.clip_length)
     feature_key, _ = ground_truth_key(data["targets"], clips, extractor, cfg.batch_size)
@@ -281,7 +280,7 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
         results["baselines"][name] = _binomial_against(per_frame, theirs, path, origin)
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "results.json"), results)
-    _write_per_frame(os.path.join(out_dir, "per_frame.csv"), data["samples"], per_frame)
+    _write_per_frame(os.path.join(out_dir, "per_frame.csv"), data.samples, per_frame)
     get_logger().info("evaluated %d frames of %s -> %s%s", len(runs), recon_path, out_dir,
                       caption_suffix(results["marks"]))
     return results
@@ -308,13 +307,9 @@ def _load_matched(recon_path, baselines, max_frames):
 def _feature_extractor(cfg, ctx, extractor=None):
     """The AlexNet/C3D extractor under the configured weights (or the injected one) and the
     source of its weights."""
-    sources = None
     if extractor is None:
-        alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
-        extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
-                                     cfg.imagenet_normalize, ctx)
-    return extractor, sources or getattr(extractor, "sources",
-                                         {"alexnet": "injected", "c3d": "injected"})
+        extractor = feature_extractor(cfg, ctx)
+    return extractor, getattr(extractor, "sources", {"alexnet": "injected", "c3d": "injected"})
 
 
 def evaluation_marks(sources, recon_attrs, cfg):
@@ -325,7 +320,9 @@ def evaluation_marks(sources, recon_attrs, cfg):
     if isinstance(weights, dict):
         roles.update(weights)
     quick = recon_attrs.get("profile") == "quick" or bool(cfg.max_frames)
-    return run_marks(roles, "quick" if quick else "paper")
+    # and whatever the reconstructions were marked with (e.g. a time-shuffled control)
+    return sorted(set(run_marks(roles, "quick" if quick else "paper"))
+                  | set(marks_from_attrs(recon_attrs)))
 
 
 def _rules(cfg):
@@ -356,7 +353,7 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
     """
     n = len(other["samples"])
     if not np.array_equal(other["targets"], targets):
-        clips = clip_indices(other["samples"][:, SAMPLE.run], extractor.clip_length)
+        clips = clip_indices(other.samples.run, extractor.clip_length)
         feature_key, _ = ground_truth_key(other["targets"], clips, extractor, batch_size)
         gt_features = ground_truth_features(other["targets"], clips, extractor, batch_size,
                                             cache_dir, show_progress)
@@ -365,7 +362,7 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
     if stored is not None:
         get_logger().info("baseline %s: per-frame metrics of its evaluation in %s", path, folder)
         return stored, f"read from {folder}"
-    theirs = frame_metrics(other["reconstructions"], other["targets"], other["samples"][:, SAMPLE.run],
+    theirs = frame_metrics(other["reconstructions"], other["targets"], other.samples.run,
                            extractor, batch_size, show_progress, gt_features)
     return theirs, "computed"
 
@@ -376,6 +373,6 @@ def _write_per_frame(path, samples, per_frame):
         writer = csv.writer(handle)
         writer.writerow(["index", "run", "frame"] + columns)
         for i in range(len(samples)):
-            writer.writerow([i, int(samples[i, SAMPLE.run]), int(samples[i, SAMPLE.frame])]
+            writer.writerow([i, int(samples.run[i]), int(samples.frame[i])]
                             + [repr(float(per_frame[c][i])) for c in columns])
 

@@ -21,7 +21,7 @@ from ..model_zoo.pretrained import RANDOM_MARK, build_with_weights
 from ..model_zoo.vgg_features import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["LAYERS", "AlexNetTaps", "C3DTaps", "build_feature_nets", "clip_indices",
-           "FeatureExtractor"]
+           "FeatureExtractor", "feature_extractor"]
 
 LAYERS = ("alexnet_pool2", "alexnet_pool5", "alexnet_fc6", "c3d_pool2", "c3d_pool5", "c3d_fc6")
 
@@ -204,3 +204,31 @@ class FeatureExtractor:
         dict of str -> ndarray, shape (b, d_layer)
         """
         return {**self.alexnet_features(frames), **self.c3d_features(all_frames, positions, clips)}
+
+
+def feature_extractor(settings=None, ctx=None):
+    """The evaluation's feature extractor, built from its settings: the one way to make it.
+
+    ``evaluate``, baseline 1's encoding model and the demo all use it, so ``c3d_size``,
+    ``clip_length`` and the rest apply to each of them.
+
+    Parameters
+    ----------
+    settings : EvalConfig, optional
+        ``feature_weights``, ``seed``, ``alexnet_size``, ``c3d_size``, ``clip_length``,
+        ``imagenet_normalize`` (default: the paper's).
+    ctx : mx.Context, optional
+
+    Returns
+    -------
+    FeatureExtractor
+        Its ``sources`` attribute says where the AlexNet and C3D weights came from.
+    """
+    from ..config import EvalConfig
+
+    settings = settings or EvalConfig()
+    alex, c3d, sources = build_feature_nets(settings.feature_weights, ctx, settings.seed)
+    extractor = FeatureExtractor(alex, c3d, settings.alexnet_size, settings.c3d_size,
+                                 settings.clip_length, settings.imagenet_normalize, ctx)
+    extractor.sources = sources
+    return extractor

@@ -31,14 +31,9 @@ CONTROL = "train.input_control=time_shuffled"
 
 
 def _extractor(config, ctx):
-    from ..evaluation.features import FeatureExtractor, build_feature_nets
+    from ..evaluation.features import feature_extractor
 
-    cfg = config.evaluation
-    alex, c3d, sources = build_feature_nets(cfg.feature_weights, ctx, cfg.seed)
-    extractor = FeatureExtractor(alex, c3d, cfg.alexnet_size, cfg.c3d_size, cfg.clip_length,
-                                 cfg.imagenet_normalize, ctx)
-    extractor.sources = sources
-    return extractor
+    return feature_extractor(config.evaluation, ctx)
 
 
 def _train_control(settings, weights, data, out, log_level):

@@ -63,7 +63,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     status = {"label": variant.label, "dir": vdir}
     if variant.kind == "nishimoto":
         if not os.path.exists(recon):
-            run_nishimoto_baseline(data, recon_dir, config.evaluation.feature_weights,
+            run_nishimoto_baseline(data, recon_dir, config.evaluation,
                                    show_progress=show_progress, ctx=ctx)
             status["baseline1"] = "fitted"
         else:

@@ -461,16 +461,13 @@ def array_checksums(path):
     dict of str -> str
         Dataset name (e.g. ``"frames"``, ``"voxels/V1"``) -> hex digest.
     """
-    import hashlib
+    from ..utils import array_sha256
 
     out = {}
     with open_prepared(path) as handle:
         def visit(name, obj):
             if hasattr(obj, "shape"):
-                values = np.ascontiguousarray(obj[()])
-                digest = hashlib.sha256(f"{values.dtype.str}{values.shape}".encode())
-                digest.update(values.tobytes())
-                out[name] = digest.hexdigest()
+                out[name] = array_sha256(obj[()])
         handle.visititems(visit)
     return out
 

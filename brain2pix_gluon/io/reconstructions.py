@@ -27,7 +27,8 @@ from .. import __version__
 from ..errors import DataError
 from ..utils import array_sha256
 
-__all__ = ["write_reconstructions", "read_reconstructions", "targets_checksum", "SCHEMA"]
+__all__ = ["write_reconstructions", "read_reconstructions", "Reconstructions", "targets_checksum",
+           "SCHEMA"]
 
 SCHEMA = "brain2pix-reconstructions"
 SCHEMA_VERSION = 1
@@ -94,6 +95,48 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
     return path
 
 
+class Reconstructions(dict):
+    """A read reconstruction file: the dict of :func:`read_reconstructions`, plus typed views.
+
+    Attributes
+    ----------
+    samples : SampleTable
+        The prepared split's sample index, columns by name (``.run``, ``.frame``, ...).
+    run_names : list of str
+    attrs : dict
+        Provenance, JSON values decoded.
+    config : dict
+        The run's resolved config ({} when the file records none).
+    marks : list of str
+        Its provenance marks (:func:`brain2pix_gluon.provenance.marks_from_attrs`).
+    """
+
+    @property
+    def samples(self):
+        from .prepared import SampleTable
+
+        return SampleTable(self["samples"])
+
+    @property
+    def run_names(self):
+        return self["run_names"]
+
+    @property
+    def attrs(self):
+        return self["attrs"]
+
+    @property
+    def config(self):
+        config = self["attrs"].get("config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def marks(self):
+        from ..provenance import marks_from_attrs
+
+        return marks_from_attrs(self["attrs"])
+
+
 def read_reconstructions(path, max_frames=0):
     """Read a reconstruction file.
 
@@ -106,9 +149,10 @@ def read_reconstructions(path, max_frames=0):
 
     Returns
     -------
-    dict
-        ``reconstructions``, ``targets`` (float32 (n, 3, S, S)), ``samples``, ``run_names``,
-        ``attrs`` (dict, JSON values decoded).
+    Reconstructions
+        A dict: ``reconstructions``, ``targets`` (float32 (n, 3, S, S)), ``samples``,
+        ``run_names``, ``input_previews``, ``attrs`` (dict, JSON values decoded); with typed
+        views (``.samples.run``, ``.marks``, ...).
     """
     import h5py
 
@@ -153,4 +197,4 @@ def read_reconstructions(path, max_frames=0):
     if max_frames:
         for key in ("reconstructions", "targets", "samples"):
             data[key] = data[key][:max_frames]
-    return data
+    return Reconstructions(data)

@@ -17,6 +17,7 @@ from ..io.prepared import PreparedSplit
 from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
 from ..plotting import input_preview, side_by_side
+from ..provenance import run_marks
 from ..utils import get_logger, progress
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import load_checkpoint_state
@@ -132,8 +133,9 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
     run_names = PreparedSplit(path).run_names
     os.makedirs(out_dir, exist_ok=True)
     provenance = state.get("provenance", {})
-    attrs = {"model": config.name, "variant": config.model.variant,
-             "weights": {"feature_loss": provenance.get("feature_weights", "unknown")},
+    weights = {"feature_loss": provenance.get("feature_weights", "unknown")}
+    attrs = {"model": config.name, "variant": config.model.variant, "weights": weights,
+             "marks": run_marks(weights, config.train.profile, config.train.input_control),
              "profile": config.train.profile, "config": state["config"],
              "source": os.path.abspath(path), "checkpoint": os.path.abspath(checkpoint),
              "epoch": int(state["epoch"]), "step": int(state["step"])}
