@@ -36,14 +36,16 @@ def cmd_simulate(args):
     from .data.simulation import simulate_dataset
 
     config = _config(args)
-    simulate_dataset(args.out_dir, config.simulation, config.data, not args.no_progress)
-    print(args.out_dir)
+    out = _one_of(args, "out", "legacy_out")
+    simulate_dataset(out, config.simulation, config.data, not args.no_progress)
+    print(out)
 
 
 def cmd_prepare(args):
     from .preprocessing.prepare import prepare_dataset
 
-    written = prepare_dataset(args.raw_dir, args.out_dir, _config(args), force=args.force,
+    written = prepare_dataset(args.dataset, _one_of(args, "out", "legacy_out"), _config(args),
+                              force=args.force,
                               show_progress=not args.no_progress)
     for split, path in written.items():
         print(f"{split}: {path}")
@@ -52,7 +54,7 @@ def cmd_prepare(args):
 def cmd_estimate_rf(args):
     from .preprocessing.estimate_rf import estimate_rf
 
-    written = estimate_rf(args.raw_dir, args.out, _config(args), force=args.force,
+    written = estimate_rf(args.dataset, args.out, _config(args), force=args.force,
                           show_progress=not args.no_progress, keep_work=args.keep_work)
     for kind, path in written.items():
         print(f"{kind}: {path}")
@@ -62,7 +64,7 @@ def cmd_inspect(args):
     from .inspection import format_prepared, rf_coverage_figure, split_paths
     from .io.prepared import describe_prepared
 
-    paths = split_paths(args.path)
+    paths = split_paths(_one_of(args, "data", "legacy_data"))
     for path in paths:
         info = describe_prepared(path)
         if args.json:
@@ -84,7 +86,7 @@ def cmd_train(args):
     config = _config(args)
     data = args.data or simulated_dataset(config, show_progress=not args.no_progress)
     config = with_recorded_tr(config, os.path.join(data, "train.h5"), sets_tr(args.overrides))
-    out = args.out or os.path.join("results", "runs", config.name)
+    out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise Brain2PixError(f"--out {out}: a file is in the way; expected a folder")
     existing, _ = find_checkpoint(out)
@@ -109,7 +111,8 @@ def cmd_reconstruct(args):
     from .training.inference import reconstruct
     from .training.trainer import make_contexts
 
-    paths = reconstruct(args.checkpoint, args.prepared_dir, args.out, split=args.split,
+    paths = reconstruct(args.checkpoint, _one_of(args, "data", "legacy_data"),
+                        _one_of(args, "out", "legacy_out"), split=args.split,
                         ctx=make_contexts(args.gpus)[0], show_progress=not args.no_progress)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
@@ -164,8 +167,7 @@ def cmd_tables(args):
 def cmd_experiment(args):
     from .experiments import run_experiment
 
-    profile = args.profile or "paper"
-    out = args.out or ("results" if profile == "paper" else "results-quick")
+    profile, out = args.profile, args.out
     summary = run_experiment(args.name, args.data, out, profile, args.overrides, args.weights,
                              args.gpus, show_progress=not args.no_progress, variants=args.variant,
                              tables=not args.no_tables)
@@ -189,8 +191,21 @@ def cmd_demo(args):
 
 
 def build_parser():
+    """The command line. One grammar for every command:
+
+    * what a command works on (a dataset folder, a run, a reconstruction file) is positional;
+    * prepared data is always ``--data DIR``;
+    * where outputs go is always ``--out DIR``, never a folder of the working directory;
+    * ``--config`` / ``section.key=value`` on commands that use settings, and ``--profile`` only
+      on those whose settings a profile changes (train, evaluate, experiment).
+
+    Earlier spellings (output and prepared folders as positional arguments) still work.
+    """
+    from .experiments.profiles import PROFILES
+    from .experiments.registry import EXPERIMENTS, TABLE_GROUPS
+
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def gpus(p, parallel=False):
@@ -198,91 +213,120 @@ def build_parser():
             "e.g. 0, or 0,1 to train data parallel" if parallel else
             "e.g. 0: run on that GPU (of a list, the first is used)") + "; CPU when empty")
 
-    def common(p, config=True):
+    def out(p, required=True, what="output folder"):
+        p.add_argument("--out", required=required, metavar="DIR", help=what)
+
+    def data(p, required=True, what="prepared data folder (written by `brain2pix prepare`)"):
+        p.add_argument("--data", required=required, metavar="DIR", help=what)
+
+    def legacy(p, dest):
+        """An earlier positional spelling of an option, kept working (hidden from --help)."""
+        p.add_argument(dest, nargs="?", help=argparse.SUPPRESS)
+
+    def settings(p, profile=False):
+        p.add_argument("--config", metavar="YAML",
+                       help="experiment file (only the differences from the defaults)")
+        if profile:
+            p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                           help="paper (the published settings) or quick (minutes on a CPU; "
+                           "every output is marked QUICK RUN); overrides win over it")
+        p.add_argument("overrides", nargs="*", metavar="section.key=value",
+                       help="settings that differ from the config (e.g. train.epochs=10)")
+
+    def no_progress(p):
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        if config:
-            p.add_argument("--config", help="YAML experiment file (differences from the defaults)")
-            p.add_argument("--profile", choices=("paper", "quick"), default=None)
-            p.add_argument("overrides", nargs="*", metavar="section.key=value")
 
     p = sub.add_parser("simulate", help="write the simulated raw dataset")
-    p.add_argument("out_dir")
-    common(p)
+    out(p, required=False, what="folder of the raw dataset to write")
+    legacy(p, "legacy_out")
+    no_progress(p)
+    settings(p)
     p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("prepare", help="raw fMRI + videos -> prepared HDF5 RFSimage data")
-    p.add_argument("raw_dir")
-    p.add_argument("out_dir")
-    p.add_argument("--force", action="store_true", help="rebuild splits that are up to date")
-    common(p)
-    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("estimate-rf", help="fit every ROI voxel's pRF (centre, size, "
                        "cross-validated R^2) from the training runs; writes the centre files")
-    p.add_argument("raw_dir", help="raw dataset (data.dataset=raw) or vim-2 folder "
-                   "(data.dataset=vim2)")
-    p.add_argument("--out", help="output folder (default RAW_DIR, where prepare reads centres)")
+    p.add_argument("dataset", metavar="DATASET", help="raw dataset (data.dataset=raw) or vim-2 "
+                   "folder (data.dataset=vim2)")
+    out(p, required=False, what="output folder (default DATASET, where prepare reads centres)")
     p.add_argument("--force", action="store_true", help="replace existing centre files")
     p.add_argument("--keep-work", action="store_true", help="keep the per-run work files")
-    common(p)
+    no_progress(p)
+    settings(p)
     p.set_defaults(func=cmd_estimate_rf)
 
+    p = sub.add_parser("prepare", help="raw fMRI + videos -> prepared HDF5 RFSimage data")
+    p.add_argument("dataset", metavar="DATASET", help="raw dataset (data.dataset=raw) or vim-2 "
+                   "folder (data.dataset=vim2)")
+    out(p, required=False, what="prepared data folder to write (train.h5, test.h5)")
+    legacy(p, "legacy_out")
+    p.add_argument("--force", action="store_true", help="rebuild splits that are up to date")
+    no_progress(p)
+    settings(p)
+    p.set_defaults(func=cmd_prepare)
+
     p = sub.add_parser("inspect", help="schema, sizes and provenance of a prepared dataset")
-    p.add_argument("path", help="prepared directory or one split file")
-    p.add_argument("--json", action="store_true")
+    data(p, required=False, what="prepared data folder, or one of its split files")
+    legacy(p, "legacy_data")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.add_argument("--figure", metavar="PNG",
                    help="draw each ROI's RF centres (dorsal/ventral) over a warped frame")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("train", help="train a model on prepared data")
-    p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
-    p.add_argument("--out", help="run directory (default results/runs/<name>)")
+    data(p, required=False, what="prepared data folder (default: the embedded simulated dataset)")
+    out(p, what="run folder (checkpoints, log, config.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     gpus(p, parallel=True)
-    common(p)
+    no_progress(p)
+    settings(p, profile=True)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reconstruct", help="test-set reconstructions as HDF5, MP4 and GIF")
-    p.add_argument("checkpoint", help="run directory or checkpoint directory")
-    p.add_argument("prepared_dir")
-    p.add_argument("out")
-    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("checkpoint", metavar="RUN", help="run folder or checkpoint folder")
+    data(p, required=False)
+    out(p, required=False, what="folder for reconstructions.h5, .mp4 and .gif")
+    legacy(p, "legacy_data")
+    legacy(p, "legacy_out")
+    p.add_argument("--split", default="test", choices=("train", "test"),
+                   help="which prepared split to reconstruct (test)")
     gpus(p)
-    common(p, config=False)
+    no_progress(p)
     p.set_defaults(func=cmd_reconstruct)
 
+    groups = sorted(TABLE_GROUPS) + ["misc"]
     p = sub.add_parser("evaluate", help="the paper's 12 metrics, significance and field metrics")
-    p.add_argument("recon", help="reconstructions.h5")
-    p.add_argument("--out", required=True, help="results directory")
+    p.add_argument("recon", metavar="RECONSTRUCTIONS.h5", help="written by reconstruct or a "
+                   "baseline")
+    out(p, what="results folder (results.json, per_frame.csv)")
     p.add_argument("--baseline", action="append", metavar="NAME=OTHER.h5",
                    help="binomial test against another model's reconstructions (repeatable)")
-    p.add_argument("--experiment", default="misc",
-                   help="table group: baseline, roi, ablation, data_size")
+    p.add_argument("--experiment", default="misc", choices=groups,
+                   help="table group of the result: " + ", ".join(groups) + " (misc: no paper "
+                   "table)")
     p.add_argument("--label", help="row name in the tables (default: the model name)")
     gpus(p)
-    common(p)
+    no_progress(p)
+    settings(p, profile=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="baseline 1 (Nishimoto-like C3D encoding + retrieval); "
                        "baselines 2 and 3 are trained with `train --config configs/baseline*.yaml`")
-    p.add_argument("name", choices=("nishimoto",))
-    p.add_argument("--data", required=True, help="prepared directory")
-    p.add_argument("--out", required=True)
+    p.add_argument("name", choices=("nishimoto",), help="the baseline")
+    data(p)
+    out(p, what="folder for reconstructions.h5 and the encoding model")
     p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
     gpus(p)
-    common(p)
+    no_progress(p)
+    settings(p)
     p.set_defaults(func=cmd_baseline)
-
-    from .experiments.registry import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="one of the paper's seven experiments end to end: train "
                        "every variant, reconstruct, evaluate, tables (skips finished steps, resumes "
                        "interrupted training)")
     p.add_argument("name", choices=list(EXPERIMENTS),
                    help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
-    p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
-    p.add_argument("--out", help="results root (default results, or results-quick)")
-    p.add_argument("--profile", choices=("paper", "quick"), default=None)
+    data(p, required=False, what="prepared data folder (default: the embedded simulated dataset)")
+    out(p, what="results root (OUT/NAME/... per variant, OUT/tables)")
     p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
                    "(default: the configs' 'pretrained')")
     gpus(p, parallel=True)
@@ -291,24 +335,42 @@ def build_parser():
                    "variant whose results exist")
     p.add_argument("--no-tables", action="store_true",
                    help="skip the tables (e.g. in array jobs; run `brain2pix tables` after)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    no_progress(p)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="paper",
+                   help="paper (the published settings, the default) or quick (minutes on a CPU; "
+                   "every output is marked QUICK RUN)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value",
+                   help="settings that differ from every variant's config")
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
                        "learning check (make demo); exit 3 when the check fails")
-    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    out(p, what="output folder (make demo: demo_output)")
     p.add_argument("--weights", default="random",
                    help="random (the default here: no download), pretrained, or a folder/file")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    no_progress(p)
+    p.add_argument("overrides", nargs="*", metavar="section.key=value",
+                   help="settings that differ from the demo's")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("tables", help="Tables 1-8 (Markdown, CSV, LaTeX) from results.json files")
-    p.add_argument("results_dir")
-    p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
+    p.add_argument("results_dir", metavar="RESULTS", help="results root (searched for "
+                   "results.json files)")
+    out(p, required=False, what="output folder (default RESULTS/tables)")
     p.set_defaults(func=cmd_tables)
     return parser
+
+
+def _one_of(args, option, legacy):
+    """The value of ``--option``, or of its earlier positional spelling; exactly one is needed."""
+    new, old = getattr(args, option), getattr(args, legacy)
+    if new is not None and old is not None and new != old:
+        raise Brain2PixError(f"--{option}: given twice ({new} and, as a positional argument, "
+                             f"{old}); pass --{option} only")
+    value = new if new is not None else old
+    if value is None:
+        raise Brain2PixError(f"brain2pix {args.command}: --{option} DIR is required")
+    return value
 
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")

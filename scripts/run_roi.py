@@ -1,11 +1,11 @@
 """Experiment 5: V1, V2, V3 alone vs V1-3 (Tables 3-4, Fig 5).
 
-    python scripts/run_roi.py [--data PREPARED_DIR] [--out OUT] [--profile paper|quick]
+    python scripts/run_roi.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
         [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
-The same as `brain2pix experiment roi ...`. OUT defaults to results (paper profile) or
-results-quick (quick profile). Without --data the embedded simulated dataset is simulated and
+The same as `brain2pix experiment roi ...`. OUT (the results root) is
+required. Without --data the embedded simulated dataset is simulated and
 prepared once (cached and shared by the seven scripts). Finished steps are skipped and interrupted
 training resumes when run again. --variant runs one row only (one job each on a cluster; README,
 "The seven experiments and the notebooks").

@@ -3,6 +3,7 @@ import os
 
 import h5py
 import numpy as np
+import pytest
 
 from brain2pix_gluon.cli import main
 from brain2pix_gluon.io.reconstructions import read_reconstructions
@@ -14,13 +15,16 @@ SIM = [o for o in TINY if o.startswith(("simulation.", "data."))]
 
 def test_simulate_prepare_inspect(tmp_path, capsys):
     raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
-    assert main(["simulate", raw, "--no-progress"] + SIM + ["simulation.n_train_runs=1"]) == 0
+    assert main(["simulate", "--out", raw, "--no-progress"] + SIM
+                + ["simulation.n_train_runs=1"]) == 0
     assert sorted(os.listdir(raw)) == ["col_centers_112px.mat", "roimask.mat",
                                        "row_centers_112px.mat", "test", "train", "truth.npz",
                                        "truth_signals.npz"]
+    assert main(["prepare", raw, "--out", prepared, "--no-progress"] + SIM) == 0
+    # the earlier positional spelling still works (here: finds the splits up to date)
     assert main(["prepare", raw, prepared, "--no-progress"] + SIM) == 0
     capsys.readouterr()
-    assert main(["inspect", prepared]) == 0
+    assert main(["inspect", "--data", prepared]) == 0
     out = capsys.readouterr().out
     assert "== " in out and "/rf_images" in out and "MB per 1,000 samples" in out
     assert "shift 4, window 5 TRs" in out and "rf_layout aligned" in out
@@ -37,12 +41,38 @@ def test_simulate_prepare_inspect(tmp_path, capsys):
     assert info["split"] == "test" and info["n_samples"] == clip_frames
 
 
+def test_one_grammar(tmp_path, capsys):
+    """Outputs are --out, prepared data --data; --profile only where a profile changes something;
+    --experiment only a table group; every option says what it does."""
+    from brain2pix_gluon.cli import build_parser
+
+    for argv in (["prepare", "RAW", "--out", "OUT", "--profile", "quick"],     # no profile here
+                 ["simulate", "--out", "OUT", "--profile", "quick"],
+                 ["baseline", "nishimoto", "--data", "D", "--out", "O", "--profile", "quick"],
+                 ["train", "--data", "D"],                                   # --out is required
+                 ["evaluate", "R.h5", "--out", "O", "--experiment", "ablations"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2, argv
+    assert "invalid choice: 'ablations'" in capsys.readouterr().err
+    assert main(["prepare", "RAW", "OUT", "--out", "ELSEWHERE"]) == 2
+    assert "--out: given twice" in capsys.readouterr().err
+    assert main(["simulate"]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for action in parser._actions + [a for p in commands.values() for a in p._actions]:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.option_strings
+
+
 def test_errors_are_reported_with_exit_code_2(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "brain2pix prepare: error:" in err and "missing is not a directory" in err
     assert main(["inspect", str(tmp_path)]) == 2
-    assert main(["train", "--data", str(tmp_path), "train.bogus=1"]) == 2
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "train.bogus=1"]) == 2
     assert "unknown key 'bogus'" in capsys.readouterr().err
 
 
@@ -59,7 +89,7 @@ def test_train_reconstruct_evaluate_tables(prepared_dir, tmp_path, capsys):
     assert len(open(os.path.join(run, "log.jsonl")).readlines()) == 2
 
     out = str(tmp_path / "recon")
-    assert main(["reconstruct", run, prepared_dir, out, "--no-progress"]) == 0
+    assert main(["reconstruct", run, "--data", prepared_dir, "--out", out, "--no-progress"]) == 0
     data = read_reconstructions(os.path.join(out, "reconstructions.h5"))
     with h5py.File(os.path.join(prepared_dir, "test.h5"), "r") as f:
         assert (data["samples"] == f["samples"][()]).all()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from brain2pix_gluon.errors import DataError
 from brain2pix_gluon.evaluation.stats import identification_test, paired_comparison
 
 
@@ -43,7 +44,7 @@ def test_identification_extremes():
     scores = [_accuracy_loop(feats, feats, p) for p in itertools.permutations(range(6))]
     assert sum(s == 30 for s in scores) == 1
     assert perfect["permutation_p"] <= 2 / 51
-    with pytest.raises(ValueError, match="at least 2 frames"):
+    with pytest.raises(DataError, match="at least 2 frames"):
         identification_test(feats[:1], feats[:1])
 
 

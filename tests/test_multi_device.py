@@ -115,7 +115,7 @@ def test_history_hands_a_stored_sample_to_the_context_asking():
     assert sorted(out.asnumpy().ravel()) != [3.0, 4.0]      # old samples came back
 
 
-@pytest.mark.parametrize("argv", [["reconstruct", "RUN", "DATA", "OUT"],
+@pytest.mark.parametrize("argv", [["reconstruct", "RUN", "--data", "DATA", "--out", "OUT"],
                                   ["evaluate", "RECON.h5", "--out", "OUT"],
                                   ["baseline", "nishimoto", "--data", "DATA", "--out", "OUT"]])
 def test_inference_commands_take_gpus(argv, capsys):

@@ -55,14 +55,16 @@ def test_wrong_kinds_of_path_are_reported(prepared_dir, tmp_path, capsys):
     assert f"--out {blocker}: a file is in the way; expected a folder" in err
     _assert_clean(err)
 
-    assert main(["train", "--config", str(tmp_path), "--data", prepared_dir]) == 2
+    assert main(["train", "--config", str(tmp_path), "--data", prepared_dir,
+                 "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"config file {tmp_path} is a directory; expected a YAML file" in err
     _assert_clean(err)
 
     binary = tmp_path / "weights.params"
     binary.write_bytes(bytes(range(256)) * 4)
-    assert main(["train", "--config", str(binary), "--data", prepared_dir]) == 2
+    assert main(["train", "--config", str(binary), "--data", prepared_dir,
+                 "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"config file {binary} is not a text file" in err
     _assert_clean(err)

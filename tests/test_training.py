@@ -7,7 +7,7 @@ import pytest
 from mxnet import gluon
 
 from brain2pix_gluon.config import LossConfig
-from brain2pix_gluon.errors import CheckpointError
+from brain2pix_gluon.errors import CheckpointError, ConfigError
 from brain2pix_gluon.model_zoo import get_model, initialize_paper
 from brain2pix_gluon.training import (HistoryBuffer, feature_distance, l1_loss, sigmoid_bce,
                                       update_discriminator, update_generator)
@@ -78,7 +78,7 @@ def test_losses_against_numpy(rng):
     assert l1_loss(mx.nd.array(a), mx.nd.array(b)).asscalar() == pytest.approx(np.abs(a - b).mean(), rel=1e-5)
     assert feature_distance(mx.nd.array(a), mx.nd.array(b), "l2").asscalar() == \
         pytest.approx(np.square(a - b).mean(), rel=1e-5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="loss.feature_distance: expected 'l1' or 'l2'"):
         feature_distance(mx.nd.array(a), mx.nd.array(b), "cosine")
 
 

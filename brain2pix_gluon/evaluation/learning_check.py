@@ -43,7 +43,7 @@ import re
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io.reconstructions import read_reconstructions
 from ..utils import progress
 from .metrics import pixcorr, ssim_gray, two_way_identification, mean_frame_metrics
@@ -147,7 +147,7 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     from .evaluate import field_mask
 
     if not 0 < alpha < 1:
-        raise ValueError(f"learning_check: alpha expected in (0, 1), got {alpha}")
+        raise ConfigError(f"learning_check: alpha expected in (0, 1), got {alpha}")
     model = read_reconstructions(model_path, max_frames)
     control = read_reconstructions(control_path, max_frames)
     targets = np.asarray(model["targets"], np.float32)

@@ -3,6 +3,8 @@
 import numpy as np
 from scipy import stats
 
+from ..errors import ConfigError, DataError
+
 __all__ = ["summarize", "ttest_vs_chance", "binomial_vs_baseline", "better", "paired_comparison",
            "identification_test"]
 
@@ -71,12 +73,12 @@ def paired_comparison(model, other, higher_is_better=True):
     """
     a, b = np.asarray(model, float), np.asarray(other, float)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired_comparison: expected two arrays of shape (n,), got {a.shape} "
+        raise DataError(f"paired_comparison: expected two arrays of shape (n,), got {a.shape} "
                          f"and {b.shape}")
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     if a.size < 2:
-        raise ValueError(f"paired_comparison: expected at least 2 frames with finite values, got "
+        raise DataError(f"paired_comparison: expected at least 2 frames with finite values, got "
                          f"{a.size}")
     wins = int(better(a, b, higher_is_better).sum())
     side = "greater" if higher_is_better else "less"
@@ -120,13 +122,13 @@ def identification_test(rec_features, gt_features, n_permutations=1000, seed=0):
 
     rec, gt = zscore_rows(rec_features), zscore_rows(gt_features)
     if rec.shape != gt.shape:
-        raise ValueError(f"identification_test: expected two arrays of the same shape (n, d), got "
+        raise DataError(f"identification_test: expected two arrays of the same shape (n, d), got "
                          f"{rec.shape} and {gt.shape}")
     n = len(rec)
     if n < 2:
-        raise ValueError(f"identification_test: expected at least 2 frames, got {n}")
+        raise DataError(f"identification_test: expected at least 2 frames, got {n}")
     if n_permutations < 1:
-        raise ValueError(f"identification_test: n_permutations expected >= 1, got {n_permutations}")
+        raise ConfigError(f"identification_test: n_permutations expected >= 1, got {n_permutations}")
     corr = rec @ gt.T
     # below[i, k]: how many ground truths of row i correlate less with rec i than gt k does, so a
     # pairing that gives rec i the ground truth k scores below[i, k] successes

@@ -2,6 +2,8 @@
 
 import mxnet as mx
 
+from ..errors import ConfigError
+
 __all__ = ["sigmoid_bce", "l1_loss", "feature_distance"]
 
 
@@ -48,4 +50,4 @@ def feature_distance(features, target_features, kind="l1"):
         return mx.nd.mean(mx.nd.abs(diff))
     if kind == "l2":
         return mx.nd.mean(mx.nd.square(diff))
-    raise ValueError(f"feature distance: expected 'l1' or 'l2', got {kind!r}")
+    raise ConfigError(f"loss.feature_distance: expected 'l1' or 'l2', got {kind!r}")
