@@ -27,10 +27,35 @@ def paper_nets():
     return g, d
 
 
+def _conv(c_in, c_out, k=4, bias=False):
+    """Weights (and bias) of a k x k (transposed) convolution."""
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def _bn(c):
+    """gamma, beta, running mean and running variance."""
+    return 4 * c
+
+
+def _skip(outer, inner, innermost=False):
+    """One U-Net level: down conv + BN, up ConvT (of the concat unless innermost) + BN."""
+    return (_conv(outer, inner) + _bn(inner)
+            + _conv(inner if innermost else 2 * inner, outer) + _bn(outer))
+
+
 def test_parameter_counts_and_shapes_match_the_spec(paper_nets):
+    """Counts derived from the paper's widths (ngf = ndf = 64, 15 input channels): the U-Net's
+    levels of 64, 128, 256, 512, 512 channels, the PatchGAN's 64 -> 128 -> 256 -> 512 -> 1."""
     g, d = paper_nets
-    assert n_params(g) == 16_677_187
-    assert n_params(d) == 2_779_201
+    ngf = ndf = 64
+    expected_g = (_conv(15, ngf, bias=True) + _skip(ngf, 2 * ngf) + _skip(2 * ngf, 4 * ngf)
+                  + _skip(4 * ngf, 8 * ngf) + _skip(8 * ngf, 8 * ngf, innermost=True)
+                  + _conv(2 * ngf, 3, bias=True))
+    expected_d = (_conv(18, ndf, bias=True) + _conv(ndf, 2 * ndf) + _bn(2 * ndf)
+                  + _conv(2 * ndf, 4 * ndf) + _bn(4 * ndf) + _conv(4 * ndf, 8 * ndf)
+                  + _bn(8 * ndf) + _conv(8 * ndf, 1, k=3, bias=True))
+    assert n_params(g) == expected_g == 16_677_187     # the count the docstrings state
+    assert n_params(d) == expected_d == 2_779_201
     x = mx.nd.random.uniform(shape=(2, 15, 96, 96))
     y = g(x)
     assert y.shape == (2, 3, 96, 96)

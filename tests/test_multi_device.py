@@ -109,10 +109,20 @@ def test_trainer_on_two_contexts_trains_and_keeps_the_replicas_identical(prepare
 
 def test_history_hands_a_stored_sample_to_the_context_asking():
     history = HistoryBuffer(capacity=2, swap_prob=1.0, seed=0)
-    history.query(mx.nd.array([[[[1.0]]], [[[2.0]]]], ctx=mx.cpu(0)))
+    first = history.query(mx.nd.array([[[[1.0]]], [[[2.0]]]], ctx=mx.cpu(0)))
+    assert first.asnumpy().ravel().tolist() == [1.0, 2.0]     # filling: passed through
     out = history.query(mx.nd.array([[[[3.0]]], [[[4.0]]]], ctx=mx.cpu(1)))
     assert out.context == mx.cpu(1)
-    assert sorted(out.asnumpy().ravel()) != [3.0, 4.0]      # old samples came back
+    # the documented rule replayed with the same generator: each new sample takes a random
+    # slot and the sample stored there comes back (swap_prob = 1: always)
+    rng, stored, expected = np.random.RandomState(0), [1.0, 2.0], []
+    for new in (3.0, 4.0):
+        assert rng.uniform() < 1.0
+        slot = rng.randint(0, 2)
+        expected.append(stored[slot])
+        stored[slot] = new
+    assert out.asnumpy().ravel().tolist() == expected
+    assert [s.asnumpy().item() for s in history.samples] == stored
 
 
 @pytest.mark.parametrize("argv", [["reconstruct", "RUN", "--data", "DATA", "--out", "OUT"],

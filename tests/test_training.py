@@ -159,9 +159,23 @@ def test_g_step_trains_g_not_d_and_reports_the_terms():
     y = mx.nd.random.uniform(shape=(4, 3, 32, 32))
     feature = lambda im: mx.nd.Pooling(im, kernel=(4, 4), stride=(4, 4), pool_type="avg")  # noqa: E731
     d_before, g_before = _snapshot(d), _snapshot(g)
+    # the terms computed here, in numpy, from the nets before the step (training mode: batch
+    # statistics, as the step sees them)
+    with mx.autograd.train_mode():
+        fake = g(x)
+        logits = d(mx.nd.concat(x, fake, dim=1)).asnumpy().astype(np.float64)
+    fake, target = fake.asnumpy().astype(np.float64), y.asnumpy().astype(np.float64)
+    pool = lambda a: a.reshape(4, 3, 8, 4, 8, 4).mean(axis=(3, 5))  # noqa: E731
+    pixel = np.abs(fake - target).mean()
+    adversarial = np.log1p(np.exp(-logits)).mean()                    # BCE(sigmoid(l), 1)
+    feat = np.abs(pool(fake) - pool(target)).mean()                   # l1, the default
     out = update_generator(g, d, tg, feature, x, y, LossConfig())
     assert set(out) == {"total", "pixel", "adversarial", "feature"}
-    assert out["total"] == pytest.approx(out["adversarial"] + 100 * out["feature"] + out["pixel"], rel=1e-4)
+    assert out["pixel"] == pytest.approx(pixel, rel=1e-4)
+    assert out["adversarial"] == pytest.approx(adversarial, rel=1e-4)
+    assert out["feature"] == pytest.approx(feat, rel=1e-4)
+    # L_G = 1 * adversarial + 100 * feature + 1 * pixel (the paper's weights)
+    assert out["total"] == pytest.approx(adversarial + 100 * feat + pixel, rel=1e-4)
     assert _changed(d_before, d, "weight") == []
     assert len(_changed(g_before, g, "weight")) == 10   # every conv of the U-Net
 
