@@ -271,7 +271,16 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
                          for k in ("V1d", "V1v")])
     assert np.nanmedian(v1) * 32 < 1.5
     assert set(read_mat(os.path.join(out, "col_centers_112px.mat"))) == set(MASK_KEYS)
-    assert os.path.getsize(os.path.join(out, "prf_summary.png")) > 1000
+    # the summary: one coverage panel per mask key plus the R^2 histogram, 2.6 x 3 inches
+    # each at 100 dpi; the R^2 threshold line is drawn in pure red on the histogram
+    from PIL import Image
+
+    with Image.open(os.path.join(out, "prf_summary.png")) as image:
+        picture = np.asarray(image.convert("RGB")).astype(int)
+    assert picture.shape == (300, round(2.6 * (len(MASK_KEYS) + 1) * 100), 3)
+    red = (picture[..., 0] > 200) & (picture[..., 1] < 60) & (picture[..., 2] < 60)
+    histogram = picture.shape[1] * len(MASK_KEYS) // (len(MASK_KEYS) + 1)
+    assert red[:, histogram:].sum() > 50 and red[:, :histogram].sum() == 0
     assert not [p for p in os.listdir(out) if "work" in p or "partial" in p]
     # existing centre files are kept unless --force
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 2

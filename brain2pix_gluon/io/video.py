@@ -288,7 +288,7 @@ class VideoWriter:
         return False
 
 
-def write_video(path, frames, fps=1.0 / 0.7):
+def write_video(path, frames, fps=1.0 / DataConfig.tr):
     """Write RGB frames (N, H, W, 3), uint8 or float in [0, 1], as WebM (ffmpeg) or MP4 (OpenCV)."""
     frames = _to_uint8(frames)
     with VideoWriter(path, frames.shape[2], frames.shape[1], fps) as writer:
@@ -296,16 +296,17 @@ def write_video(path, frames, fps=1.0 / 0.7):
     return path
 
 
-def write_gif(path, frames, fps=1.0 / 0.7):
+def write_gif(path, frames, fps=1.0 / DataConfig.tr):
     """Write RGB frames (N, H, W, 3) as an animated GIF."""
     from PIL import Image
 
     frames = _to_uint8(frames)
     images = [Image.fromarray(f) for f in frames]
-    tmp = path + ".partial.gif"
-    images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
-                   duration=int(round(1000.0 / fps)))
-    os.replace(tmp, path)
+    from ..utils import atomic_path
+
+    with atomic_path(path, ".gif") as tmp:
+        images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
+                       duration=int(round(1000.0 / fps)))
     return path
 
 
