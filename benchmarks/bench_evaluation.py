@@ -22,7 +22,7 @@ import numpy as np
 from brain2pix_gluon.config import EvalConfig
 from brain2pix_gluon.evaluation.evaluate import evaluate
 from brain2pix_gluon.evaluation.feature_cache import weights_sha256
-from brain2pix_gluon.evaluation.features import FeatureExtractor, build_feature_nets
+from brain2pix_gluon.evaluation.features import feature_extractor
 from brain2pix_gluon.evaluation.metrics import fisheye_valid_mask
 from brain2pix_gluon.io.reconstructions import write_reconstructions
 
@@ -72,8 +72,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     ctx = mx.cpu()
-    alex, c3d, sources = build_feature_nets("random", ctx)
-    extractor = FeatureExtractor(alex, c3d, ctx=ctx)
+    extractor = feature_extractor(EvalConfig(feature_weights="random"), ctx)
+    sources = extractor.sources
     start = time.perf_counter()
     weights_sha256(extractor)
     hash_time = time.perf_counter() - start

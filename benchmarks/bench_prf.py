@@ -57,7 +57,7 @@ def time_fit(n_voxels, n_volumes, run_volumes, config):
 def validate_on_simulator(sim_dir=None):
     from brain2pix_gluon.config import Config
     from brain2pix_gluon.io.names import MASK_KEYS
-    from brain2pix_gluon.preprocessing.prf import estimate_rf
+    from brain2pix_gluon.preprocessing.estimate_rf import estimate_rf
     from brain2pix_gluon.data.simulation import simulate_dataset
 
     config = Config()

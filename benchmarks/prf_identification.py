@@ -68,13 +68,13 @@ def raw_copy(sim_dir, out, centres):
 
 def identification(recon_path, weights_seed=0):
     """Two-way identification of reconstructions vs targets on random-weight AlexNet layers."""
-    from brain2pix_gluon.evaluation.features import FeatureExtractor, build_feature_nets
+    from brain2pix_gluon.config import EvalConfig
+    from brain2pix_gluon.evaluation.features import feature_extractor
     from brain2pix_gluon.evaluation.stats import identification_test
     from brain2pix_gluon.io.reconstructions import read_reconstructions
 
     data = read_reconstructions(recon_path)
-    alexnet, c3d, _ = build_feature_nets("random", seed=weights_seed)
-    extractor = FeatureExtractor(alexnet, c3d)
+    extractor = feature_extractor(EvalConfig(feature_weights="random", seed=weights_seed))
     feats = {"rec": [], "gt": []}
     for start in range(0, len(data["targets"]), 32):
         for name, key in (("rec", "reconstructions"), ("gt", "targets")):
@@ -104,7 +104,7 @@ def main():
     try:
         sim = os.path.join(work, "sim")
         if not os.path.exists(os.path.join(sim, "truth.npz")):
-            assert cli(["simulate", sim, "--no-progress"]) == 0
+            assert cli(["simulate", "--out", sim, "--no-progress"]) == 0
         rf = os.path.join(work, "rf")
         if not os.path.exists(os.path.join(rf, "prf_estimates.npz")):
             assert cli(["estimate-rf", sim, "--out", rf, "--no-progress"]) == 0
@@ -138,13 +138,14 @@ def main():
                 shutil.rmtree(raw)
             raw_copy(sim, raw, centres)
             prepared = os.path.join(work, f"prepared_{label}")
-            assert cli(["prepare", raw, prepared, "--no-progress", "--force"]) == 0
+            assert cli(["prepare", raw, "--out", prepared, "--no-progress", "--force"]) == 0
             run = os.path.join(work, f"run_{label}")
             shutil.rmtree(run, ignore_errors=True)
             assert cli(["train", "--data", prepared, "--out", run, "--no-progress", *TRAIN,
                         f"train.max_steps_per_epoch={args.steps}"]) == 0
             recon = os.path.join(work, f"recon_{label}")
-            assert cli(["reconstruct", run, prepared, recon, "--no-progress"]) == 0
+            assert cli(["reconstruct", run, "--data", prepared, "--out", recon,
+                        "--no-progress"]) == 0
             scores[label] = identification(os.path.join(recon, "reconstructions.h5"))
             print(f"  {label} centres: two-way identification "
                   + ", ".join(f"{k} {v:.3f}" for k, v in scores[label].items())
