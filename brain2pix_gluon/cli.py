@@ -45,8 +45,7 @@ def cmd_prepare(args):
     from .preprocessing.prepare import prepare_dataset
 
     written = prepare_dataset(args.dataset, _one_of(args, "out", "legacy_out"), _config(args),
-                              force=args.force,
-                              show_progress=not args.no_progress)
+                              force=args.force, show_progress=not args.no_progress)
     for split, path in written.items():
         print(f"{split}: {path}")
 

@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import DataError
 
 __all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "SAMPLE", "SampleTable", "PreparedSplit", "PreparedArrays",
+           "split_attributes",
            "PreparedWriter", "PreparedFile", "open_prepared",
            "check_prepared", "check_values", "check_free_space", "describe_prepared",
            "estimate_bytes", "array_checksums"]
@@ -498,6 +499,29 @@ def describe_prepared(path):
         info["retinotopy"] = json.loads(text) if text else None
         info["bytes_per_1000_samples"] = int(info["bytes"] * 1000 / max(info["n_samples"], 1))
         return info
+
+
+def split_attributes(split, settings, sources, dataset_dir, retinotopy):
+    """The provenance attributes of a split file (for :class:`PreparedWriter`'s ``attrs``).
+
+    Parameters
+    ----------
+    split : {"train", "test"}
+    settings : dict
+        The data settings the split is made with (read back as :attr:`PreparedSplit.config`).
+    sources : dict of str -> str
+        File -> sha256 of what it is made from.
+    dataset_dir : str
+    retinotopy : dict
+        The orientation check of the centres.
+    """
+    from .. import __version__
+
+    return {"split": split, "package_version": __version__,
+            "config": json.dumps(settings, sort_keys=True),
+            "sources": json.dumps(sources, sort_keys=True),
+            "raw_dir": os.path.abspath(dataset_dir),
+            "retinotopy": json.dumps(retinotopy, sort_keys=True)}
 
 
 # ---------------------------------------------------------------------------------- typed reads

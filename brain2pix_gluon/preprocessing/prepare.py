@@ -10,12 +10,10 @@ turns what a source gives into the ROIs' voxels and RF mappers, the same for eve
 """
 
 import contextlib
-import json
 import os
 
 import numpy as np
 
-from .. import __version__
 from ..config import Config, config_to_dict
 from ..errors import DataError
 from ..io import prepared as schema
@@ -192,7 +190,6 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     if config.data.dataset == "vim2":
         # subject, rates and run length decide the samples too (an up-to-date check sees them)
         recorded["vim2"] = config_to_dict(config)["vim2"]
-    config_json = json.dumps(recorded, sort_keys=True)
     data_cfg = config.data
     written = {}
     for split in splits:
@@ -200,14 +197,12 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
             raise DataError(f"splits: expected values in {SPLITS}, got {split!r}")
         path = os.path.join(out_dir, f"{split}.h5")
         sources = source.checksums(split)
-        if not force and _split_is_current(path, json.loads(config_json), sources):
+        if not force and _split_is_current(path, recorded, sources):
             log.info("%s: up to date, skipped (use --force to rebuild)", path)
             written[split] = path
             continue
         runs = source.runs(split)
-        attrs = {"split": split, "package_version": __version__, "config": config_json,
-                 "sources": json.dumps(sources, sort_keys=True), "raw_dir": os.path.abspath(raw_dir),
-                 "retinotopy": json.dumps(inputs.retinotopy, sort_keys=True)}
+        attrs = schema.split_attributes(split, recorded, sources, raw_dir, inputs.retinotopy)
         n_voxels = [inputs.mappers[roi].n_voxels for roi in data_cfg.rois]
         with schema.PreparedWriter(path, data_cfg.rois, n_voxels, inputs.centres,
                                    data_cfg.image_size, attrs, data_cfg.compression,
