@@ -224,15 +224,16 @@ def test_trainer_trains_the_control_on_shuffled_pairs_and_says_so(prepared_dir, 
     assert "TIME-SHUFFLED fMRI CONTROL" not in plain_run.marks()
 
 
-def test_tiny_training_end_to_end_the_control_as_model_fails(tmp_path):
-    """The real pipeline on a tiny high-SNR simulated dataset: FixedRF (paper losses, random VGG
-    weights) and its time-shuffled control are trained, reconstruct the held-out clips, and are
-    scored with a random-weight AlexNet. The model trained on shuffled fMRI, passed as the model,
-    fails the check; so does a model compared with itself.
+def test_tiny_training_end_to_end_the_model_passes_and_the_control_as_model_fails(tmp_path):
+    """The real pipeline on a tiny high-SNR simulated dataset: FixedRF and its time-shuffled
+    control are trained, reconstruct the held-out clips, and are scored with a random-weight
+    AlexNet. The model, trained on the real pairing, PASSES against its control; the control
+    passed as the model fails, and so does a model compared with itself.
 
-    Whether the real model PASSES is not asserted: at this budget (2 x 80 iterations on 32 px
-    frames) it passed for some simulation seeds and not for others (see the README's demo
-    section); ``make demo`` asserts it on the demo's budget."""
+    The budget is one that learns reliably in seconds: the pixel loss alone (the adversarial and
+    feature terms make short runs swing from epoch to epoch, docs/learning_check.md), 16 x 10
+    iterations, two 90-volume test clips. It passed for simulation seeds 0-3; with the paper's
+    losses at 8 x 10 iterations it did not for every seed."""
     import mxnet as mx
 
     from brain2pix_gluon.data.dataset import RFSImageDataset
@@ -245,7 +246,9 @@ def test_tiny_training_end_to_end_the_control_as_model_fails(tmp_path):
     from conftest import tiny_config
 
     config = tiny_config("simulation.noise_sd=0.1", "simulation.n_test_clips=2",
-                         "train.epochs=8", "train.max_steps_per_epoch=10", "train.lr=0.001")
+                         "simulation.volumes_per_clip=90", "train.epochs=16",
+                         "train.max_steps_per_epoch=10", "train.lr=0.001",
+                         "loss.adversarial_weight=0", "loss.feature_weight=0")
     raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
     simulate_dataset(raw, config.simulation, config.data, show_progress=False)
     prepare_dataset(raw, prepared, config, show_progress=False)
@@ -266,6 +269,11 @@ def test_tiny_training_end_to_end_the_control_as_model_fails(tmp_path):
     alexnet, c3d, _ = build_feature_nets("random", mx.cpu(), 0)
     extractor = FeatureExtractor(alexnet, c3d)
     mean = mean_training_frame(RFSImageDataset(train, config.data.rois))
+    verdict = learning_check(recon["model"], recon["control"], mean, extractor,
+                             n_permutations=200)
+    assert verdict["input_control"] == {"model": "none", "control": "time_shuffled"}
+    assert verdict["passed"] is True, [c["statement"] for c in verdict["criteria"]]
+    assert all(c["passed"] for c in verdict["criteria"])
     swapped = learning_check(recon["control"], recon["model"], mean, extractor,
                              n_permutations=200)
     assert swapped["input_control"] == {"model": "time_shuffled", "control": "none"}
