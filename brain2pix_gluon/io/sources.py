@@ -116,6 +116,25 @@ class DatasetSource:
                                 f"masks' size), got signals of shape {signals.shape}")
             yield where, signals
 
+    # what each layout reads
+    def runs(self, split):
+        """Runs of a split: list of dicts with at least ``name`` and ``signals`` (where from)."""
+        raise NotImplementedError
+
+    def load_frames(self, run):
+        """The run's frames at one per TR: ndarray (n_frames, S, S, 3) uint8, upright."""
+        raise NotImplementedError
+
+    def checksums(self, split):
+        """sha256 of every file a split is made from: dict name -> hex digest."""
+        raise NotImplementedError
+
+    def _read_signals(self, run):
+        raise NotImplementedError
+
+    def _read_centres(self):
+        raise NotImplementedError
+
 
 def _first_existing(folder, choices):
     for name in choices:
