@@ -1,14 +1,19 @@
 """The seven experiment scripts end to end (quick profile, tiny simulated data), the notebooks on
 their results, and skipping of finished work on a rerun."""
 
+import csv
 import glob
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from brain2pix_gluon.experiments.registry import (EXPERIMENTS, FIGURES, TABLE_GROUPS,
+                                                  get_experiment, result_path)
+from brain2pix_gluon.io.reconstructions import read_reconstructions
 from brain2pix_gluon.provenance import random_mark
 
 from conftest import TINY
@@ -46,11 +51,30 @@ def test_script_runs_end_to_end(name, results):
     summary = json.load(open(os.path.join(results["out"], experiment, "summary.json")))
     assert summary["profile"] == "quick"
     assert "QUICK RUN" in summary["marks"] and random_mark("evaluation") in summary["marks"]
-    for status in summary["variants"]:
-        assert os.path.exists(status["reconstructions"])
+    # every variant of the registry, in its order, each written where the registry says
+    spec = get_experiment(experiment)
+    assert [s["label"] for s in summary["variants"]] == [v.label for v in spec.variants]
+    tables = open(os.path.join(results["out"], experiment, "tables", "tables.md")).read()
+    for status, variant in zip(summary["variants"], spec.variants):
+        assert status["reconstructions"] == result_path(results["out"], experiment,
+                                                        variant.label, "recon")
+        recon = read_reconstructions(status["reconstructions"])
+        assert len(recon["reconstructions"]) >= 6
+        # trained variants carry the profile's mark; baseline 1 (nothing trained) its C3D's
+        assert ("QUICK RUN" if variant.kind != "nishimoto"
+                else random_mark("encoding_features")) in recon.marks
         res = json.load(open(status["results"]))
         assert res["n_frames"] == 6 and len(res["metrics"]) == 12
-    assert os.path.exists(os.path.join(results["out"], experiment, "tables", "tables.md"))
+        # each summary number is the mean of the per-frame values written beside it
+        with open(os.path.join(os.path.dirname(status["results"]), "per_frame.csv")) as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == 6
+        for key, metric in res["metrics"].items():
+            values = np.array([float(r[key]) for r in rows])
+            assert metric["mean"] == pytest.approx(np.nanmean(values), rel=1e-6, abs=1e-9)
+        # ... and the experiment's tables have a row for it (grouped results tables only)
+        if spec.table_group in TABLE_GROUPS:
+            assert variant.label in tables, variant.label
     assert "QUICK RUN" in stdout
 
 
@@ -89,9 +113,25 @@ def test_notebooks_execute_on_the_scripts_results(notebook, results):
         del os.environ["BRAIN2PIX_RESULTS"]
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     if notebook.startswith("fig"):
-        figure = os.path.join(results["out"], notebook[:4] + ".png")
-        assert os.path.getsize(figure) > 5000
+        from PIL import Image
+
+        # a picture (not a blank canvas) of the panels the registry names, read from the
+        # scripts' results (the notebook prints which files or labels it drew)
+        with Image.open(os.path.join(results["out"], notebook[:4] + ".png")) as image:
+            picture = np.asarray(image.convert("L"), np.float32)
+        assert min(picture.shape) > 100 and picture.std() > 10
+        panels = FIGURES[notebook[:4]]
+        assert all(label in text or result_path(results["out"], experiment, label) in text
+                   for experiment, label in panels), text
+    else:
+        # the paper's grouped tables, with a row for every variant of their experiments
+        for group, (number, title) in TABLE_GROUPS.items():
+            assert f"Table {number}. {title}" in text
+            for label in (v.label for e in EXPERIMENTS.values() if e.table_group == group
+                          for v in e.variants):
+                assert label in text
 
 
 def test_notebook_pairs_are_in_sync():
