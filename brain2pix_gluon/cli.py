@@ -186,10 +186,18 @@ def cmd_evaluate(args):
 
 
 def cmd_baseline(args):
-    from .baselines import run_nishimoto_baseline
     from .training.trainer import make_contexts
 
     config = _config(args)
+    if args.name == "ridge":
+        from .baselines.ridge import run_ridge_baseline
+
+        path = run_ridge_baseline(args.data, args.out, config, pool=args.pool,
+                                  show_progress=not args.no_progress)
+        print(f"ridge decoder reconstructions (not in the paper): {path}")
+        return
+    from .baselines import run_nishimoto_baseline
+
     path = run_nishimoto_baseline(args.data, args.out, config.evaluation.feature_weights, args.k,
                                   show_progress=not args.no_progress,
                                   ctx=make_contexts(args.gpus)[0])
@@ -311,12 +319,16 @@ def build_parser():
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("baseline", help="baseline 1 (Nishimoto-like C3D encoding + retrieval); "
-                       "baselines 2 and 3 are trained with `train --config configs/baseline*.yaml`")
-    p.add_argument("name", choices=("nishimoto",))
+    p = sub.add_parser("baseline", help="nishimoto: baseline 1 (C3D encoding + retrieval); "
+                       "ridge: a linear pixel decoder from the RFSimages, the floor a deep "
+                       "decoder must clear (not in the paper); baselines 2 and 3 are trained "
+                       "with `train --config configs/baseline*.yaml`")
+    p.add_argument("name", choices=("nishimoto", "ridge"))
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
+    p.add_argument("--k", type=int, default=10, help="nishimoto: training frames averaged (10)")
+    p.add_argument("--pool", type=int, default=24, help="ridge: side of the average-pooled "
+                   "RFSimages (24 = 4 x 4 pooling of 96 px)")
     gpus(p)
     common(p)
     p.set_defaults(func=cmd_baseline)

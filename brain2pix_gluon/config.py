@@ -71,6 +71,13 @@ class SimulationConfig:
     video_size: typing.Tuple[int, ...] = (128, 72)   # width, height: 16:9 like the episodes
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
+    # what a voxel responds to (docs/method.md, "The simulated cortex"); per ROI V1, V2, V3
+    drive: str = "cortex"           # cortex | luminance (linear pRF luminance, simulator v2)
+    drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
+    drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
+    drive_blue_yellow: typing.Tuple[float, ...] = (0.3, 0.2, 0.15)  # S-(L+M) opponency
+    drive_luminance: typing.Tuple[float, ...] = (0.25, 0.15, 0.1)   # L+M
+    css_exponent: typing.Tuple[float, ...] = (0.5, 0.4, 0.3)        # contrast compression
 
 
 @dataclass(frozen=True)
@@ -412,6 +419,12 @@ RULES = {
                                     and all(_finite(x) for x in v) and 0 <= v[0] <= v[1]),
                                    "(low, high) seconds with 0 <= low <= high"),
     "simulation.mat_version": _one_of("5", "7.3"),
+    "simulation.drive": _one_of("cortex", "luminance"),
+    "simulation.drive_contrast": _tuple_of(_number(0), length=3),
+    "simulation.drive_red_green": _tuple_of(_number(0), length=3),
+    "simulation.drive_blue_yellow": _tuple_of(_number(0), length=3),
+    "simulation.drive_luminance": _tuple_of(_number(0), length=3),
+    "simulation.css_exponent": _tuple_of(_number(0, 1, low_open=True), length=3),
     # model
     # ngf: hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT
     # dies with SIGFPE; 16 and above (the paper uses 64) are safe

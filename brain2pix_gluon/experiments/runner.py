@@ -60,7 +60,16 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     recon = result_path(out_root, name, variant.label, "recon")
     recon_dir = os.path.dirname(recon)
     status = {"label": variant.label, "dir": vdir}
-    if variant.kind == "nishimoto":
+    if variant.kind == "ridge":
+        from ..baselines.ridge import run_ridge_baseline
+
+        if not os.path.exists(recon):
+            run_ridge_baseline(data, recon_dir, config, show_progress=show_progress)
+            status["ridge"] = "fitted"
+        else:
+            status["ridge"] = "done before"
+        marks = []
+    elif variant.kind == "nishimoto":
         if not os.path.exists(recon):
             run_nishimoto_baseline(data, recon_dir, config.evaluation.feature_weights,
                                    show_progress=show_progress, ctx=ctx)
@@ -88,7 +97,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
         status.update(evaluation="skipped", marks=marks, results=None)
         return status
     baselines = _baseline_files(out_root, variant.label) if group == "baseline" and \
-        variant.kind != "nishimoto" and not variant.label.startswith("Baseline") else {}
+        variant.kind == "train" and not variant.label.startswith("Baseline") else {}
     results = result_path(out_root, name, variant.label, "results")
     current = None
     if _newer(results, recon):
