@@ -1,19 +1,39 @@
 """One policy for every pretrained network (VGG-19, AlexNet, C3D).
 
-``weights`` is ``"pretrained"`` (Gluon model zoo / GluonCV download into ``MXNET_HOME`` on first
-use), a path to a local ``.params`` file, or ``"random"`` — only when asked for explicitly; such
-networks carry ``weights_source`` starting with ``"random"`` and every output made with them says
-so. There is no silent fallback.
+``weights`` is ``"auto"`` (the default), ``"pretrained"`` (Gluon model zoo / GluonCV download into
+``$MXNET_HOME/models`` on first use), a path to a local ``.params`` file, or ``"random"``.
+
+``"auto"`` is resolved once, at the start of a command (:func:`resolve_weights`): the cached
+pretrained weights if the model store holds them, else the download if the store's server answers
+within :data:`PROBE_TIMEOUT` seconds, else random weights with one log line saying so. Random
+networks, asked for or fallen back to, carry ``weights_source`` starting with ``"random"`` and every
+output made with them is marked (``provenance``). An explicit ``"pretrained"`` never falls back.
 """
 
+import glob
 import os
+import threading
+import urllib.error
+import urllib.request
 
 import mxnet as mx
 
 from ..errors import WeightsUnavailableError, params_load_problem
 from ..provenance import RANDOM_SOURCE, is_random
+from ..utils import get_logger
 
-__all__ = ["build_with_weights", "RANDOM_MARK", "is_random"]
+__all__ = ["build_with_weights", "RANDOM_MARK", "is_random", "AUTO", "PROBE_TIMEOUT",
+           "NETWORKS", "model_root", "cached_weights", "download_url", "probe_download",
+           "resolve_weights", "resolve_config_weights"]
+
+AUTO = "auto"
+# Seconds a machine without internet waits before ``auto`` falls back to random weights.
+PROBE_TIMEOUT = 3.0
+# Model-store name -> what a user calls it; the stores cache ``<name>-<hash8>.params``.
+NETWORKS = {"vgg19": "VGG-19", "alexnet": "AlexNet", "c3d_kinetics400": "C3D"}
+# The networks each weights setting builds (a config field -> model-store names).
+_ROLE_NETWORKS = {"feature_loss": ("vgg19",), "evaluation": ("alexnet", "c3d_kinetics400")}
+_probed = {}   # url -> None (answers) or the reason it does not; one probe per process
 
 RANDOM_MARK = RANDOM_SOURCE   # kept under its old name for the modules that import it here
 
@@ -21,6 +41,150 @@ RANDOM_MARK = RANDOM_SOURCE   # kept under its old name for the modules that imp
 # OSErrors), Gluon's hash check (UserWarning), the model store's hash check (ValueError) and
 # MXNet's own loader. Anything else is a bug and is not dressed up as "no internet".
 _DOWNLOAD_ERRORS = (OSError, UserWarning, ValueError, mx.base.MXNetError)
+
+
+def model_root():
+    """The folder the model stores cache weights in: ``$MXNET_HOME/models`` (default
+    ``~/.mxnet/models``), where MXNet and GluonCV look too."""
+    return os.path.expanduser(os.path.join(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet")),
+                                           "models"))
+
+
+def _model_store(name):
+    """The store that owns a network: GluonCV's for C3D, MXNet's for VGG-19 and AlexNet."""
+    if name.startswith("c3d"):
+        from gluoncv.model_zoo import model_store
+    else:
+        from mxnet.gluon.model_zoo import model_store
+    return model_store
+
+
+def cached_weights(name, root=None):
+    """The cached ``.params`` file of a network in ``root`` (default :func:`model_root`), or None.
+
+    Any ``<name>-<8 hex>.params`` counts: the store checks the file's SHA-1 when it loads it and
+    downloads it again when it does not match.
+    """
+    found = sorted(glob.glob(os.path.join(root or model_root(), f"{name}-" + "[0-9a-f]" * 8 +
+                                          ".params")))
+    return found[0] if found else None
+
+
+def download_url(name):
+    """Where the model store downloads a network's weights from (``MXNET_GLUON_REPO`` honoured)."""
+    store = _model_store(name)
+    repo = os.environ.get("MXNET_GLUON_REPO", store.apache_repo_url)
+    repo = repo if repo.endswith("/") else repo + "/"
+    return store._url_format.format(repo_url=repo, file_name=f"{name}-{store.short_hash(name)}")
+
+
+def probe_download(url, timeout=PROBE_TIMEOUT):
+    """Ask for the headers of ``url`` without downloading it; None when it answers 200 within
+    ``timeout`` seconds, else the reason (a string).
+
+    Name resolution ignores socket timeouts, so the request runs in a daemon thread that is
+    abandoned after ``timeout``: a machine without internet waits at most that long. The answer is
+    remembered for the rest of the process.
+    """
+    if url in _probed:
+        return _probed[url]
+    outcome = [f"no answer within {timeout:g} s"]
+
+    def ask():
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                                        timeout=timeout) as response:
+                outcome[0] = None if response.status == 200 else f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            outcome[0] = f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:   # URLError, socket errors, a malformed repo URL
+            outcome[0] = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    _probed[url] = outcome[0]
+    return outcome[0]
+
+
+def _unavailable(names, timeout):
+    """Networks among ``names`` neither cached nor downloadable: name -> reason."""
+    missing = {}
+    for name in names:
+        if cached_weights(name) is None:
+            url = download_url(name)
+            reason = probe_download(url, timeout)
+            if reason is not None:
+                missing[name] = f"{url}: {reason}"
+    return missing
+
+
+def _fallback_line(missing):
+    nets = ", ".join(NETWORKS.get(n, n) for n in missing)
+    reasons = "; ".join(missing.values())
+    return (f"weights 'auto': no pretrained {nets} in {model_root()} and no download ({reasons}): "
+            f"using RANDOM weights, and every output is marked as such. Run once with internet "
+            f"access to cache them (`brain2pix doctor` checks), or pass a .params path.")
+
+
+def resolve_weights(weights, role, timeout=PROBE_TIMEOUT):
+    """Turn a weights setting of ``"auto"`` into ``"pretrained"`` or ``"random"``.
+
+    Parameters
+    ----------
+    weights : str
+        A weights setting; anything but ``"auto"`` is returned unchanged.
+    role : {"feature_loss", "evaluation"}
+        Which networks the setting builds (VGG-19; AlexNet and C3D).
+    timeout : float
+        Seconds the download probe may take.
+
+    Returns
+    -------
+    str
+        ``"pretrained"`` when every network of the role is cached or downloadable, else
+        ``"random"``, after one warning that names what was missing.
+    """
+    return _resolve(_ROLE_NETWORKS[role], timeout) if weights == AUTO else weights
+
+
+def _resolve(names, timeout):
+    missing = _unavailable(names, timeout)
+    if missing:
+        get_logger().warning(_fallback_line(missing))
+    return "random" if missing else "pretrained"
+
+
+def resolve_config_weights(config, timeout=PROBE_TIMEOUT):
+    """``config`` with ``loss.feature_weights`` and ``evaluation.feature_weights`` resolved, and
+    at most one log line for both (an experiment or the demo resolves once, at its start).
+
+    The VGG-19 is not looked for when ``loss.feature_weight`` is 0 (it is never built then).
+
+    Returns
+    -------
+    config : Config
+    overrides : list of str
+        The ``section.key=value`` overrides that record the resolution (empty when nothing was
+        ``"auto"``), for code that rebuilds configs from overrides.
+    """
+    from ..config import apply_overrides
+
+    fields = {}
+    if config.loss.feature_weights == AUTO:
+        fields["loss.feature_weights"] = _ROLE_NETWORKS["feature_loss"] \
+            if config.loss.feature_weight != 0 else ()
+    if config.evaluation.feature_weights == AUTO:
+        fields["evaluation.feature_weights"] = _ROLE_NETWORKS["evaluation"]
+    missing = {}
+    overrides = []
+    for key, names in fields.items():
+        lacking = _unavailable(names, timeout)
+        missing.update(lacking)
+        overrides.append(f"{key}={'random' if lacking else 'pretrained'}")
+    if missing:
+        get_logger().warning(_fallback_line(missing))
+    return apply_overrides(config, overrides), overrides
 
 
 def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=None, seed=0):
@@ -31,7 +195,7 @@ def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=No
     name : str
         Human-readable model name for messages (e.g. ``"vgg19"``).
     weights : str
-        ``"pretrained"``, ``"random"`` or a path to a ``.params`` file.
+        ``"auto"``, ``"pretrained"``, ``"random"`` or a path to a ``.params`` file.
     build : callable
         ``build()`` returns the network without weights.
     build_pretrained : callable
@@ -49,15 +213,17 @@ def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=No
         Where the weights came from.
     """
     ctx = ctx or mx.cpu()
+    if weights == AUTO:   # a caller that did not resolve at its start (resolve_weights)
+        weights = _resolve((name,), PROBE_TIMEOUT)
     if weights == "random":
         net = build()
         mx.random.seed(seed)
         net.initialize(init or mx.init.Xavier(), ctx=ctx)
         return net, RANDOM_MARK
     if weights == "pretrained":
-        root = os.path.join(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet")), "models")
+        root = model_root()
         try:
-            net = build_pretrained(os.path.expanduser(root))
+            net = build_pretrained(root)
         except _DOWNLOAD_ERRORS as exc:
             raise WeightsUnavailableError(
                 f"pretrained weights for {name} could not be loaded or downloaded into {root} "
@@ -70,8 +236,8 @@ def build_with_weights(name, weights, build, build_pretrained, init=None, ctx=No
     path = os.path.expanduser(str(weights))
     if not os.path.isfile(path):
         raise WeightsUnavailableError(
-            f"weights for {name}: {weights!r} is neither 'pretrained', 'random' nor an existing "
-            f".params file")
+            f"weights for {name}: {weights!r} is neither 'auto', 'pretrained', 'random' nor an "
+            f"existing .params file")
     net = build()
     try:
         net.load_parameters(path, ctx=ctx, allow_missing=False, ignore_extra=True)
