@@ -236,6 +236,12 @@ def cmd_demo(args):
     return 0 if summary["passed"] else CHECK_FAILED
 
 
+def cmd_doctor(args):
+    from .doctor import run_doctor
+
+    return run_doctor()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -358,6 +364,11 @@ def build_parser():
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("doctor", help="what this machine has and lacks (MXNet build, GPUs, CUDA "
+                       "libraries, ffmpeg, pretrained weights, folders, CPU), each with its fix; "
+                       "exit 1 when a default run cannot work")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
