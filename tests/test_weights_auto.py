@@ -105,7 +105,11 @@ def test_reachable_download_resolves_to_pretrained(models, monkeypatch):
 
 def test_the_probe_gives_up_after_its_timeout(models, monkeypatch):
     # name resolution ignores socket timeouts: a stalled lookup must not stall the run
-    monkeypatch.setattr(urllib.request, "urlopen", lambda request, timeout=None: time.sleep(30))
+    def stalled(request, timeout=None):
+        time.sleep(3)
+        return no_network(request)
+
+    monkeypatch.setattr(urllib.request, "urlopen", stalled)
     start = time.monotonic()
     reason = pretrained.probe_download("https://example.invalid/x.zip", timeout=0.3)
     assert time.monotonic() - start < 2 and reason == "no answer within 0.3 s"
