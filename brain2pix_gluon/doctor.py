@@ -124,9 +124,10 @@ def check_pretrained(timeout=None):
     random weights and marks the outputs.
     """
     from .model_zoo import pretrained
+    from .utils import model_root
 
     timeout = pretrained.PROBE_TIMEOUT if timeout is None else timeout
-    root = pretrained.model_root()
+    root = model_root()
     results = {}
     probes = []
     for name in pretrained.NETWORKS:
@@ -161,14 +162,17 @@ def _free(path):
 
 def check_folders():
     """The data home, the feature cache and the model cache, with free disk space."""
-    from .evaluation.feature_cache import resolve_cache_dir
-    from .model_zoo.pretrained import model_root
-    from .utils import resolve_data_home
+    from .utils import model_root, resolve_data_home
 
     checks = []
     folders = [("data home", "BRAIN2PIX_DATA", resolve_data_home()),
-               ("feature cache", "BRAIN2PIX_CACHE", resolve_cache_dir("auto")),
                ("model cache", "MXNET_HOME", model_root())]
+    try:   # the feature cache's module imports MXNet: skipped when MXNet does not import
+        from .evaluation.feature_cache import resolve_cache_dir
+
+        folders.insert(1, ("feature cache", "BRAIN2PIX_CACHE", resolve_cache_dir("auto")))
+    except (ImportError, OSError):
+        pass
     for label, variable, path in folders:
         parent = path
         while not os.path.exists(parent):
@@ -226,9 +230,16 @@ def run_doctor(out=None, timeout=None):
     checks = []
     section = None
     # the CUDA libraries first: on a CUDA build they decide whether MXNet imports
-    for make in (check_cuda_libraries, check_mxnet, check_ffmpeg,
-                 lambda: check_pretrained(timeout), check_folders, check_cpu):
-        for check in make():
+    for title, make in (("CUDA libraries", check_cuda_libraries), ("MXNet", check_mxnet),
+                        ("ffmpeg", check_ffmpeg),
+                        ("pretrained weights", lambda: check_pretrained(timeout)),
+                        ("folders", check_folders), ("CPU", check_cpu)):
+        try:
+            found = make()
+        except (ImportError, OSError) as exc:   # the model stores need an importable MXNet
+            found = [Check(title, "not checked", NOTE, f"{type(exc).__name__}: {exc}",
+                           "make MXNet import first (see above)")]
+        for check in found:
             if check.section != section:
                 section = check.section
                 out(section)

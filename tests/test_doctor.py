@@ -103,3 +103,15 @@ def test_cli_doctor_exit_status(offline, monkeypatch, capsys):
         "ffmpeg", "ffmpeg", "MISSING", "faked", "fix it")])
     assert main(["doctor"]) == 1
     assert "MISSING for a default run: ffmpeg" in capsys.readouterr().out
+
+
+def test_a_check_that_needs_a_broken_mxnet_is_reported_not_raised(offline, monkeypatch):
+    # a CUDA build without a driver: everything that imports mxnet raises OSError(libcuda.so.1)
+    def broken(*args, **kwargs):
+        raise OSError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(doctor, "check_pretrained", broken)
+    code, lines = report()
+    line, fix = line_of(lines, "not checked")
+    assert "libcuda.so.1" in line and "MXNet import" in fix
+    assert lines[-1].startswith("Nothing a default run needs is missing")   # it is a note

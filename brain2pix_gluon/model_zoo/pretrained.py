@@ -20,10 +20,10 @@ import mxnet as mx
 
 from ..errors import WeightsUnavailableError, params_load_problem
 from ..provenance import RANDOM_SOURCE, is_random
-from ..utils import get_logger
+from ..utils import get_logger, model_root
 
 __all__ = ["build_with_weights", "RANDOM_MARK", "is_random", "AUTO", "PROBE_TIMEOUT",
-           "NETWORKS", "model_root", "cached_weights", "download_url", "probe_download",
+           "NETWORKS", "cached_weights", "download_url", "probe_download",
            "resolve_weights", "resolve_config_weights"]
 
 AUTO = "auto"
@@ -41,13 +41,6 @@ RANDOM_MARK = RANDOM_SOURCE   # kept under its old name for the modules that imp
 # OSErrors), Gluon's hash check (UserWarning), the model store's hash check (ValueError) and
 # MXNet's own loader. Anything else is a bug and is not dressed up as "no internet".
 _DOWNLOAD_ERRORS = (OSError, UserWarning, ValueError, mx.base.MXNetError)
-
-
-def model_root():
-    """The folder the model stores cache weights in: ``$MXNET_HOME/models`` (default
-    ``~/.mxnet/models``), where MXNet and GluonCV look too."""
-    return os.path.expanduser(os.path.join(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet")),
-                                           "models"))
 
 
 def _model_store(name):
