@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections import namedtuple
 
 from . import __version__
@@ -128,29 +127,22 @@ def check_pretrained(timeout=None):
 
     timeout = pretrained.PROBE_TIMEOUT if timeout is None else timeout
     root = model_root()
-    results = {}
-    probes = []
-    for name in pretrained.NETWORKS:
-        path = pretrained.cached_weights(name)
-        if path:
-            results[name] = (OK, f"cached: {path}", "")
-            continue
-        url = pretrained.download_url(name)
-
-        def probe(name=name, url=url):
-            reason = pretrained.probe_download(url, timeout)
-            results[name] = (OK, f"not cached; downloadable on first use from {url}", "") \
-                if reason is None else \
-                (NOTE, f"not cached, not downloadable ({url}: {reason}): weights 'auto' falls "
-                       f"back to random weights, outputs marked", _fetch_command(name, root))
-        probes.append(threading.Thread(target=probe, daemon=True))
-    for thread in probes:
-        thread.start()
-    for thread in probes:
-        thread.join(timeout + 1)
-    return [Check("pretrained weights", label, *results.get(
-        name, (NOTE, "probe did not finish", _fetch_command(name, root))))
-        for name, label in pretrained.NETWORKS.items()]
+    cached = {name: pretrained.cached_weights(name) for name in pretrained.NETWORKS}
+    urls = {name: pretrained.download_url(name) for name, path in cached.items() if not path}
+    answers = pretrained.probe_downloads(list(urls.values()), timeout)   # all at once
+    checks = []
+    for name, label in pretrained.NETWORKS.items():
+        if cached[name]:
+            checks.append(Check("pretrained weights", label, OK, f"cached: {cached[name]}", ""))
+        elif answers[urls[name]] is None:
+            checks.append(Check("pretrained weights", label, OK,
+                                f"not cached; downloadable on first use from {urls[name]}", ""))
+        else:
+            checks.append(Check("pretrained weights", label, NOTE,
+                                f"not cached, not downloadable ({urls[name]}: "
+                                f"{answers[urls[name]]}): weights 'auto' falls back to random "
+                                f"weights, outputs marked", _fetch_command(name, root)))
+    return checks
 
 
 def _free(path):

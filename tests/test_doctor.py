@@ -15,7 +15,8 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet"))
     monkeypatch.setenv("BRAIN2PIX_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("BRAIN2PIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(pretrained, "probe_download", lambda url, timeout=None: "offline (test)")
+    monkeypatch.setattr(pretrained, "probe_downloads",
+                        lambda urls, timeout=None: {url: "offline (test)" for url in urls})
     return tmp_path
 
 

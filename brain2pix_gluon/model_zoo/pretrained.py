@@ -13,6 +13,7 @@ output made with them is marked (``provenance``). An explicit ``"pretrained"`` n
 import glob
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -23,7 +24,7 @@ from ..provenance import RANDOM_SOURCE, is_random
 from ..utils import get_logger, model_root
 
 __all__ = ["build_with_weights", "RANDOM_MARK", "is_random", "AUTO", "PROBE_TIMEOUT",
-           "NETWORKS", "cached_weights", "download_url", "probe_download",
+           "NETWORKS", "cached_weights", "download_url", "probe_download", "probe_downloads",
            "resolve_weights", "resolve_config_weights"]
 
 AUTO = "auto"
@@ -73,17 +74,18 @@ def download_url(name):
 
 def probe_download(url, timeout=PROBE_TIMEOUT):
     """Ask for the headers of ``url`` without downloading it; None when it answers 200 within
-    ``timeout`` seconds, else the reason (a string).
+    ``timeout`` seconds, else the reason (a string). See :func:`probe_downloads`."""
+    return probe_downloads([url], timeout)[url]
 
-    Name resolution ignores socket timeouts, so the request runs in a daemon thread that is
-    abandoned after ``timeout``: a machine without internet waits at most that long. The answer is
-    remembered for the rest of the process.
+
+def probe_downloads(urls, timeout=PROBE_TIMEOUT):
+    """:func:`probe_download` for several URLs at once: url -> None or the reason.
+
+    Name resolution ignores socket timeouts, so each request runs in a daemon thread that is
+    abandoned when ``timeout`` has passed: a machine without internet waits at most that long,
+    however many networks it asks about. Answers are remembered for the rest of the process.
     """
-    if url in _probed:
-        return _probed[url]
-    outcome = [f"no answer within {timeout:g} s"]
-
-    def ask():
+    def ask(url, outcome):
         try:
             with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
                                         timeout=timeout) as response:
@@ -93,23 +95,26 @@ def probe_download(url, timeout=PROBE_TIMEOUT):
         except (OSError, ValueError) as exc:   # URLError, socket errors, a malformed repo URL
             outcome[0] = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
 
-    thread = threading.Thread(target=ask, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    _probed[url] = outcome[0]
-    return outcome[0]
+    asked = {}
+    for url in dict.fromkeys(urls):
+        if url not in _probed:
+            outcome = [f"no answer within {timeout:g} s"]
+            thread = threading.Thread(target=ask, args=(url, outcome), daemon=True)
+            thread.start()
+            asked[url] = (thread, outcome)
+    deadline = time.monotonic() + timeout
+    for url, (thread, outcome) in asked.items():
+        thread.join(max(0.0, deadline - time.monotonic()))
+        _probed[url] = outcome[0]
+    return {url: _probed[url] for url in urls}
 
 
 def _unavailable(names, timeout):
     """Networks among ``names`` neither cached nor downloadable: name -> reason."""
-    missing = {}
-    for name in names:
-        if cached_weights(name) is None:
-            url = download_url(name)
-            reason = probe_download(url, timeout)
-            if reason is not None:
-                missing[name] = f"{url}: {reason}"
-    return missing
+    urls = {name: download_url(name) for name in names if cached_weights(name) is None}
+    answers = probe_downloads(list(urls.values()), timeout)
+    return {name: f"{url}: {answers[url]}" for name, url in urls.items()
+            if answers[url] is not None}
 
 
 def _fallback_line(missing):
@@ -169,12 +174,9 @@ def resolve_config_weights(config, timeout=PROBE_TIMEOUT):
             if config.loss.feature_weight != 0 else ()
     if config.evaluation.feature_weights == AUTO:
         fields["evaluation.feature_weights"] = _ROLE_NETWORKS["evaluation"]
-    missing = {}
-    overrides = []
-    for key, names in fields.items():
-        lacking = _unavailable(names, timeout)
-        missing.update(lacking)
-        overrides.append(f"{key}={'random' if lacking else 'pretrained'}")
+    missing = _unavailable([n for names in fields.values() for n in names], timeout)
+    overrides = [f"{key}={'random' if any(n in missing for n in names) else 'pretrained'}"
+                 for key, names in fields.items()]
     if missing:
         get_logger().warning(_fallback_line(missing))
     return apply_overrides(config, overrides), overrides
