@@ -8,7 +8,7 @@ MXNet, reads the dynamic section of ``libmxnet.so`` and of every library it pull
 each soname the way the dynamic loader would: already loaded, the library's RPATH/RUNPATH, then
 the system's search path. It prints each library and where it was found. The driver's
 ``libcuda.so.1`` may be missing on a machine without a GPU; anything else missing exits 1.
-Not part of ``make test``: the cu112 wheels weigh about 3 GB (docs/gpu.md).
+Not part of ``make test``: the cu112 install takes 3.7 GB (docs/gpu.md).
 """
 
 import ctypes
