@@ -110,19 +110,24 @@ def probe_downloads(urls, timeout=PROBE_TIMEOUT):
 
 
 def _unavailable(names, timeout):
-    """Networks among ``names`` neither cached nor downloadable: name -> reason."""
+    """Networks among ``names`` neither cached nor downloadable: name -> (url, reason)."""
     urls = {name: download_url(name) for name in names if cached_weights(name) is None}
     answers = probe_downloads(list(urls.values()), timeout)
-    return {name: f"{url}: {answers[url]}" for name, url in urls.items()
-            if answers[url] is not None}
+    return {name: (url, answers[url]) for name, url in urls.items() if answers[url] is not None}
 
 
 def _fallback_line(missing):
+    """The one line that announces the fallback; ``missing``: name -> (url, reason)."""
     nets = ", ".join(NETWORKS.get(n, n) for n in missing)
-    reasons = "; ".join(missing.values())
-    return (f"weights 'auto': no pretrained {nets} in {model_root()} and no download ({reasons}): "
-            f"using RANDOM weights, and every output is marked as such. Run once with internet "
-            f"access to cache them (`brain2pix doctor` checks), or pass a .params path.")
+    by_reason = {}
+    for url, reason in missing.values():
+        by_reason.setdefault(reason, []).append(url.rsplit("/", 1)[-1])
+    where = os.path.dirname(next(iter(missing.values()))[0]) + "/"
+    reasons = "; ".join(f"{', '.join(files)}: {reason}" for reason, files in by_reason.items())
+    return (f"weights 'auto': no pretrained {nets} in {model_root()} and no download from {where} "
+            f"({reasons}): using RANDOM weights, and every output is marked as such. Run once "
+            f"with internet access to cache them (`brain2pix doctor` checks), or pass a .params "
+            f"path.")
 
 
 def resolve_weights(weights, role, timeout=PROBE_TIMEOUT):
