@@ -244,6 +244,12 @@ def cmd_demo(args):
     return 0 if summary["passed"] else CHECK_FAILED
 
 
+def cmd_doctor(args):
+    from .doctor import run_doctor
+
+    return run_doctor()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -343,8 +349,9 @@ def build_parser():
     p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
     p.add_argument("--out", help="results root (default results, or results-quick)")
     p.add_argument("--profile", choices=("paper", "quick"), default=None)
-    p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
-                   "(default: the configs' 'pretrained')")
+    p.add_argument("--weights", help="auto | pretrained | random | path: VGG/AlexNet/C3D weights "
+                   "(default: the configs' 'auto': pretrained when cached or downloadable, else "
+                   "random, marked)")
     gpus(p, parallel=True)
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant, by slug or label (repeatable); tables cover every "
@@ -358,8 +365,9 @@ def build_parser():
     p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
                        "learning check (make demo); exit 3 when the check fails")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    p.add_argument("--weights", default="random",
-                   help="random (the default here: no download), pretrained, or a folder/file")
+    p.add_argument("--weights", default="auto",
+                   help="auto (default: pretrained when cached or downloadable, else random, "
+                   "marked), pretrained, random, or a folder/file")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=cmd_demo)
@@ -368,6 +376,11 @@ def build_parser():
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("doctor", help="what this machine has and lacks (MXNet build, GPUs, CUDA "
+                       "libraries, ffmpeg, pretrained weights, folders, CPU), each with its fix; "
+                       "exit 1 when a default run cannot work")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

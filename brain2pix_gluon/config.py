@@ -105,7 +105,7 @@ class LossConfig:
     feature_resize: int = 224
     feature_layers: int = 22        # VGG-19 features[:22] = conv4_2 before its ReLU
     imagenet_normalize: bool = False
-    feature_weights: str = "pretrained"   # pretrained | random | path to a .params file
+    feature_weights: str = "auto"   # auto | pretrained | random | path to a .params file
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class EvalConfig:
     are our fixed choices (README, "Evaluation").
     """
 
-    feature_weights: str = "pretrained"   # pretrained | random | a folder with alexnet/c3d .params
+    feature_weights: str = "auto"   # auto | pretrained | random | a folder with alexnet/c3d .params
     alexnet_size: int = 224         # frames bilinearly resized to this for AlexNet
     c3d_size: int = 112             # and to this for C3D
     clip_length: int = 16           # consecutive frames per C3D clip, centred on the frame
@@ -360,6 +360,12 @@ def _text():
     return (lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"
 
 
+def _weights_setting(path_kind):
+    # 'auto' = cached or downloadable pretrained weights, else random with a warning (pretrained.py)
+    return ((lambda v: isinstance(v, str) and v.strip() != ""),
+            f"'auto', 'pretrained', 'random' or {path_kind}")
+
+
 def _seed():
     return (lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer in [0, 2**32)"
 
@@ -448,7 +454,7 @@ RULES = {
     "loss.feature_layers": ((lambda v: isinstance(v, int) and 1 <= v <= 37),
                             "an integer in [1, 37] (modules of VGG-19's features)"),
     "loss.imagenet_normalize": _boolean(),
-    "loss.feature_weights": _text(),
+    "loss.feature_weights": _weights_setting("a path to a VGG-19 .params file"),
     # train
     "train.batch_size": _int_at_least(1),
     "train.epochs": _int_at_least(1),
@@ -469,7 +475,8 @@ RULES = {
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation
-    "evaluation.feature_weights": _text(),
+    "evaluation.feature_weights": _weights_setting(
+        "a folder holding alexnet.params and c3d_kinetics400.params"),
     "evaluation.alexnet_size": ((lambda v: isinstance(v, int) and v >= 63),
                                 "an integer >= 63 (AlexNet's smallest input)"),
     "evaluation.c3d_size": ((lambda v: isinstance(v, int) and v >= 16),

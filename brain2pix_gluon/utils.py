@@ -7,7 +7,7 @@ import os
 import sys
 
 __all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "write_text_atomic",
-           "resolve_data_home", "array_sha256"]
+           "resolve_data_home", "model_root", "array_sha256"]
 
 
 def get_logger():
@@ -68,6 +68,13 @@ def resolve_data_home(path=None):
     if env:
         return os.path.abspath(os.path.expanduser(env))
     return os.path.join(os.path.expanduser("~"), ".cache", "brain2pix_gluon")
+
+
+def model_root():
+    """The folder the model stores cache pretrained weights in: ``$MXNET_HOME/models`` (default
+    ``~/.mxnet/models``), where MXNet and GluonCV look too."""
+    return os.path.expanduser(os.path.join(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet")),
+                                           "models"))
 
 
 def array_sha256(array):

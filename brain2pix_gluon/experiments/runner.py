@@ -135,7 +135,8 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     overrides : sequence of str
         ``section.key=value`` applied to every variant.
     weights : str, optional
-        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights``.
+        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights`` (default: the
+        configs', ``auto``: pretrained when cached or downloadable, else random and marked).
     variants : sequence of str, optional
         Variants to run, by label (``"No feature"``) or slug (``no_feature``); default: all. One
         variant per job lets a cluster scheduler run an experiment's trainings side by side.
@@ -155,9 +156,14 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     from ..evaluation.tables import write_tables
     from ..training.trainer import make_contexts
 
+    from ..model_zoo.pretrained import resolve_config_weights
+
     experiment = get_experiment(name)
     chosen = select_variants(name, variants)
     base = experiment_config("fixed_rf", profile, overrides, weights)
+    # 'auto' weights are decided once, here, so every variant uses the same and one line says so
+    base, resolved = resolve_config_weights(base)
+    overrides = list(overrides) + resolved
     if data is None:
         data = simulated_dataset(base, data_home, show_progress)
     contexts = make_contexts(gpus)
