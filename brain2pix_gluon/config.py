@@ -76,7 +76,7 @@ class SimulationConfig:
     drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
     drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
     drive_blue_yellow: typing.Tuple[float, ...] = (0.3, 0.2, 0.15)  # S-(L+M) opponency
-    drive_luminance: typing.Tuple[float, ...] = (0.25, 0.15, 0.1)   # L+M
+    drive_luminance: typing.Tuple[float, ...] = (0.4, 0.3, 0.2)     # L+M
     css_exponent: typing.Tuple[float, ...] = (0.5, 0.4, 0.3)        # contrast compression
 
 
@@ -126,7 +126,7 @@ class TrainConfig:
     kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
-    profile: str = "paper"          # paper | quick (outputs of quick runs say so)
+    profile: str = "paper"          # paper | quick | demo (outputs of quick and demo runs say so)
     input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
 
@@ -160,7 +160,7 @@ class PRFConfig:
     correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
     """
 
-    drive: str = "luminance"        # luminance (the simulator's model) | contrast (real cortex)
+    drive: str = "contrast"         # contrast (local contrast energy, as cortex and the simulator) | luminance
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     grid_stride: int = 2            # pixels between candidate centres along x and y
     n_sigma: int = 12               # log-spaced candidate sizes ...
@@ -471,7 +471,7 @@ RULES = {
                                   "an integer >= 0 (0 = the whole epoch)"),
     "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
                            "an integer >= 0 (0 = no grid pictures)"),
-    "train.profile": _one_of("paper", "quick"),
+    "train.profile": _one_of("paper", "quick", "demo"),
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation

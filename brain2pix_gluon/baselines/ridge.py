@@ -29,15 +29,15 @@ RIDGE_MODEL = "ridge"
 DEFAULT_LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
-def pooled_inputs(dataset, pool=24, batch=64, show_progress=False):
+def pooled_inputs(dataset, pool=None, batch=64, show_progress=False):
     """The dataset's inputs average-pooled, flattened, and its targets.
 
     Parameters
     ----------
     dataset : RFSImageDataset
         Mode ``"rf"``: items ``(rf_images [C, S, S], target [3, S, S])``.
-    pool : int
-        Output side; ``S`` must be a multiple of it.
+    pool : int, optional
+        Output side; ``S`` must be a multiple of it. Default ``S // 4`` (24 for 96-px images).
 
     Returns
     -------
@@ -45,6 +45,7 @@ def pooled_inputs(dataset, pool=24, batch=64, show_progress=False):
     targets : ndarray, shape (n, 3, S, S), float32
     """
     size = dataset.size
+    pool = size // 4 if pool is None else pool
     if pool < 1 or size % pool:
         raise ConfigError(f"pool: expected a divisor of the image size {size}, got {pool}")
     f = size // pool
@@ -137,7 +138,7 @@ def _row_corr(a, b):
     return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)
 
 
-def run_ridge_baseline(prepared_dir, out_dir, config, pool=24, lambdas=DEFAULT_LAMBDAS,
+def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, lambdas=DEFAULT_LAMBDAS,
                        show_progress=True):
     """Fit the ridge decoder on ``train.h5`` and write ``OUT/reconstructions.h5`` for ``test.h5``.
 
@@ -148,8 +149,9 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=24, lambdas=DEFAULT_L
     out_dir : str
     config : Config
         ``data.rois`` selects the input channels.
-    pool : int
-        Side of the pooled RFSimages (24: 4 x 4 averaging of 96-px images).
+    pool : int, optional
+        Side of the pooled RFSimages; default a quarter of the image side (24: 4 x 4 averaging
+        of 96-px images).
 
     Returns
     -------
@@ -166,6 +168,7 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=24, lambdas=DEFAULT_L
     test = RFSImageDataset(os.path.join(prepared_dir, "test.h5"), config.data.rois, 1.0, "rf")
     x_train, y_train = pooled_inputs(train, pool, show_progress=show_progress)
     x_test, y_test = pooled_inputs(test, pool, show_progress=show_progress)
+    pool = pool or train.size // 4
     decoder = RidgeDecoder(lambdas).fit(x_train, y_train)
     recon = decoder.predict(x_test)
     with open_prepared(test.path) as handle:

@@ -39,7 +39,7 @@ RGB_TO_LMS = np.array([[0.31399, 0.63951, 0.04650],
 # values: contrast energy 0.059, L-M contrast 0.072, S contrast 0.25, L+M 0.22), so that a
 # weight of 1 means "one typical excursion"
 REFERENCE_SCALES = {"contrast": 0.05, "red_green": 0.07, "blue_yellow": 0.25,
-                    "luminance": 0.22}
+                    "luminance": 0.22, "red_green_energy": 0.07, "blue_yellow_energy": 0.25}
 
 _EPS = 0.05   # keeps cone contrasts finite in the black corners of the warped frame
 
@@ -139,13 +139,14 @@ class VoxelModel:
         Draws each voxel's colour polarities.
     """
 
-    def __init__(self, weights, roi_index, drive_weights, exponents, rng):
+    def __init__(self, weights, roi_index, drive_weights, exponents, rng, hue_bias=0.25):
         self.weights = weights
         self.roi_index = np.asarray(roi_index)
         n = len(self.roi_index)
         table = np.asarray(drive_weights, np.float32)          # (3 ROIs, 4 terms)
         self.mix = table[self.roi_index]                        # (n_voxels, 4)
         self.exponent = np.asarray(exponents, np.float32)[self.roi_index]
+        self.hue_bias = np.float32(hue_bias)
         # +1 / -1: which opponent cell type dominates the voxel's population
         self.polarity = rng.choice(np.array([-1.0, 1.0], np.float32), size=(n, 2))
 
@@ -165,16 +166,23 @@ class VoxelModel:
         energy = contrast_energy(lum)
         flat = {"contrast": energy, "red_green": red_green, "blue_yellow": blue_yellow,
                 "luminance": lum}
+        flat["red_green_energy"] = np.abs(red_green)
+        flat["blue_yellow_energy"] = np.abs(blue_yellow)
         t = len(frames)
         return {k: (v.reshape(t, -1) @ self.weights.T) / REFERENCE_SCALES[k]
                 for k, v in flat.items()}
 
     def drive(self, frames):
-        """Neural drive, shape (T, n_voxels), float32 (before the HRF; not yet centred)."""
+        """Neural drive, shape (T, n_voxels), float32 (before the HRF; not yet centred).
+
+        Each opponent signal enters twice: as its magnitude (the population's response to
+        colour modulation of either sign, which dominates the BOLD response) and, with
+        ``hue_bias`` of that weight, signed by the voxel's polarity (its hue preference)."""
         s = self.signals(frames)
         contrast = np.power(np.maximum(s["contrast"], 0.0), self.exponent)
-        out = (self.mix[:, 0] * contrast
-               + self.mix[:, 1] * self.polarity[:, 0] * s["red_green"]
-               + self.mix[:, 2] * self.polarity[:, 1] * s["blue_yellow"]
-               + self.mix[:, 3] * s["luminance"])
+        colour = 0.0
+        for k, term in ((1, "red_green"), (2, "blue_yellow")):
+            colour = colour + self.mix[:, k] * (
+                s[term + "_energy"] + self.hue_bias * self.polarity[:, k - 1] * s[term])
+        out = self.mix[:, 0] * contrast + colour + self.mix[:, 3] * s["luminance"]
         return out.astype(np.float32)
