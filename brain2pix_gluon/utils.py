@@ -1,12 +1,17 @@
-"""Small helpers shared across the package: logging, progress bars, atomic JSON writes."""
+"""Small helpers shared across the package: logging, progress bars, atomic writes."""
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 
 __all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "write_text_atomic",
+           "replacing", "partial_name", "as_os_error", "disk_nearly_full", "remove_quietly",
            "resolve_data_home", "array_sha256"]
 
 
@@ -45,12 +50,90 @@ def progress(iterable=None, total=None, desc=None, enabled=True, **kwargs):
                 dynamic_ncols=True, leave=False, **kwargs)
 
 
+# HDF5's file driver writes "errno = 28" into its messages (h5py raises RuntimeError for some)
+_ERRNO_IN_TEXT = re.compile(r"\berrno = (\d+)")
+
+
+def disk_nearly_full(path, slack=1 << 20):
+    """True when the file system of ``path`` has less than ``slack`` bytes free."""
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < slack
+    except OSError:
+        return False
+
+
+def as_os_error(exc, path):
+    """The OSError that a library's failed write stands for, naming ``path``; None if none.
+
+    h5py raises ``RuntimeError("... errno = 28 ...")`` for some failed writes and MXNet a bare
+    ``MXNetError("... FileStream.Write incomplete")`` (a short ``fwrite``: the disk filled, or an
+    I/O error); both are turned into ``OSError(errno, strerror, path)`` so the command line
+    reports them as it reports any operating-system error (exit 1, the file and the cause).
+    An OSError that already names a file is returned unchanged.
+    """
+    if isinstance(exc, OSError) and exc.errno:
+        if exc.filename is not None:
+            return exc
+        return OSError(exc.errno, os.strerror(exc.errno), os.fspath(path))
+    if not isinstance(exc, Exception):
+        return None
+    text = str(exc)
+    found = _ERRNO_IN_TEXT.search(text)
+    if found:
+        code = int(found.group(1))
+    elif "Write incomplete" in text or "No space left on device" in text:
+        code = errno.ENOSPC if "No space" in text or disk_nearly_full(path) else errno.EIO
+    else:
+        return None
+    return OSError(code, os.strerror(code), os.fspath(path))
+
+
+def remove_quietly(path):
+    """Remove a file or folder if it is there; never raises (used while cleaning up a failure)."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+    except OSError:
+        pass
+
+
+def partial_name(path):
+    """``dir/name.partial.ext``: the temporary name of ``path`` (the extension kept last, so
+    writers that choose the format by extension, PIL and matplotlib, still see it)."""
+    root, ext = os.path.splitext(os.fspath(path))
+    return f"{root}.partial{ext}" if ext else f"{root}.partial"
+
+
+@contextlib.contextmanager
+def replacing(path, tmp=None):
+    """Write ``path`` through a temporary name: ``with replacing(path) as tmp: write(tmp)``.
+
+    On success the temporary file (or folder) is renamed to ``path`` (atomically: readers see the
+    old file or the new one, never half of one). On any failure, Ctrl-C and SIGTERM included, the
+    temporary is removed, and an error of a library's writer that stands for an operating-system
+    error (a full disk) is raised as that OSError naming ``path`` (:func:`as_os_error`).
+    """
+    path = os.fspath(path)
+    tmp = partial_name(path) if tmp is None else os.fspath(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        converted = as_os_error(exc, path)     # before the removal (a full disk is judged)
+        remove_quietly(tmp)
+        if converted is not None and converted is not exc:
+            raise converted from exc
+        raise
+
+
 def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file, so readers never see half a file."""
-    tmp = os.fspath(path) + ".partial"
-    with open(tmp, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a temporary file, so readers never see half a file;
+    nothing is left behind when the write fails."""
+    with replacing(path, os.fspath(path) + ".partial") as tmp:
+        with open(tmp, "w", newline="") as handle:
+            handle.write(text)
     return path
 
 

@@ -32,7 +32,7 @@ from ..errors import DataError
 from ..io.prepared import SAMPLE
 from ..io.reconstructions import read_reconstructions, targets_checksum
 from ..provenance import caption_suffix, is_random, run_marks
-from ..utils import array_sha256, get_logger, progress, write_json_atomic
+from ..utils import array_sha256, get_logger, progress, replacing, write_json_atomic
 from .feature_cache import ground_truth_features, ground_truth_key, resolve_cache_dir
 from .features import LAYERS, FeatureExtractor, build_feature_nets, clip_indices
 from .metrics import (euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows, pixcorr, psnr,
@@ -374,12 +374,10 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
 
 def _write_per_frame(path, samples, per_frame):
     columns = list(METRICS) + ["chance_" + k for k in METRICS] + list(FIELD_METRICS) + list(TWOWAY)
-    tmp = path + ".partial"
-    with open(tmp, "w", newline="") as handle:
+    with replacing(path, path + ".partial") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "run", "frame"] + columns)
         for i in range(len(samples)):
             writer.writerow([i, int(samples[i, SAMPLE.run]), int(samples[i, SAMPLE.frame])]
                             + [repr(float(per_frame[c][i])) for c in columns])
-    os.replace(tmp, path)
 

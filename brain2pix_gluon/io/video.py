@@ -13,6 +13,7 @@ frame ``k`` is the last source frame whose rounded timestamp is ``<= k``; output
 while ``k`` is below the rounded end time of the stream (last timestamp + one frame duration).
 """
 
+import errno
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..errors import DataError
+from ..utils import disk_nearly_full, replacing
 
 __all__ = ["read_video", "write_video", "VideoWriter", "write_gif", "ffmpeg_executable", "fps_filter_selection",
            "ASPECT_MODES", "REENCODE_MODES", "VIDEO_BACKENDS"]
@@ -253,6 +255,8 @@ class VideoWriter:
         self._proc.kill()
         self._proc.wait()
         self.abort()
+        if "No space left on device" in err:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
         raise DataError(f"video {self.path!s}: ffmpeg could not write it: {err}")
 
     def close(self):
@@ -263,6 +267,11 @@ class VideoWriter:
             self._proc.stderr.close()
         else:
             self._cv.release()
+            # OpenCV reports no failed write: a disk left (nearly) full means the file is cut
+            if disk_nearly_full(self.tmp):
+                self.abort()
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the video was cut "
+                                            f"short)", self.path)
         os.replace(self.tmp, self.path)
         return self.path
 
@@ -300,10 +309,9 @@ def write_gif(path, frames, fps=1.0 / 0.7):
 
     frames = _to_uint8(frames)
     images = [Image.fromarray(f) for f in frames]
-    tmp = path + ".partial.gif"
-    images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
-                   duration=int(round(1000.0 / fps)))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:        # reconstructions.partial.gif, removed on failure
+        images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
+                       duration=int(round(1000.0 / fps)))
     return path
 
 
