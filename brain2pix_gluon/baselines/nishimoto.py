@@ -28,6 +28,7 @@ from ..data.dataset import RFSImageDataset
 from ..errors import DataError
 from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
+from ..io.hdf5 import read_names
 from ..io.prepared import SAMPLE, open_prepared
 from ..io.reconstructions import write_reconstructions
 from ..utils import array_sha256, get_logger, progress, write_json_atomic
@@ -227,7 +228,7 @@ class NishimotoBaseline:
         with open_prepared(self.test_path) as handle:
             samples = handle["samples"][()]
             frames = handle["frames"][()][samples[:, SAMPLE.frame_row]].astype(np.float32)
-            names = [n.decode() for n in handle["runs/names"][()]]
+            names = read_names(handle["runs/names"][()])
         return samples, frames, names
 
     def _train_frames(self, handle, samples, positions):

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.dataset import RFSImageDataset
 from ..errors import CheckpointError, params_load_problem
+from ..io.hdf5 import read_names
 from ..io.prepared import open_prepared
 from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
@@ -128,7 +129,7 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
     inputs, recons, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx,
                                                   show_progress)
     with open_prepared(path) as handle:
-        run_names = [n.decode() for n in handle["runs/names"][()]]
+        run_names = read_names(handle["runs/names"][()])
     os.makedirs(out_dir, exist_ok=True)
     provenance = state.get("provenance", {})
     attrs = {"model": config.name, "variant": config.model.variant,
