@@ -26,7 +26,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model_zoo.vgg_features import vgg_features
 from ..plotting import save_grid
 from ..provenance import TIME_SHUFFLED_CONTROL, is_random, run_marks
-from ..utils import get_logger, progress, write_json_atomic, write_text_atomic
+from ..utils import get_logger, progress, replacing, write_json_atomic, write_text_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
@@ -489,8 +489,10 @@ class Trainer:
         os.makedirs(weights_dir, exist_ok=True)
         for name in ("net_g", "learned_rf"):
             if self.nets[name] is not None:
-                self.nets[name].save_parameters(
-                    os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params"))
+                # through a temporary name: a kill or a full disk never leaves a truncated file
+                path = os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params")
+                with replacing(path) as tmp:
+                    self.nets[name].save_parameters(tmp)
         self.save()
         # after the checkpoint: a crash before this line loses no record (the checkpoint holds it)
         with open(self.log_path, "a") as handle:
