@@ -216,6 +216,7 @@ class VideoWriter:
         self.ext = os.path.splitext(self.path)[1]
         self.tmp = self.path + ".partial" + self.ext
         self._proc = self._cv = None
+        self._written = 0
         if self.ext == ".webm":
             exe = ffmpeg_executable()
             if exe is None:
@@ -249,6 +250,7 @@ class VideoWriter:
 
             for frame in frames:
                 self._cv.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            self._written += len(frames)
 
     def _fail(self):
         err = self._proc.stderr.read().decode(errors="replace")[-500:] if self._proc.stderr else ""
@@ -267,13 +269,25 @@ class VideoWriter:
             self._proc.stderr.close()
         else:
             self._cv.release()
-            # OpenCV reports no failed write: a disk left (nearly) full means the file is cut
-            if disk_nearly_full(self.tmp):
-                self.abort()
-                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the video was cut "
-                                            f"short)", self.path)
+            self._check_written()
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _check_written(self):
+        """OpenCV reports no failed write (a full disk): count the frames the file holds."""
+        import cv2
+
+        capture = cv2.VideoCapture(self.tmp)
+        found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        if found == self._written:
+            return
+        full = disk_nearly_full(self.tmp)
+        self.abort()
+        if full:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the video holds {found} "
+                                        f"of its {self._written} frames)", self.path)
+        raise DataError(f"video {self.path!s}: OpenCV wrote {found} of {self._written} frames")
 
     def abort(self):
         if self._cv is not None:
