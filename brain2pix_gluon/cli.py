@@ -438,8 +438,9 @@ def main(argv=None):
     except OSError as exc:
         print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except Terminated:
-        print(f"brain2pix {args.command}: terminated (SIGTERM); partial files removed",
+    except Terminated as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"brain2pix {args.command}: terminated (SIGTERM); partial files removed{detail}",
               file=sys.stderr)
         return 143
     except KeyboardInterrupt as exc:
