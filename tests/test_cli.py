@@ -7,14 +7,15 @@ import numpy as np
 from brain2pix_gluon.cli import main
 from brain2pix_gluon.io.reconstructions import read_reconstructions
 
-from conftest import TINY
+from conftest import TINY, layered
 
 SIM = [o for o in TINY if o.startswith(("simulation.", "data."))]
 
 
 def test_simulate_prepare_inspect(tmp_path, capsys):
     raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
-    assert main(["simulate", raw, "--no-progress"] + SIM + ["simulation.n_train_runs=1"]) == 0
+    assert main(["simulate", raw, "--no-progress"]
+                + layered(SIM, ["simulation.n_train_runs=1"])) == 0
     assert sorted(os.listdir(raw)) == ["col_centers_112px.mat", "roimask.mat",
                                        "row_centers_112px.mat", "test", "train", "truth.npz",
                                        "truth_signals.npz"]
