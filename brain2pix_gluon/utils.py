@@ -12,6 +12,7 @@ import sys
 
 __all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "write_text_atomic",
            "replacing", "partial_name", "as_os_error", "disk_nearly_full", "remove_quietly",
+           "reserve_space",
            "resolve_data_home", "array_sha256"]
 
 
@@ -86,6 +87,26 @@ def as_os_error(exc, path):
     else:
         return None
     return OSError(code, os.strerror(code), os.fspath(path))
+
+
+def reserve_space(path):
+    """Make the file system allocate every block of ``path`` now (``posix_fallocate``).
+
+    A memory map (``np.memmap``, ``open_memmap``) over a sparse file gets its blocks only when a
+    page is written, and on a full disk that write kills the process with SIGBUS; reserving them
+    first turns that into ``OSError(ENOSPC)`` naming the file. A no-op where the file system
+    cannot reserve space.
+    """
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, max(os.fstat(handle.fileno()).st_size, 1))
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return path
+            raise OSError(exc.errno, os.strerror(exc.errno), os.fspath(path)) from None
+        except AttributeError:          # no posix_fallocate on this platform
+            pass
+    return path
 
 
 def remove_quietly(path):

@@ -235,6 +235,17 @@ def test_train_on_a_full_disk_names_the_file_and_removes_the_partial_checkpoint(
     assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["LATEST", "ckpt-000001"]
 
 
+def test_evaluate_with_the_feature_cache_on_a_full_disk_goes_on_without_it(tmp_path,
+                                                                          small_disk):
+    path = _recon_file(str(tmp_path / "recon" / "reconstructions.h5"), n=2)
+    cache, out = str(small_disk("64k") / "cache"), str(tmp_path / "eval")
+    code, _, err = _run(["evaluate", path, "--out", out, "--no-progress",
+                         "evaluation.feature_weights=random", f"evaluation.feature_cache={cache}"])
+    assert code == 0, err                                   # was 135 (SIGBUS in a memory map)
+    assert f"feature cache {cache} cannot be written ([Errno 28] No space left on device" in err
+    assert _leftovers(cache) == [] and os.path.exists(os.path.join(out, "results.json"))
+
+
 def test_weights_are_written_atomically(prepared_dir, tmp_path, monkeypatch):
     from brain2pix_gluon.training.trainer import Trainer
     from conftest import tiny_config

@@ -31,7 +31,7 @@ from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_ind
 from ..io.hdf5 import read_names
 from ..io.prepared import SAMPLE, open_prepared
 from ..io.reconstructions import write_reconstructions
-from ..utils import array_sha256, get_logger, progress, write_json_atomic
+from ..utils import array_sha256, get_logger, progress, reserve_space, write_json_atomic
 
 __all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
            "run_nishimoto_baseline"]
@@ -293,6 +293,12 @@ class NishimotoBaseline:
                 feats = self.extractor.c3d_features(block, pos, clips - lo)["c3d_fc6"]
                 if out is None:
                     out = np.memmap(tmp, np.float32, "w+", shape=(n, feats.shape[1]))
+                    try:
+                        reserve_space(tmp)      # a full disk: ENOSPC here, not SIGBUS later
+                    except OSError:
+                        del out
+                        os.remove(tmp)
+                        raise
                 out[pos] = feats
             shape = out.shape
             out.flush()
