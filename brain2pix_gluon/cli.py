@@ -410,6 +410,23 @@ def main(argv=None):
         fails; 130 when interrupted by Ctrl-C (SIGINT) and 143 when terminated (SIGTERM): partial
         files are removed either way, and a training stops with a checkpoint.
     """
+    code = _main(argv)
+    if argv is None:    # the command itself, not a call from Python code (tests, notebooks)
+        from .io.hdf5 import shutdown_unsafe
+
+        if shutdown_unsafe():
+            # an HDF5 write failed (a full disk): HDF5's own shutdown at exit may crash on the
+            # memory that failure leaked (see io.hdf5.shutdown_unsafe); our files are closed
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
+
+
+def _main(argv):
     import signal
     import threading
 

@@ -56,11 +56,13 @@ _ERRNO_IN_TEXT = re.compile(r"\berrno = (\d+)")
 
 
 def disk_nearly_full(path, slack=1 << 20):
-    """True when the file system of ``path`` has less than ``slack`` bytes free."""
+    """True when the file system of ``path`` has less than ``slack`` bytes free (read after a
+    failed write, to tell a full disk from other causes)."""
     try:
-        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < slack
-    except OSError:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except (OSError, AttributeError):
         return False
+    return stats.f_bavail * stats.f_frsize < slack
 
 
 def as_os_error(exc, path):

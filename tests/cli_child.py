@@ -48,7 +48,7 @@ def run():
         _pause(os.environ["B2P_PAUSE"], os.environ["B2P_READY"], os.environ["B2P_GO"])
     from brain2pix_gluon.cli import main
 
-    return main(sys.argv[1:])
+    return main()       # as the command does: arguments from sys.argv
 
 
 if __name__ == "__main__":

@@ -179,14 +179,20 @@ def test_a_second_resume_is_refused_and_a_killed_holder_never_blocks_a_resume(pr
 
 
 # ------------------------------------------------------------ 2. full disks: no crash, no partial
-def test_prepare_when_the_disk_fills_after_the_free_space_check(raw_dir, small_disk):
-    out = str(small_disk("300k") / "prepared")
+@pytest.mark.parametrize("size, split, run, kept", [
+    ("300k", "train", "run_001", []),
+    # train.h5 done; the write fails inside H5Dwrite, whose leak crashed HDF5's exit (SIGSEGV)
+    ("1328k", "test", "clip_01", ["train.h5"]),
+])
+def test_prepare_when_the_disk_fills_after_the_free_space_check(raw_dir, small_disk, size, split,
+                                                                run, kept):
+    out = str(small_disk(size) / "prepared")
     code, _, err = _run(["prepare", raw_dir, out, "--no-progress"] + SIM, B2P_BLIND_FREE_SPACE=1)
     assert code == 1, err                                   # was 139 (segmentation fault)
-    assert f"{os.path.join(out, 'train.h5.partial')}: No space left on device (writing run " \
-           f"'run_001'" in err and "[ENOSPC]" in err
+    assert f"{os.path.join(out, split + '.h5.partial')}: No space left on device (writing run " \
+           f"'{run}'" in err and "[ENOSPC]" in err
     _clean(err)
-    assert os.listdir(out) == []
+    assert sorted(os.listdir(out)) == kept
 
 
 def test_reconstruct_on_a_1_mb_disk(trained_run, prepared_dir, small_disk):

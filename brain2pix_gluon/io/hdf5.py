@@ -17,6 +17,10 @@ So the writers here:
 * flush explicitly before closing, so metadata errors are raised too (:func:`finish_h5`);
 * after any failure, first give the space back (truncate the partial file to 0 bytes), so that the
   closing flush HDF5 insists on can succeed, then close and delete it (:func:`discard_h5`).
+
+One crash is left that no order of calls avoids: a write that fails in the middle of
+``H5Dwrite`` leaks memory of HDF5's free lists, and HDF5's own shutdown at process exit crashes on
+it (:func:`shutdown_unsafe`); the command line skips that shutdown.
 """
 
 import errno
@@ -26,7 +30,8 @@ import numpy as np
 
 from ..utils import as_os_error, remove_quietly
 
-__all__ = ["create_h5", "finish_h5", "discard_h5", "names_array", "read_names"]
+__all__ = ["create_h5", "finish_h5", "discard_h5", "release_space", "shutdown_unsafe",
+           "names_array", "read_names"]
 
 
 def create_h5(partial):
@@ -57,15 +62,40 @@ def finish_h5(handle, partial, path):
         raise
 
 
-def discard_h5(handle, partial):
-    """Close a file whose writing failed (or was interrupted) and delete it; never raises."""
+def release_space(partial):
+    """Truncate a partial file to 0 bytes (its space goes back to the file system); never raises.
+
+    HDF5 writes what it holds when a dataset or the file is closed, and a write that fails there
+    leaves HDF5 in a state that crashes the process later, so the space is given back before
+    anything of a failed file is closed.
+    """
     try:
-        # give the space back first: HDF5 flushes what it holds when the file is closed, and a
-        # flush that fails there leaves HDF5 in a state that crashes the process later
         if os.path.exists(partial):
             os.truncate(partial, 0)
     except OSError:
         pass
+
+
+_STATE = {"discarded": False}
+
+
+def shutdown_unsafe():
+    """True once a file was discarded after a failed or interrupted write in this process.
+
+    A write that fails inside HDF5 (ENOSPC in the middle of ``H5Dwrite``) can leave memory of
+    HDF5's free lists in use; when the library shuts down at process exit (``H5_term_library``,
+    a C ``atexit`` handler) it then reports the leak through an error stack that no longer
+    exists, recurses until the stack overflows and the process dies with SIGSEGV, after our
+    message was printed and the partial file removed. The command line (``brain2pix``) therefore
+    ends such a process with ``os._exit`` (see :func:`brain2pix_gluon.cli.main`).
+    """
+    return _STATE["discarded"]
+
+
+def discard_h5(handle, partial):
+    """Close a file whose writing failed (or was interrupted) and delete it; never raises."""
+    _STATE["discarded"] = True
+    release_space(partial)
     try:
         if handle is not None and handle.id.valid:
             handle.close()

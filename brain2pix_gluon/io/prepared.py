@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils import as_os_error
-from .hdf5 import create_h5, discard_h5, finish_h5, names_array, read_names
+from .hdf5 import create_h5, discard_h5, finish_h5, names_array, read_names, release_space
 
 __all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "SAMPLE", "PreparedWriter", "PreparedFile", "open_prepared",
            "check_prepared", "check_values", "check_free_space", "describe_prepared",
@@ -303,6 +303,7 @@ class PreparedWriter:
         try:
             self._join()
         finally:
+            release_space(self.partial)     # before any dataset is closed (see io.hdf5)
             self._datasets = {}
             discard_h5(self.file, self.partial)
 

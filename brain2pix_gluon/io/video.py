@@ -232,6 +232,10 @@ class VideoWriter:
 
             self._cv = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
             if not self._cv.isOpened():
+                if os.path.exists(self.tmp):
+                    os.remove(self.tmp)
+                if disk_nearly_full(self.tmp):      # OpenCV says no more than that
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
                 raise DataError(f"video {path!s}: OpenCV could not open a writer")
 
     def write(self, frames):
