@@ -23,6 +23,7 @@ import resource
 import statistics
 import time
 
+import brain2pix_gluon  # noqa: F401  first: loads a CUDA build's libraries (docs/gpu.md)
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon

@@ -8,3 +8,9 @@ __version__ = "0.1.0"
 
 ROIS = ("V1", "V2", "V3")
 ROI_PARTS = ("d", "v")
+
+# Before any module imports mxnet: a CUDA build of MXNet needs the CUDA libraries of the nvidia-*-cu11
+# wheels loaded first (cuda_libraries.py). On a CPU build this lists the sys.path folders, no more.
+from .cuda_libraries import preload as _preload_cuda_libraries
+
+_preload_cuda_libraries()

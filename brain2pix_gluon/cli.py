@@ -186,10 +186,18 @@ def cmd_evaluate(args):
 
 
 def cmd_baseline(args):
-    from .baselines import run_nishimoto_baseline
     from .training.trainer import make_contexts
 
     config = _config(args)
+    if args.name == "ridge":
+        from .baselines.ridge import run_ridge_baseline
+
+        path = run_ridge_baseline(args.data, args.out, config, pool=args.pool,
+                                  show_progress=not args.no_progress)
+        print(f"ridge decoder reconstructions (not in the paper): {path}")
+        return
+    from .baselines import run_nishimoto_baseline
+
     path = run_nishimoto_baseline(args.data, args.out, config.evaluation.feature_weights, args.k,
                                   show_progress=not args.no_progress,
                                   ctx=make_contexts(args.gpus)[0])
@@ -234,6 +242,12 @@ def cmd_demo(args):
     summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
     print(format_summary(summary))
     return 0 if summary["passed"] else CHECK_FAILED
+
+
+def cmd_doctor(args):
+    from .doctor import run_doctor
+
+    return run_doctor()
 
 
 def build_parser():
@@ -311,12 +325,16 @@ def build_parser():
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("baseline", help="baseline 1 (Nishimoto-like C3D encoding + retrieval); "
-                       "baselines 2 and 3 are trained with `train --config configs/baseline*.yaml`")
-    p.add_argument("name", choices=("nishimoto",))
+    p = sub.add_parser("baseline", help="nishimoto: baseline 1 (C3D encoding + retrieval); "
+                       "ridge: a linear pixel decoder from the RFSimages, the floor a deep "
+                       "decoder must clear (not in the paper); baselines 2 and 3 are trained "
+                       "with `train --config configs/baseline*.yaml`")
+    p.add_argument("name", choices=("nishimoto", "ridge"))
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
+    p.add_argument("--k", type=int, default=10, help="nishimoto: training frames averaged (10)")
+    p.add_argument("--pool", type=int, default=24, help="ridge: side of the average-pooled "
+                   "RFSimages (24 = 4 x 4 pooling of 96 px)")
     gpus(p)
     common(p)
     p.set_defaults(func=cmd_baseline)
@@ -331,8 +349,9 @@ def build_parser():
     p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
     p.add_argument("--out", help="results root (default results, or results-quick)")
     p.add_argument("--profile", choices=("paper", "quick"), default=None)
-    p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
-                   "(default: the configs' 'pretrained')")
+    p.add_argument("--weights", help="auto | pretrained | random | path: VGG/AlexNet/C3D weights "
+                   "(default: the configs' 'auto': pretrained when cached or downloadable, else "
+                   "random, marked)")
     gpus(p, parallel=True)
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant, by slug or label (repeatable); tables cover every "
@@ -346,8 +365,9 @@ def build_parser():
     p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
                        "learning check (make demo); exit 3 when the check fails")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    p.add_argument("--weights", default="random",
-                   help="random (the default here: no download), pretrained, or a folder/file")
+    p.add_argument("--weights", default="auto",
+                   help="auto (default: pretrained when cached or downloadable, else random, "
+                   "marked), pretrained, random, or a folder/file")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=cmd_demo)
@@ -356,6 +376,11 @@ def build_parser():
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default RESULTS_DIR/tables)")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("doctor", help="what this machine has and lacks (MXNet build, GPUs, CUDA "
+                       "libraries, ffmpeg, pretrained weights, folders, CPU), each with its fix; "
+                       "exit 1 when a default run cannot work")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

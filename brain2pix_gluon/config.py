@@ -71,6 +71,13 @@ class SimulationConfig:
     video_size: typing.Tuple[int, ...] = (128, 72)   # width, height: 16:9 like the episodes
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
+    # what a voxel responds to (docs/method.md, "The simulated cortex"); per ROI V1, V2, V3
+    drive: str = "cortex"           # cortex | luminance (linear pRF luminance, simulator v2)
+    drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
+    drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
+    drive_blue_yellow: typing.Tuple[float, ...] = (0.3, 0.2, 0.15)  # S-(L+M) opponency
+    drive_luminance: typing.Tuple[float, ...] = (0.25, 0.15, 0.1)   # L+M
+    css_exponent: typing.Tuple[float, ...] = (0.5, 0.4, 0.3)        # contrast compression
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ class LossConfig:
     feature_resize: int = 224
     feature_layers: int = 22        # VGG-19 features[:22] = conv4_2 before its ReLU
     imagenet_normalize: bool = False
-    feature_weights: str = "pretrained"   # pretrained | random | path to a .params file
+    feature_weights: str = "auto"   # auto | pretrained | random | path to a .params file
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class EvalConfig:
     are our fixed choices (README, "Evaluation").
     """
 
-    feature_weights: str = "pretrained"   # pretrained | random | a folder with alexnet/c3d .params
+    feature_weights: str = "auto"   # auto | pretrained | random | a folder with alexnet/c3d .params
     alexnet_size: int = 224         # frames bilinearly resized to this for AlexNet
     c3d_size: int = 112             # and to this for C3D
     clip_length: int = 16           # consecutive frames per C3D clip, centred on the frame
@@ -378,6 +385,12 @@ def _text():
     return (lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"
 
 
+def _weights_setting(path_kind):
+    # 'auto' = cached or downloadable pretrained weights, else random with a warning (pretrained.py)
+    return ((lambda v: isinstance(v, str) and v.strip() != ""),
+            f"'auto', 'pretrained', 'random' or {path_kind}")
+
+
 def _seed():
     return (lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer in [0, 2**32)"
 
@@ -437,6 +450,12 @@ RULES = {
                                     and all(_finite(x) for x in v) and 0 <= v[0] <= v[1]),
                                    "(low, high) seconds with 0 <= low <= high"),
     "simulation.mat_version": _one_of("5", "7.3"),
+    "simulation.drive": _one_of("cortex", "luminance"),
+    "simulation.drive_contrast": _tuple_of(_number(0), length=3),
+    "simulation.drive_red_green": _tuple_of(_number(0), length=3),
+    "simulation.drive_blue_yellow": _tuple_of(_number(0), length=3),
+    "simulation.drive_luminance": _tuple_of(_number(0), length=3),
+    "simulation.css_exponent": _tuple_of(_number(0, 1, low_open=True), length=3),
     # model
     # ngf: hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT
     # dies with SIGFPE; 16 and above (the paper uses 64) are safe
@@ -460,7 +479,7 @@ RULES = {
     "loss.feature_layers": ((lambda v: isinstance(v, int) and 1 <= v <= 37),
                             "an integer in [1, 37] (modules of VGG-19's features)"),
     "loss.imagenet_normalize": _boolean(),
-    "loss.feature_weights": _text(),
+    "loss.feature_weights": _weights_setting("a path to a VGG-19 .params file"),
     # train
     "train.batch_size": _int_at_least(1),
     "train.epochs": _int_at_least(1),
@@ -481,7 +500,8 @@ RULES = {
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation
-    "evaluation.feature_weights": _text(),
+    "evaluation.feature_weights": _weights_setting(
+        "a folder holding alexnet.params and c3d_kinetics400.params"),
     "evaluation.alexnet_size": ((lambda v: isinstance(v, int) and v >= 63),
                                 "an integer >= 63 (AlexNet's smallest input)"),
     "evaluation.c3d_size": ((lambda v: isinstance(v, int) and v >= 16),

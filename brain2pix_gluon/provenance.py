@@ -5,8 +5,10 @@ comparable to the paper's numbers. Every output that can leave the machine — l
 reconstruction files, ``results.json``, tables, figures — says so with the marks defined here and
 nowhere else.
 
-Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (only ever chosen
-explicitly), ``"pretrained: <where>"`` for downloaded weights, or the path of a local file.
+Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (chosen explicitly, or the
+fallback of the ``auto`` setting when no pretrained weights can be had, announced by one log line:
+model_zoo/pretrained.py), ``"pretrained: <where>"`` for downloaded weights, or the path of a local
+file.
 """
 
 __all__ = ["RANDOM_SOURCE", "QUICK_RUN", "TIME_SHUFFLED_CONTROL", "ROLES", "is_random", "random_mark", "run_marks",

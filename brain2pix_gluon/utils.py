@@ -12,8 +12,7 @@ import sys
 
 __all__ = ["get_logger", "setup_logging", "progress", "write_json_atomic", "write_text_atomic",
            "replacing", "partial_name", "as_os_error", "disk_nearly_full", "remove_quietly",
-           "reserve_space",
-           "resolve_data_home", "array_sha256"]
+           "reserve_space", "resolve_data_home", "model_root", "array_sha256"]
 
 
 def get_logger():
@@ -174,6 +173,13 @@ def resolve_data_home(path=None):
     if env:
         return os.path.abspath(os.path.expanduser(env))
     return os.path.join(os.path.expanduser("~"), ".cache", "brain2pix_gluon")
+
+
+def model_root():
+    """The folder the model stores cache pretrained weights in: ``$MXNET_HOME/models`` (default
+    ``~/.mxnet/models``), where MXNet and GluonCV look too."""
+    return os.path.expanduser(os.path.join(os.environ.get("MXNET_HOME", os.path.join("~", ".mxnet")),
+                                           "models"))
 
 
 def array_sha256(array):

@@ -21,6 +21,7 @@ TINY = [
     "model.ngf=16",  # the smallest width config accepts (see config._validate)
     "model.ndf=8",
     "loss.feature_weights=random",
+    "evaluation.feature_weights=random",
     "loss.feature_resize=32",
     "train.batch_size=4",
     "train.epochs=1",

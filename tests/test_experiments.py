@@ -115,7 +115,8 @@ def test_demo_writes_every_output_and_the_learning_check(tmp_path):
     from brain2pix_gluon.evaluation.metrics import fisheye_valid_mask
 
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--no-progress"] + layered(FAST, ["train.epochs=2"]))
+    code = main(["demo", "--out", str(out), "--weights", "random", "--no-progress"]
+                + layered(FAST, ["train.epochs=2"]))
     summary = json.load(open(out / "demo_summary.json"))
     assert code == (0 if summary["passed"] else 3)
     for key in ("table", "figure", "gif", "mp4", "reconstructions", "control_reconstructions",

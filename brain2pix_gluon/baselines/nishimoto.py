@@ -201,14 +201,14 @@ class NishimotoBaseline:
     extractor : FeatureExtractor, optional
         Default: the evaluation's C3D under ``weights``.
     weights : str
-        Weights policy of C3D (``pretrained``, ``random`` or a folder).
+        Weights policy of C3D (``auto``, ``pretrained``, ``random`` or a folder).
     k : int
         Training frames averaged per reconstruction (10).
     chunk : int
         Samples per chunk in every streamed step.
     """
 
-    def __init__(self, prepared_dir, work_dir, extractor=None, weights="pretrained", k=10,
+    def __init__(self, prepared_dir, work_dir, extractor=None, weights="auto", k=10,
                  chunk=1024, batch_size=16, rois=None, show_progress=True, ctx=None):
         self.train_path = os.path.join(prepared_dir, "train.h5")
         self.test_path = os.path.join(prepared_dir, "test.h5")
@@ -356,7 +356,7 @@ class NishimotoBaseline:
         return out_path, index, scores
 
 
-def run_nishimoto_baseline(prepared_dir, out_dir, weights="pretrained", k=10, show_progress=True,
+def run_nishimoto_baseline(prepared_dir, out_dir, weights="auto", k=10, show_progress=True,
                            extractor=None, ctx=None):
     """Fit baseline 1 and write ``out_dir/reconstructions.h5``."""
     baseline = NishimotoBaseline(prepared_dir, out_dir, extractor, weights, k,

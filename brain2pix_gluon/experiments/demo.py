@@ -53,7 +53,7 @@ def _train_control(settings, weights, data, out, log_level):
                           evaluate=False)
 
 
-def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
+def run_demo(out="demo_output", weights="auto", extra=(), show_progress=True,
              n_permutations=1000, parallel=True):
     """Run the demo; returns the summary dict written to ``OUT/demo_summary.json``.
 
@@ -62,6 +62,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     out : str
         Output folder (results, data cache, figures, summary).
     weights : str
+        ``auto`` (pretrained when cached or downloadable, else random with one warning),
         ``random`` (marked), ``pretrained`` or a folder: VGG, AlexNet and C3D weights.
     extra : sequence of str
         ``section.key=value`` overrides applied to model and control alike (after
@@ -83,18 +84,22 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     from ..data.embedded import simulated_dataset
     from .runner import experiment_config, run_experiment
     from ..io.reconstructions import read_reconstructions
+    from ..model_zoo.pretrained import resolve_config_weights
     from ..plotting import consecutive_frames, save_figure
     from ..training.builder import dataset_mode
 
     log = get_logger()
     start = time.time()
     if weights == "random":
-        log.warning("demo: VGG, AlexNet and C3D use RANDOM weights (this machine cannot download "
-                    "the pretrained ones); every output is marked. Pass --weights pretrained to "
-                    "use the real ones.")
+        log.warning("demo: VGG, AlexNet and C3D use RANDOM weights (--weights random); every "
+                    "output is marked. The default, --weights auto, uses the pretrained ones "
+                    "where they are cached or can be downloaded.")
     settings = list(DEMO_SETTINGS) + list(extra)
     results = os.path.join(out, "results")
     config = experiment_config("fixed_rf", "quick", settings, weights)
+    # 'auto' is decided here, once, for the model, the control (another process) and the check
+    config, resolved = resolve_config_weights(config)
+    run_settings = settings + resolved
     data = simulated_dataset(config, os.path.join(out, "data"), show_progress)
     data_at = time.time()
     if parallel:
@@ -105,14 +110,14 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
                  "model (its log lines are marked TIME-SHUFFLED fMRI CONTROL)")
         with concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            job = pool.submit(_train_control, settings, weights, data, out, log.level)
-            fixed = run_experiment("fixed_rf", data, results, "quick", settings, weights,
+            job = pool.submit(_train_control, run_settings, weights, data, out, log.level)
+            fixed = run_experiment("fixed_rf", data, results, "quick", run_settings, weights,
                                    show_progress=show_progress)
             control = job.result()
     else:
-        fixed = run_experiment("fixed_rf", data, results, "quick", settings, weights,
+        fixed = run_experiment("fixed_rf", data, results, "quick", run_settings, weights,
                                show_progress=show_progress)
-        control = _train_control(settings, weights, data, out, log.level)
+        control = _train_control(run_settings, weights, data, out, log.level)
     control_at = time.time()
     model_status, control_status = fixed["variants"][0], control["variants"][0]
     fixed_recon = model_status["reconstructions"]
@@ -152,6 +157,8 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
                              round(control_at - data_at, 1),
                              "learning check and curves": round(time.time() - control_at, 1)},
         "weights": weights,
+        "weights_resolved": {"feature_loss": config.loss.feature_weights,
+                             "evaluation": config.evaluation.feature_weights},
         "marks": marks,
         "settings": settings,
         "simulation": {"noise_sd": sim.noise_sd, "n_repetitions": sim.n_repetitions},

@@ -62,7 +62,16 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     recon = result_path(out_root, name, variant.label, "recon")
     recon_dir = os.path.dirname(recon)
     status = {"label": variant.label, "dir": vdir}
-    if variant.kind == "nishimoto":
+    if variant.kind == "ridge":
+        from ..baselines.ridge import run_ridge_baseline
+
+        if not os.path.exists(recon):
+            run_ridge_baseline(data, recon_dir, config, show_progress=show_progress)
+            status["ridge"] = "fitted"
+        else:
+            status["ridge"] = "done before"
+        marks = []
+    elif variant.kind == "nishimoto":
         if not os.path.exists(recon):
             run_nishimoto_baseline(data, recon_dir, config.evaluation.feature_weights,
                                    show_progress=show_progress, ctx=ctx)
@@ -91,7 +100,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
         status.update(evaluation="skipped", marks=marks, results=None)
         return status
     baselines = _baseline_files(out_root, variant.label) if group == "baseline" and \
-        variant.kind != "nishimoto" and not variant.label.startswith("Baseline") else {}
+        variant.kind == "train" and not variant.label.startswith("Baseline") else {}
     results = result_path(out_root, name, variant.label, "results")
     current = None
     if _newer(results, recon):
@@ -129,7 +138,8 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     overrides : sequence of str
         ``section.key=value`` applied to every variant.
     weights : str, optional
-        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights``.
+        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights`` (default: the
+        configs', ``auto``: pretrained when cached or downloadable, else random and marked).
     variants : sequence of str, optional
         Variants to run, by label (``"No feature"``) or slug (``no_feature``); default: all. One
         variant per job lets a cluster scheduler run an experiment's trainings side by side.
@@ -149,9 +159,14 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     from ..evaluation.tables import write_tables
     from ..training.trainer import make_contexts
 
+    from ..model_zoo.pretrained import resolve_config_weights
+
     experiment = get_experiment(name)
     chosen = select_variants(name, variants)
     base = experiment_config("fixed_rf", profile, overrides, weights)
+    # 'auto' weights are decided once, here, so every variant uses the same and one line says so
+    base, resolved = resolve_config_weights(base)
+    overrides = list(overrides) + resolved
     if data is None:
         data = simulated_dataset(base, data_home, show_progress)
     contexts = make_contexts(gpus)
