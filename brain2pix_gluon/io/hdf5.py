@@ -35,10 +35,23 @@ __all__ = ["create_h5", "finish_h5", "discard_h5", "release_space", "shutdown_un
 
 
 def create_h5(partial):
-    """Open ``partial`` for writing (truncating it), without a chunk cache (see module doc)."""
+    """Open ``partial`` for writing (truncating it), without a chunk cache (see module doc).
+
+    Raises
+    ------
+    OSError
+        Naming ``partial`` (h5py's message names no file when the disk is full).
+    """
     import h5py
 
-    return h5py.File(partial, "w", rdcc_nbytes=0)
+    try:
+        return h5py.File(partial, "w", rdcc_nbytes=0)
+    except Exception as exc:
+        converted = as_os_error(exc, partial)
+        if converted is None or converted is exc:
+            raise
+        remove_quietly(partial)
+        raise converted from exc
 
 
 def finish_h5(handle, partial, path):
