@@ -92,6 +92,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
             status["training"] = "trained"
         else:
             status["training"] = "done before"
+        trainer.folder_lock.release()       # taken by resume(); fit() gives it back itself
         marks = trainer.marks()
         if not _newer(recon, os.path.join(checkpoint_dir(vdir), "state.json")):
             reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)
