@@ -149,8 +149,8 @@ def cmd_train(args):
         trainer.resume()
     status = trainer.fit()
     print(f"{status}: {out}")
-    if status == "interrupted":
-        sys.exit(130)
+    if status == "interrupted":     # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+        sys.exit(128 + int(trainer.stop_signal or 2))
 
 
 def cmd_reconstruct(args):
@@ -416,17 +416,48 @@ def _split_overrides(parser, argv):
     return overrides, rest
 
 
+def _raise_terminated(signum, frame):
+    """SIGTERM handler: unwind like Ctrl-C (clean-ups run), then exit 143."""
+    from .errors import Terminated
+
+    raise Terminated()
+
+
 def main(argv=None):
     """Run the ``brain2pix`` command line.
 
     Returns
     -------
     int
-        0 on success; 2 for a refused input (bad setting, data, checkpoint); 1 for an operating
-        system error (disk full, permission, read-only file system, wrong kind of path); 3 when
-        ``brain2pix demo``'s learning check fails; 130 when interrupted (Ctrl-C, or a training
-        stopped with a checkpoint).
+        0 on success; 2 for a refused input (bad setting, data, checkpoint, an output folder
+        in use by another process); 1 for an operating system error (disk full, permission,
+        read-only file system, wrong kind of path); 3 when ``brain2pix demo``'s learning check
+        fails; 130 when interrupted by Ctrl-C (SIGINT) and 143 when terminated (SIGTERM): partial
+        files are removed either way, and a training stops with a checkpoint.
     """
+    code = _main(argv)
+    if argv is None:    # the command itself, not a call from Python code (tests, notebooks)
+        from .io.hdf5 import shutdown_unsafe
+
+        if shutdown_unsafe():
+            # an HDF5 write failed (a full disk): HDF5's own shutdown at exit may crash on the
+            # memory that failure leaked (see io.hdf5.shutdown_unsafe); our files are closed
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
+
+
+def _main(argv):
+    import signal
+    import threading
+
+    from .config import check_overrides_once
+    from .errors import Terminated
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides, rest = _split_overrides(parser, argv)
@@ -436,7 +467,12 @@ def main(argv=None):
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides or []) + overrides
     setup_logging(args.verbose)
+    # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C; train catches both itself
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        check_overrides_once(getattr(args, "overrides", None) or [])
         code = args.func(args)
     except Brain2PixError as exc:
         print(f"brain2pix {args.command}: error: {exc}", file=sys.stderr)
@@ -444,10 +480,18 @@ def main(argv=None):
     except OSError as exc:
         print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
+    except Terminated as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"brain2pix {args.command}: terminated (SIGTERM); partial files removed{detail}",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt as exc:
         detail = f": {exc}" if str(exc) else ""
         print(f"brain2pix {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code or 0
 
 

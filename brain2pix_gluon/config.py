@@ -18,7 +18,7 @@ from .errors import ConfigError
 __all__ = [
     "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
     "PRFConfig", "Vim2Config", "Config",
-    "load_config", "apply_overrides", "config_to_dict", "config_from_dict",
+    "load_config", "apply_overrides", "check_overrides_once", "config_to_dict", "config_from_dict",
 ]
 
 
@@ -287,6 +287,31 @@ def apply_overrides(config, overrides):
                 f"override {item!r}: unknown key {parts[-1]!r}; valid keys are {sorted(node)}")
         node[parts[-1]] = value
     return config_from_dict(data)
+
+
+def check_overrides_once(overrides):
+    """Refuse a key given twice with different values (``data.shift=3 data.shift=5``).
+
+    :func:`apply_overrides` lets a later item win, which is what layered settings (a variant's,
+    then the user's) need; on one command line a repeated key is a slip whose outcome the user
+    would have to guess. The same item repeated verbatim is harmless and accepted.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and both values.
+    """
+    seen = {}
+    for item in overrides:
+        if "=" not in item:
+            continue        # apply_overrides reports the form
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key in seen and seen[key] != value:
+            raise ConfigError(f"override {key} given twice: {key}={seen[key]} and {key}={value}; "
+                              f"give it once")
+        seen[key] = value
+    return overrides
 
 
 def load_config(path=None, overrides=()):

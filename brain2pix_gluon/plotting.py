@@ -12,6 +12,7 @@ import numpy as np
 
 from .io.reconstructions import read_reconstructions
 from .provenance import marks_from_attrs
+from .utils import replacing
 
 __all__ = ["consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
            "save_figure", "input_preview", "side_by_side", "save_grid"]
@@ -32,11 +33,11 @@ def save_figure(fig, path, **savefig_kwargs):
     import matplotlib.pyplot as plt
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(os.fspath(path))
-    tmp = f"{root}.partial{ext}"
-    fig.savefig(tmp, **savefig_kwargs)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, **savefig_kwargs)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -195,7 +196,6 @@ def save_grid(path, inputs, reconstructions, targets, n_rois, title=None):
     draw = ImageDraw.Draw(image)
     for k, line in enumerate(lines):
         draw.text((2, 1 + 12 * k), line, fill=(200, 0, 0))
-    tmp = path + ".partial.png"
-    image.save(tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        image.save(tmp)
     return path

@@ -28,9 +28,10 @@ from ..data.dataset import RFSImageDataset
 from ..errors import DataError
 from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import FeatureExtractor, build_feature_nets, clip_indices
+from ..io.hdf5 import read_names
 from ..io.prepared import SAMPLE, open_prepared
 from ..io.reconstructions import write_reconstructions
-from ..utils import array_sha256, get_logger, progress, write_json_atomic
+from ..utils import array_sha256, get_logger, progress, reserve_space, write_json_atomic
 
 __all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
            "run_nishimoto_baseline"]
@@ -227,7 +228,7 @@ class NishimotoBaseline:
         with open_prepared(self.test_path) as handle:
             samples = handle["samples"][()]
             frames = handle["frames"][()][samples[:, SAMPLE.frame_row]].astype(np.float32)
-            names = [n.decode() for n in handle["runs/names"][()]]
+            names = read_names(handle["runs/names"][()])
         return samples, frames, names
 
     def _train_frames(self, handle, samples, positions):
@@ -292,6 +293,12 @@ class NishimotoBaseline:
                 feats = self.extractor.c3d_features(block, pos, clips - lo)["c3d_fc6"]
                 if out is None:
                     out = np.memmap(tmp, np.float32, "w+", shape=(n, feats.shape[1]))
+                    try:
+                        reserve_space(tmp)      # a full disk: ENOSPC here, not SIGBUS later
+                    except OSError:
+                        del out
+                        os.remove(tmp)
+                        raise
                 out[pos] = feats
             shape = out.shape
             out.flush()

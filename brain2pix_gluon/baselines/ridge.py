@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
+from ..io.hdf5 import read_names
 from ..utils import get_logger, progress
 
 __all__ = ["RidgeDecoder", "pooled_inputs", "run_ridge_baseline", "RIDGE_MODEL",
@@ -172,7 +173,7 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, lambdas=DEFAULT
     decoder = RidgeDecoder(lambdas).fit(x_train, y_train)
     recon = decoder.predict(x_test)
     with open_prepared(test.path) as handle:
-        run_names = [n.decode() for n in handle["runs/names"][()]]
+        run_names = read_names(handle["runs/names"][()])
     os.makedirs(out_dir, exist_ok=True)
     attrs = {"model": RIDGE_MODEL, "variant": RIDGE_MODEL, "weights": {},
              "profile": "not in the paper", "config": {"pool": pool, "lambda": decoder.lam,

@@ -8,11 +8,13 @@ Results go to ``OUT/<experiment>/<variant>/{checkpoints,recon,eval}``.
 
 import json
 import os
+import signal
 import time
 
 from .. import __version__
 from ..config import apply_overrides, config_to_dict, load_config
 from ..configs import config_path
+from ..errors import Terminated
 from .profiles import apply_profile
 from ..utils import get_logger, write_json_atomic
 from .registry import get_experiment, result_path, select_variants, variant_dir
@@ -84,11 +86,13 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
         if trainer.epoch < config.train.epochs:
             log.info("%s / %s: training epochs %d..%d", name, variant.label, trainer.epoch + 1,
                      config.train.epochs)
-            if trainer.fit() == "interrupted":
-                raise KeyboardInterrupt(f"{name} / {variant.label} interrupted; run again to resume")
+            if trainer.fit() == "interrupted":      # exit 143 after SIGTERM, 130 after Ctrl-C
+                stop = Terminated if trainer.stop_signal == signal.SIGTERM else KeyboardInterrupt
+                raise stop(f"{name} / {variant.label} interrupted; run again to resume")
             status["training"] = "trained"
         else:
             status["training"] = "done before"
+        trainer.folder_lock.release()       # taken by resume(); fit() gives it back itself
         marks = trainer.marks()
         if not _newer(recon, os.path.join(checkpoint_dir(vdir), "state.json")):
             reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)

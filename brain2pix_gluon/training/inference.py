@@ -12,9 +12,11 @@ import numpy as np
 
 from ..data.dataset import RFSImageDataset
 from ..errors import CheckpointError, params_load_problem
+from ..io.hdf5 import read_names
 from ..io.prepared import open_prepared
 from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
+from ..locking import FolderLock
 from ..plotting import input_preview, side_by_side
 from ..utils import get_logger, progress
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
@@ -119,7 +121,13 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
     dict of str -> str
         Paths of the written files.
     """
-    ctx = ctx or mx.cpu()
+    with FolderLock(out_dir, "brain2pix reconstruct", "OUT"):    # one writer per folder
+        return _reconstruct(checkpoint, prepared_dir, out_dir, split, batch_size, gif_frames,
+                            ctx or mx.cpu(), show_progress)
+
+
+def _reconstruct(checkpoint, prepared_dir, out_dir, split, batch_size, gif_frames, ctx,
+                 show_progress):
     _, _, config = load_checkpoint_state(checkpoint)
     path = os.path.join(prepared_dir, f"{split}.h5")
     dataset = RFSImageDataset(path, config.data.rois, 1.0, dataset_mode(config))
@@ -128,7 +136,7 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
     inputs, recons, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx,
                                                   show_progress)
     with open_prepared(path) as handle:
-        run_names = [n.decode() for n in handle["runs/names"][()]]
+        run_names = read_names(handle["runs/names"][()])
     os.makedirs(out_dir, exist_ok=True)
     provenance = state.get("provenance", {})
     attrs = {"model": config.name, "variant": config.model.variant,
