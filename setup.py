@@ -31,9 +31,29 @@ INSTALL_REQUIRES = [
     "Pillow==10.3.0",
 ]
 
+# The mxnet-cu112 wheel does not carry the CUDA libraries libmxnet.so links against; NVIDIA's pip
+# wheels do. One wheel per soname libmxnet.so names (readelf -d): libcudart.so.11.0,
+# libcublas.so.11 (+ libcublasLt.so.11), libcusolver.so.11, libcufft.so.10, libcurand.so.10,
+# libnvrtc.so.11.2, libnvToolsExt.so.1, libnccl.so.2, libcudnn.so.8. cuDNN 8: the newest
+# nvidia-cudnn-cu11 releases are cuDNN 9, another soname. CUDA 11.8 libraries serve a CUDA 11.2
+# build (CUDA 11 minor-version compatibility). Same pins in environment-gpu.yml (docs/gpu.md).
+CUDA11_LIBRARIES = [
+    "nvidia-cuda-runtime-cu11==11.8.89",
+    "nvidia-cuda-nvrtc-cu11==11.8.89",
+    "nvidia-cublas-cu11==11.11.3.6",
+    "nvidia-cusolver-cu11==11.4.1.48",
+    "nvidia-curand-cu11==10.3.0.86",
+    "nvidia-cufft-cu11==10.9.0.58",
+    "nvidia-nvtx-cu11==11.8.86",
+    "nvidia-nccl-cu11==2.21.5",
+    "nvidia-cudnn-cu11==8.9.6.50",
+]
+
 EXTRAS = {
     "cpu": ["mxnet==1.9.1"],
-    "cu112": ["mxnet-cu112==1.9.1"],
+    # the CUDA libraries libmxnet.so links against (CUDA11_LIBRARIES, loaded by
+    # brain2pix_gluon/cuda_libraries.py); only the driver's libcuda.so.1 comes from the machine
+    "cu112": ["mxnet-cu112==1.9.1", *CUDA11_LIBRARIES],
     # the notebook stack is pinned too: IPython 9 dropped an API ipykernel 6.29 imports
     "test": ["pytest==8.2.2", "nbclient==0.10.0", "nbformat==5.10.4", "ipykernel==6.29.4",
              "ipython==8.25.0", "matplotlib-inline==0.1.7", "jupyter_client==8.6.2",

@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 
+import brain2pix_gluon  # noqa: F401  first: loads a CUDA build's libraries (docs/gpu.md)
 import mxnet as mx
 import numpy as np
 

@@ -5,3 +5,9 @@ fMRI responses of V1, V2 and V3 are placed on a 96x96 image by their receptive-f
 """
 
 __version__ = "0.1.0"
+
+# Before any module imports mxnet: a CUDA build of MXNet needs the CUDA libraries of the nvidia-*-cu11
+# wheels loaded first (cuda_libraries.py). On a CPU build this lists the sys.path folders, no more.
+from .cuda_libraries import preload as _preload_cuda_libraries
+
+_preload_cuda_libraries()

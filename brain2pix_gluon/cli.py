@@ -102,8 +102,8 @@ def cmd_train(args):
         trainer.resume()
     status = trainer.fit()
     print(f"{status}: {out}")
-    if status == "interrupted":
-        sys.exit(130)
+    if status == "interrupted":     # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+        sys.exit(128 + int(trainer.stop_signal or 2))
 
 
 def cmd_reconstruct(args):
@@ -140,10 +140,18 @@ def cmd_evaluate(args):
 
 
 def cmd_baseline(args):
-    from .baselines import run_nishimoto_baseline
     from .training.trainer import make_contexts
 
     config = _config(args)
+    if args.name == "ridge":
+        from .baselines.ridge import run_ridge_baseline
+
+        path = run_ridge_baseline(args.data, args.out, config, pool=args.pool,
+                                  show_progress=not args.no_progress)
+        print(f"ridge decoder reconstructions (not in the paper): {path}")
+        return
+    from .baselines import run_nishimoto_baseline
+
     path = run_nishimoto_baseline(args.data, args.out, config.evaluation, args.k,
                                   show_progress=not args.no_progress,
                                   ctx=make_contexts(args.gpus)[0])
@@ -189,6 +197,12 @@ def cmd_demo(args):
     return 0 if summary["passed"] else CHECK_FAILED
 
 
+def cmd_doctor(args):
+    from .doctor import run_doctor
+
+    return run_doctor()
+
+
 def build_parser():
     """The command line. One grammar for every command:
 
@@ -227,8 +241,9 @@ def build_parser():
                        help="experiment file (only the differences from the defaults)")
         if profile:
             p.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                           help="paper (the published settings) or quick (minutes on a CPU; "
-                           "every output is marked QUICK RUN); overrides win over it")
+                           help="run profile: paper (the published settings) or a short one "
+                           "(e.g. quick: minutes on a CPU; its outputs are marked); overrides "
+                           "win over it")
         p.add_argument("overrides", nargs="*", metavar="section.key=value",
                        help="settings that differ from the config (e.g. train.epochs=10)")
 
@@ -308,12 +323,16 @@ def build_parser():
     settings(p, profile=True)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("baseline", help="baseline 1 (Nishimoto-like C3D encoding + retrieval); "
-                       "baselines 2 and 3 are trained with `train --config configs/baseline*.yaml`")
-    p.add_argument("name", choices=("nishimoto",), help="the baseline")
+    p = sub.add_parser("baseline", help="nishimoto: baseline 1 (C3D encoding + retrieval); "
+                       "ridge: a linear pixel decoder from the RFSimages, the floor a deep "
+                       "decoder must clear (not in the paper); baselines 2 and 3 are trained "
+                       "with `train --config configs/baseline*.yaml`")
+    p.add_argument("name", choices=("nishimoto", "ridge"), help="the baseline")
     data(p)
-    out(p, what="folder for reconstructions.h5 and the encoding model")
-    p.add_argument("--k", type=int, default=10, help="training frames averaged (10)")
+    out(p, what="folder for reconstructions.h5 and the fitted model")
+    p.add_argument("--k", type=int, default=10, help="nishimoto: training frames averaged (10)")
+    p.add_argument("--pool", type=int, default=None, help="ridge: side of the average-pooled "
+                   "RFSimages (default a quarter of the image side: 24 = 4 x 4 pooling of 96 px)")
     gpus(p)
     no_progress(p)
     settings(p)
@@ -326,8 +345,9 @@ def build_parser():
                    help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
     data(p, required=False, what="prepared data folder (default: the embedded simulated dataset)")
     out(p, what="results root (OUT/NAME/... per variant, OUT/tables)")
-    p.add_argument("--weights", help="pretrained | random | path: VGG/AlexNet/C3D weights "
-                   "(default: the configs' 'pretrained')")
+    p.add_argument("--weights", help="auto | pretrained | random | path: VGG/AlexNet/C3D weights "
+                   "(default: the configs' 'auto': pretrained when cached or downloadable, else "
+                   "random, marked)")
     gpus(p, parallel=True)
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant, by slug or label (repeatable); tables cover every "
@@ -336,8 +356,8 @@ def build_parser():
                    help="skip the tables (e.g. in array jobs; run `brain2pix tables` after)")
     no_progress(p)
     p.add_argument("--profile", choices=sorted(PROFILES), default="paper",
-                   help="paper (the published settings, the default) or quick (minutes on a CPU; "
-                   "every output is marked QUICK RUN)")
+                   help="run profile: paper (the published settings, the default) or a short one "
+                   "(e.g. quick: minutes on a CPU; its outputs are marked)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="settings that differ from every variant's config")
     p.set_defaults(func=cmd_experiment)
@@ -345,8 +365,9 @@ def build_parser():
     p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
                        "learning check (make demo); exit 3 when the check fails")
     out(p, what="output folder (make demo: demo_output)")
-    p.add_argument("--weights", default="random",
-                   help="random (the default here: no download), pretrained, or a folder/file")
+    p.add_argument("--weights", default="auto",
+                   help="auto (default: pretrained when cached or downloadable, else random, "
+                   "marked), pretrained, random, or a folder/file")
     no_progress(p)
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="settings that differ from the demo's")
@@ -357,6 +378,11 @@ def build_parser():
                    "results.json files)")
     out(p, required=False, what="output folder (default RESULTS/tables)")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("doctor", help="what this machine has and lacks (MXNet build, GPUs, CUDA "
+                       "libraries, ffmpeg, pretrained weights, folders, CPU), each with its fix; "
+                       "exit 1 when a default run cannot work")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
@@ -404,17 +430,48 @@ def _split_overrides(parser, argv):
     return overrides, rest
 
 
+def _raise_terminated(signum, frame):
+    """SIGTERM handler: unwind like Ctrl-C (clean-ups run), then exit 143."""
+    from .errors import Terminated
+
+    raise Terminated()
+
+
 def main(argv=None):
     """Run the ``brain2pix`` command line.
 
     Returns
     -------
     int
-        0 on success; 2 for a refused input (bad setting, data, checkpoint); 1 for an operating
-        system error (disk full, permission, read-only file system, wrong kind of path); 3 when
-        ``brain2pix demo``'s learning check fails; 130 when interrupted (Ctrl-C, or a training
-        stopped with a checkpoint).
+        0 on success; 2 for a refused input (bad setting, data, checkpoint, an output folder
+        in use by another process); 1 for an operating system error (disk full, permission,
+        read-only file system, wrong kind of path); 3 when ``brain2pix demo``'s learning check
+        fails; 130 when interrupted by Ctrl-C (SIGINT) and 143 when terminated (SIGTERM): partial
+        files are removed either way, and a training stops with a checkpoint.
     """
+    code = _main(argv)
+    if argv is None:    # the command itself, not a call from Python code (tests, notebooks)
+        from .io.hdf5 import shutdown_unsafe
+
+        if shutdown_unsafe():
+            # an HDF5 write failed (a full disk): HDF5's own shutdown at exit may crash on the
+            # memory that failure leaked (see io.hdf5.shutdown_unsafe); our files are closed
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
+
+
+def _main(argv):
+    import signal
+    import threading
+
+    from .config import check_overrides_once
+    from .errors import Terminated
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides, rest = _split_overrides(parser, argv)
@@ -424,7 +481,12 @@ def main(argv=None):
     if hasattr(args, "overrides"):
         args.overrides = list(args.overrides or []) + overrides
     setup_logging(args.verbose)
+    # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C; train catches both itself
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        check_overrides_once(getattr(args, "overrides", None) or [])
         code = args.func(args)
     except Brain2PixError as exc:
         print(f"brain2pix {args.command}: error: {exc}", file=sys.stderr)
@@ -432,10 +494,18 @@ def main(argv=None):
     except OSError as exc:
         print(f"brain2pix {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
+    except Terminated as exc:
+        detail = f": {exc}" if str(exc) else ""
+        print(f"brain2pix {args.command}: terminated (SIGTERM); partial files removed{detail}",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt as exc:
         detail = f": {exc}" if str(exc) else ""
         print(f"brain2pix {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code or 0
 
 

@@ -19,7 +19,7 @@ from .io.names import ROIS
 __all__ = [
     "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
     "PRFConfig", "Vim2Config", "Config",
-    "load_config", "apply_overrides", "config_to_dict", "config_from_dict",
+    "load_config", "apply_overrides", "check_overrides_once", "config_to_dict", "config_from_dict",
 ]
 
 
@@ -75,6 +75,13 @@ class SimulationConfig:
     video_size: typing.Tuple[int, ...] = (128, 72)   # width, height: 16:9 like the episodes
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
+    # what a voxel responds to (docs/method.md, "The simulated cortex"); per ROI V1, V2, V3
+    drive: str = "cortex"           # cortex | luminance (linear pRF luminance, simulator v2)
+    drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
+    drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
+    drive_blue_yellow: typing.Tuple[float, ...] = (0.3, 0.2, 0.15)  # S-(L+M) opponency
+    drive_luminance: typing.Tuple[float, ...] = (0.4, 0.3, 0.2)     # L+M
+    css_exponent: typing.Tuple[float, ...] = (0.5, 0.4, 0.3)        # contrast compression
 
     def __post_init__(self):
         _check_section(self, "simulation")
@@ -108,7 +115,7 @@ class LossConfig:
     feature_resize: int = 224
     feature_layers: int = 22        # VGG-19 features[:22] = conv4_2 before its ReLU
     imagenet_normalize: bool = False
-    feature_weights: str = "pretrained"   # pretrained | random | path to a .params file
+    feature_weights: str = "auto"   # auto | pretrained | random | path to a .params file
 
     def __post_init__(self):
         _check_section(self, "loss")
@@ -132,7 +139,7 @@ class TrainConfig:
     kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
-    profile: str = "paper"          # paper | quick (outputs of quick runs say so)
+    profile: str = "paper"          # paper | quick | demo (outputs of quick and demo runs say so)
     input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
     def __post_init__(self):
@@ -147,7 +154,7 @@ class EvalConfig:
     are our fixed choices (README, "Evaluation").
     """
 
-    feature_weights: str = "pretrained"   # pretrained | random | a folder with alexnet/c3d .params
+    feature_weights: str = "auto"   # auto | pretrained | random | a folder with alexnet/c3d .params
     alexnet_size: int = 224         # frames bilinearly resized to this for AlexNet
     c3d_size: int = 112             # and to this for C3D
     clip_length: int = 16           # consecutive frames per C3D clip, centred on the frame
@@ -172,7 +179,7 @@ class PRFConfig:
     correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
     """
 
-    drive: str = "luminance"        # luminance (the simulator's model) | contrast (real cortex)
+    drive: str = "contrast"         # contrast (local contrast energy, as cortex and the simulator) | luminance
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     grid_stride: int = 2            # pixels between candidate centres along x and y
     n_sigma: int = 12               # log-spaced candidate sizes ...
@@ -310,6 +317,31 @@ def apply_overrides(config, overrides):
     return config_from_dict(data)
 
 
+def check_overrides_once(overrides):
+    """Refuse a key given twice with different values (``data.shift=3 data.shift=5``).
+
+    :func:`apply_overrides` lets a later item win, which is what layered settings (a variant's,
+    then the user's) need; on one command line a repeated key is a slip whose outcome the user
+    would have to guess. The same item repeated verbatim is harmless and accepted.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and both values.
+    """
+    seen = {}
+    for item in overrides:
+        if "=" not in item:
+            continue        # apply_overrides reports the form
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key in seen and seen[key] != value:
+            raise ConfigError(f"override {key} given twice: {key}={seen[key]} and {key}={value}; "
+                              f"give it once")
+        seen[key] = value
+    return overrides
+
+
 def load_config(path=None, overrides=()):
     """Load a YAML experiment file (differences from the defaults) and apply overrides.
 
@@ -382,6 +414,12 @@ def _text():
     return (lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"
 
 
+def _weights_setting(path_kind):
+    # 'auto' = cached or downloadable pretrained weights, else random with a warning (pretrained.py)
+    return ((lambda v: isinstance(v, str) and v.strip() != ""),
+            f"'auto', 'pretrained', 'random' or {path_kind}")
+
+
 def _seed():
     return (lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer in [0, 2**32)"
 
@@ -441,6 +479,12 @@ RULES = {
                                     and all(_finite(x) for x in v) and 0 <= v[0] <= v[1]),
                                    "(low, high) seconds with 0 <= low <= high"),
     "simulation.mat_version": _one_of("5", "7.3"),
+    "simulation.drive": _one_of("cortex", "luminance"),
+    "simulation.drive_contrast": _tuple_of(_number(0), length=3),
+    "simulation.drive_red_green": _tuple_of(_number(0), length=3),
+    "simulation.drive_blue_yellow": _tuple_of(_number(0), length=3),
+    "simulation.drive_luminance": _tuple_of(_number(0), length=3),
+    "simulation.css_exponent": _tuple_of(_number(0, 1, low_open=True), length=3),
     # model
     # ngf: hybridized, MXNet 1.9.1's MKLDNN backward of ReLU(concat(8 + 8 channels)) -> ConvT
     # dies with SIGFPE; 16 and above (the paper uses 64) are safe
@@ -464,7 +508,7 @@ RULES = {
     "loss.feature_layers": ((lambda v: isinstance(v, int) and 1 <= v <= 37),
                             "an integer in [1, 37] (modules of VGG-19's features)"),
     "loss.imagenet_normalize": _boolean(),
-    "loss.feature_weights": _text(),
+    "loss.feature_weights": _weights_setting("a path to a VGG-19 .params file"),
     # train
     "train.batch_size": _int_at_least(1),
     "train.epochs": _int_at_least(1),
@@ -481,11 +525,12 @@ RULES = {
                                   "an integer >= 0 (0 = the whole epoch)"),
     "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
                            "an integer >= 0 (0 = no grid pictures)"),
-    "train.profile": _one_of("paper", "quick"),
+    "train.profile": _one_of("paper", "quick", "demo"),
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation
-    "evaluation.feature_weights": _text(),
+    "evaluation.feature_weights": _weights_setting(
+        "a folder holding alexnet.params and c3d_kinetics400.params"),
     "evaluation.alexnet_size": ((lambda v: isinstance(v, int) and v >= 63),
                                 "an integer >= 63 (AlexNet's smallest input)"),
     "evaluation.c3d_size": ((lambda v: isinstance(v, int) and v >= 16),

@@ -5,6 +5,7 @@ what came in, so that a user can fix the input without reading our code.
 """
 
 import errno
+import os
 
 import numpy as np
 
@@ -15,6 +16,8 @@ __all__ = [
     "CheckpointError",
     "TrainingError",
     "WeightsUnavailableError",
+    "FolderInUseError",
+    "Terminated",
     "check_array",
     "check_choice",
     "describe_os_error",
@@ -43,6 +46,19 @@ class TrainingError(Brain2PixError, RuntimeError):
 
 class WeightsUnavailableError(Brain2PixError, RuntimeError):
     """Pretrained weights are needed but could neither be downloaded nor found locally."""
+
+
+class FolderInUseError(Brain2PixError, RuntimeError):
+    """Another process writes into the same output folder (see :mod:`brain2pix_gluon.locking`)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the command line's SIGTERM handler.
+
+    A :class:`KeyboardInterrupt` so that every clean-up written for Ctrl-C (partial files
+    removed, a checkpoint saved) runs for SIGTERM as well; ``brain2pix`` then exits with 143
+    (128 + 15) instead of 130.
+    """
 
 
 def _where(name, source):
@@ -142,7 +158,25 @@ def describe_os_error(exc):
     code = errno.errorcode.get(exc.errno, "") if exc.errno else ""
     text = f"{paths + ': ' if paths else ''}{cause}{f' [{code}]' if code else ''}"
     hint = _OS_HINTS.get(exc.errno)
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None:
+        hint = _permission_hint(os.fspath(exc.filename), hint)
     return f"{text}: {hint}" if hint else text
+
+
+def _permission_hint(path, default):
+    """Advice for a refused access: reading (an existing file or folder we may not read or
+    enter) or writing (anything else)."""
+    if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+        return ("permission denied: you may not read this folder; make it readable "
+                "(chmod u+rx) or ask its owner")
+    if os.path.isfile(path) and not os.access(path, os.R_OK):
+        return ("permission denied: you may not read this file; make it readable (chmod u+r) "
+                "or ask its owner")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(parent) and not os.access(parent, os.X_OK):
+        return (f"permission denied: you may not enter the folder {parent}; make it readable "
+                f"(chmod u+rx) or ask its owner")
+    return default
 
 
 def params_load_problem(exc):

@@ -12,7 +12,7 @@ import numpy as np
 
 from .io.reconstructions import read_reconstructions
 from .provenance import marks_from_attrs
-from .utils import atomic_path
+from .utils import replacing
 
 __all__ = ["consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
            "save_figure", "input_preview", "side_by_side", "save_grid"]
@@ -34,7 +34,7 @@ def save_figure(fig, path, **savefig_kwargs):
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        with atomic_path(path, os.path.splitext(os.fspath(path))[1]) as tmp:
+        with replacing(path) as tmp:
             fig.savefig(tmp, **savefig_kwargs)
     finally:
         plt.close(fig)
@@ -196,6 +196,6 @@ def save_grid(path, inputs, reconstructions, targets, n_rois, title=None):
     draw = ImageDraw.Draw(image)
     for k, line in enumerate(lines):
         draw.text((2, 1 + 12 * k), line, fill=(200, 0, 0))
-    with atomic_path(path, ".png") as tmp:
+    with replacing(path) as tmp:
         image.save(tmp)
     return path

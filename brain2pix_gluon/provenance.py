@@ -5,15 +5,21 @@ comparable to the paper's numbers. Every output that can leave the machine — l
 reconstruction files, ``results.json``, tables, figures — says so with the marks defined here and
 nowhere else.
 
-Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (only ever chosen
-explicitly), ``"pretrained: <where>"`` for downloaded weights, or the path of a local file.
+Weight sources are strings: ``RANDOM_SOURCE`` for random initialisation (chosen explicitly, or the
+fallback of the ``auto`` setting when no pretrained weights can be had, announced by one log line:
+model_zoo/pretrained.py), ``"pretrained: <where>"`` for downloaded weights, or the path of a local
+file.
 """
 
-__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "TIME_SHUFFLED_CONTROL", "CONTROL_MARKS", "ROLES", "is_random", "random_mark", "run_marks",
+__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "DEMO_RUN", "PROFILE_MARKS", "TIME_SHUFFLED_CONTROL",
+           "CONTROL_MARKS", "ROLES", "is_random", "random_mark", "run_marks",
            "marks_from_attrs", "caption_suffix"]
 
 RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
 QUICK_RUN = "QUICK RUN"
+# the demo's profile departs from the paper's losses and schedule (experiments/profiles.py)
+DEMO_RUN = "DEMO PROFILE (not the paper's losses and schedule)"
+PROFILE_MARKS = {"quick": QUICK_RUN, "demo": DEMO_RUN}
 # a run trained on time-shuffled fMRI (train.input_control): the learning check's control
 TIME_SHUFFLED_CONTROL = "TIME-SHUFFLED fMRI CONTROL"
 # the mark of each train.input_control other than "none"
@@ -56,7 +62,7 @@ def run_marks(sources=None, profile="paper", input_control="none"):
         Role (a key of :data:`ROLES`) -> weight source. ``None`` values (a network that was not
         used, e.g. the VGG of a run without feature loss) are ignored.
     profile : str
-        ``"paper"`` or ``"quick"``.
+        ``"paper"``, ``"quick"`` or ``"demo"`` (the latter two are marked).
     input_control : str
         ``train.input_control`` of the run: a control (``"time_shuffled"``) is marked.
 
@@ -66,8 +72,8 @@ def run_marks(sources=None, profile="paper", input_control="none"):
         Sorted and unique.
     """
     marks = {random_mark(role) for role, src in (sources or {}).items() if is_random(src)}
-    if profile == "quick":
-        marks.add(QUICK_RUN)
+    if profile in PROFILE_MARKS:
+        marks.add(PROFILE_MARKS[profile])
     if input_control in CONTROL_MARKS:
         marks.add(CONTROL_MARKS[input_control])
     return sorted(marks)

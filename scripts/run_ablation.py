@@ -1,7 +1,7 @@
 """Experiment 6: ablation - full, no adversarial, no feature loss (Tables 5-6).
 
     python scripts/run_ablation.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
-        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
 The same as `brain2pix experiment ablation ...`. OUT (the results root) is

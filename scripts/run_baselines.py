@@ -1,7 +1,7 @@
 """Experiment 4: baselines 1-3 (Tables 1-2 rows, Fig 4).
 
     python scripts/run_baselines.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
-        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
 The same as `brain2pix experiment baselines ...`. OUT (the results root) is

@@ -1,7 +1,7 @@
 """Experiment 7: 20/40/60/80/100 % of the training data, 50 epochs (Tables 7-8, Fig 6).
 
     python scripts/run_data_size.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
-        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
 The same as `brain2pix experiment data_size ...`. OUT (the results root) is

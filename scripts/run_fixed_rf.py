@@ -1,7 +1,7 @@
 """Experiment 2: Brain2Pix FixedRF on fMRI (Tables 1-2 rows, Figs 3-4).
 
     python scripts/run_fixed_rf.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
-        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
 The same as `brain2pix experiment fixed_rf ...`. OUT (the results root) is

@@ -1,7 +1,7 @@
 """Experiment 3: Brain2Pix LearnedRF on fMRI (Tables 1-2 rows, Fig 4).
 
     python scripts/run_learned_rf.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
-        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
 The same as `brain2pix experiment learned_rf ...`. OUT (the results root) is

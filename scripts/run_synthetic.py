@@ -1,7 +1,7 @@
 """Experiment 1: Brain2Pix on synthetic input (RF-sampled target pixels).
 
     python scripts/run_synthetic.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
-        [--weights pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
+        [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 
 The same as `brain2pix experiment synthetic ...`. OUT (the results root) is

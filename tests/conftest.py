@@ -21,6 +21,7 @@ TINY = [
     "model.ngf=16",  # the smallest width config accepts (see config.RULES)
     "model.ndf=8",
     "loss.feature_weights=random",
+    "evaluation.feature_weights=random",
     "loss.feature_resize=32",
     "train.batch_size=4",
     "train.epochs=1",
@@ -64,3 +65,16 @@ def rng():
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog):
     caplog.set_level(logging.WARNING, logger="brain2pix_gluon")
+
+
+def layered(*groups):
+    """``section.key=value`` lists merged into one, a later group's value winning.
+
+    The command line refuses a key given twice with different values, so tests that start from
+    TINY and change some of its settings pass the merged list.
+    """
+    merged = {}
+    for group in groups:
+        for item in group:
+            merged[item.split("=", 1)[0]] = item
+    return list(merged.values())

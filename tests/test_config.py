@@ -11,7 +11,7 @@ def test_defaults_are_the_papers_values():
     assert (c.loss.adversarial_weight, c.loss.feature_weight, c.loss.pixel_weight) == (1, 100, 1)
     assert c.loss.feature_distance == "l1" and c.loss.feature_layers == 22
     assert c.loss.feature_resize == 224 and c.loss.imagenet_normalize is False
-    assert c.loss.feature_weights == "pretrained"
+    assert c.loss.feature_weights == "auto" and c.evaluation.feature_weights == "auto"
     assert (c.train.batch_size, c.train.lr, c.train.beta1) == (8, 2e-4, 0.5)
     assert (c.train.history_capacity, c.train.history_swap_prob) == (50, 0.5)
     assert c.model.bn_momentum == 0.1 and c.model.init_sigma == 0.02

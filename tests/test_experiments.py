@@ -16,14 +16,15 @@ from brain2pix_gluon.experiments.registry import (EXPERIMENTS, FIGURES, TABLE_GR
 from brain2pix_gluon.io.reconstructions import read_reconstructions
 from brain2pix_gluon.provenance import random_mark
 
-from conftest import TINY
+from conftest import TINY, layered
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["run_synthetic", "run_fixed_rf", "run_learned_rf", "run_baselines", "run_roi",
            "run_ablation", "run_data_size"]
 # tiny and fast: 32x32 frames, two short runs, one training step per epoch, 6 evaluated frames
-FAST = TINY + ["simulation.volumes_per_run=40", "train.epochs=1", "train.max_steps_per_epoch=1",
-               "evaluation.max_frames=6", "evaluation.batch_size=6"]
+FAST = layered(TINY, ["simulation.volumes_per_run=40", "train.epochs=1",
+                     "train.max_steps_per_epoch=1", "evaluation.max_frames=6",
+                     "evaluation.batch_size=6"])
 
 
 def run_script(name, results, *extra):
@@ -154,7 +155,8 @@ def test_demo_writes_every_output_and_the_learning_check(tmp_path):
     from brain2pix_gluon.evaluation.metrics import fisheye_valid_mask
 
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--no-progress"] + FAST + ["train.epochs=2"])
+    code = main(["demo", "--out", str(out), "--weights", "random", "--no-progress"]
+                + layered(FAST, ["train.epochs=2"]))
     summary = json.load(open(out / "demo_summary.json"))
     assert code == (0 if summary["passed"] else 3)
     for key in ("table", "figure", "gif", "mp4", "reconstructions", "control_reconstructions",

@@ -174,7 +174,7 @@ def test_weights_policy_random_file_and_unavailable(tmp_path, monkeypatch):
 
     with pytest.raises(WeightsUnavailableError, match=r"could not be loaded or downloaded.*'random'"):
         build_with_weights("tiny", "pretrained", _tiny_builder, offline)
-    with pytest.raises(WeightsUnavailableError, match="neither 'pretrained', 'random' nor"):
+    with pytest.raises(WeightsUnavailableError, match="neither 'auto', 'pretrained', 'random' nor"):
         build_with_weights("tiny", str(tmp_path / "missing.params"), _tiny_builder, None)
 
 

@@ -80,8 +80,8 @@ def test_luminance_pRFs_recovered_within_a_pixel():
         frames = _texture_frames(rng, 150)
         luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
         signals.append(_bold(luminance, weights, hrf, rng, noise=0.7))
-        drives.append(model_drive(frames, 150, TR, PRFConfig()))
-    fit = fit_prf(drives, signals, PRFConfig())
+        drives.append(model_drive(frames, 150, TR, PRFConfig(drive="luminance")))
+    fit = fit_prf(drives, signals, PRFConfig(drive="luminance"))
     error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
     assert np.median(error_px) <= 1.0
     assert np.percentile(error_px, 90) <= 2.0
@@ -99,8 +99,8 @@ def test_refinement_goes_below_the_grid_step():
         frames = _texture_frames(rng, 150)
         luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
         signals.append(_bold(luminance, weights, _hrf(TR), rng, noise=0.05))
-        drives.append(model_drive(frames, 150, TR, PRFConfig()))
-    fit = fit_prf(drives, signals, PRFConfig(grid_stride=2))
+        drives.append(model_drive(frames, 150, TR, PRFConfig(drive="luminance")))
+    fit = fit_prf(drives, signals, PRFConfig(drive="luminance", grid_stride=2))
     assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * S) <= 0.35
     assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.1)
 
@@ -124,7 +124,8 @@ def test_contrast_drive_finds_pRFs_of_flickering_bars():
     error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
     assert np.median(error_px) <= 1.5
     # the luminance drive cannot see these pRFs: the same fit with it goes astray
-    luminance = fit_prf([model_drive(f, 160, TR, PRFConfig()) for f in runs], signals, PRFConfig())
+    lum_config = PRFConfig(drive="luminance")
+    luminance = fit_prf([model_drive(f, 160, TR, lum_config) for f in runs], signals, lum_config)
     assert np.median(np.hypot(luminance["x"] - xs, luminance["y"] - ys) * S) > 3.0
 
 

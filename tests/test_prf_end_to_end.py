@@ -11,7 +11,7 @@ import pytest
 
 from brain2pix_gluon.cli import main
 
-from conftest import TINY
+from conftest import TINY, layered
 from test_vim2 import N_TEST, vim2  # noqa: F401  (the module's fixture, reused)
 
 TRAIN = ["train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=2",
@@ -68,7 +68,7 @@ def test_simulator_estimate_prepare_train(sim_clean, tmp_path, capsys):
                                    atol=1e-4)
         assert json.loads(handle.attrs["retinotopy"])["verdict"] == "aligned"
     run = str(tmp_path / "run")
-    assert main(["train", "--data", prepared, "--out", run, "--no-progress", *TINY, *TRAIN]) == 0
+    assert main(["train", "--data", prepared, "--out", run, "--no-progress", *layered(TINY, TRAIN)]) == 0
     assert os.path.isdir(os.path.join(run, "checkpoints"))
 
 
@@ -136,7 +136,7 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
     assert ("data.tr: the prepared data" in capsys.readouterr().err
             and not os.path.exists(os.path.join(refused, "checkpoints")))
     run = str(tmp_path / "run")
-    assert main(["train", "--data", prepared, "--out", run, *common[:1], *TINY, *TRAIN]) == 0
+    assert main(["train", "--data", prepared, "--out", run, *common[:1], *layered(TINY, TRAIN)]) == 0
     assert os.path.isdir(os.path.join(run, "checkpoints"))
     import yaml
 

@@ -31,7 +31,7 @@ from ..evaluation.features import clip_indices, feature_extractor
 from ..evaluation.metrics import zscore_rows
 from ..io.prepared import PreparedSplit
 from ..io.reconstructions import write_reconstructions
-from ..utils import array_sha256, atomic_path, get_logger, progress, write_json_atomic
+from ..utils import array_sha256, get_logger, progress, replacing, reserve_space, write_json_atomic
 
 __all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
            "run_nishimoto_baseline"]
@@ -275,7 +275,7 @@ class NishimotoBaseline:
             out = None
             clips = clip_indices(samples.run, self.extractor.clip_length)
             starts = range(0, n, self.batch_size)
-            with atomic_path(path) as tmp:
+            with replacing(path) as tmp:
                 for s in progress(starts, desc="baseline 1: C3D features",
                                   enabled=self.show_progress, unit="batch"):
                     pos = np.arange(s, min(s + self.batch_size, n))
@@ -284,6 +284,7 @@ class NishimotoBaseline:
                     feats = self.extractor.c3d_features(block, pos, clips - lo)["c3d_fc6"]
                     if out is None:
                         out = np.memmap(tmp, np.float32, "w+", shape=(n, feats.shape[1]))
+                        reserve_space(tmp)      # a full disk: ENOSPC here, not SIGBUS later
                     out[pos] = feats
                 shape = out.shape
                 out.flush()

@@ -42,6 +42,7 @@ from ..io.video import VideoWriter, ffmpeg_executable, read_video
 from ..preprocessing.hrf import double_gamma_hrf
 from ..preprocessing.retina import fisheye_warp
 from ..utils import get_logger, progress
+from .cortex import ROIS, VoxelModel, drive_table
 
 __all__ = ["simulate_dataset", "stimulus_images", "split_stimulus_images", "double_gamma_hrf",
            "make_voxels", "render_shots", "GRID", "SIMULATOR_VERSION"]
@@ -239,7 +240,7 @@ def _prf_weights(voxel, size):
 GRID = 112  # the release's RF centres were estimated on a 112-px grid
 
 # bumped whenever the simulator writes different data for the same settings (cache key)
-SIMULATOR_VERSION = 2
+SIMULATOR_VERSION = 3
 
 
 def _on_grid(values):
@@ -296,7 +297,10 @@ def _write_roi_files(out_dir, voxels, masks, sim, rng):
 class _Scanner:
     """The simulated participant in the scanner: frames -> noise-free BOLD -> noisy brain volumes.
 
-    A voxel's drive is its pRF-weighted luminance of the warped frame; the BOLD signal is that
+    A voxel's neural drive comes from :class:`~brain2pix_gluon.data.cortex.VoxelModel`
+    (``simulation.drive=cortex``: compressed local contrast energy, signed colour opponency, a
+    little luminance, mixed per ROI) or, with ``simulation.drive=luminance``, from its
+    pRF-weighted luminance alone (the linear model of simulator version 2). The BOLD signal is the
     drive convolved with the HRF, times the voxel's gain. After the video the screen is a uniform
     grey at the video's mean level while the brain keeps being scanned.
     """
@@ -308,14 +312,23 @@ class _Scanner:
         self.hrf = double_gamma_hrf(data.tr)
         self.gains = rng.uniform(0.5, 1.5, len(brain_index)).astype(np.float32)
         self.baseline = rng.uniform(50, 150, n_brain).astype(np.float32)
+        self.drive_model = sim.drive
+        roi_index = np.concatenate([np.full(len(voxels[k]["x"]), ROIS.index(k[:2]))
+                                    for k in ROI_PARTS])
+        self.cortex = VoxelModel(self.weights, roi_index, drive_table(sim), sim.css_exponent, rng)
+
+    def _drive(self, warped):
+        if self.drive_model == "luminance":
+            return warped.mean(axis=-1).reshape(len(warped), -1) @ self.weights.T
+        return self.cortex.drive(warped)
 
     def bold(self, frames_uint8, n_volumes):
         """Noise-free BOLD, shape (n_volumes, n_visual), of frames shown one per TR."""
         warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, self.max_ratio)
-        shown = warped.mean(axis=-1).reshape(len(warped), -1)
-        luminance = np.full((n_volumes, self.size * self.size), shown.mean(), np.float32)
-        luminance[:len(warped)] = shown
-        drive = luminance @ self.weights.T
+        grey = np.full((1,) + frames_uint8.shape[1:], frames_uint8.mean() / 255.0, np.float32)
+        drive = np.empty((n_volumes, len(self.brain_index)), np.float32)
+        drive[:len(warped)] = self._drive(warped)
+        drive[len(warped):] = self._drive(fisheye_warp(grey, self.max_ratio))
         drive -= drive.mean(axis=0)
         signal = np.stack([np.convolve(d, self.hrf)[: len(d)] for d in drive.T], axis=1)
         return (signal * self.gains).astype(np.float32)
@@ -406,7 +419,8 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
              **{f"{k}_x": voxels[k]["x"] for k in ROI_PARTS},
              **{f"{k}_y": voxels[k]["y"] for k in ROI_PARTS},
              **{f"{k}_sigma": voxels[k]["sigma"] for k in ROI_PARTS},
-             gains=scanner.gains, hrf=scanner.hrf, run_names=np.array([j[1] for j in jobs]),
+             gains=scanner.gains, hrf=scanner.hrf, colour_polarity=scanner.cortex.polarity,
+             drive_mix=scanner.cortex.mix, css_exponent=scanner.cortex.exponent, run_names=np.array([j[1] for j in jobs]),
              run_frames=np.array(n_frames), run_volumes=np.array([j[2] for j in jobs]))
     # noise-free BOLD of every run, columns in mask order (V1d, V1v, ..., V3v): the oracle
     np.savez(os.path.join(out_dir, "truth_signals.npz"), **clean)

@@ -30,8 +30,9 @@ from .. import __version__
 from ..config import DataConfig, EvalConfig, config_to_dict
 from ..errors import DataError
 from ..io.reconstructions import read_reconstructions, targets_checksum
+from ..locking import FolderLock
 from ..provenance import caption_suffix, is_random, marks_from_attrs, run_marks
-from ..utils import array_sha256, atomic_path, get_logger, progress, write_json_atomic
+from ..utils import array_sha256, get_logger, progress, replacing, write_json_atomic
 from .feature_cache import ground_truth_features, ground_truth_key, resolve_cache_dir
 from .features import LAYERS, clip_indices, feature_extractor
 from .metrics import (euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows, pixcorr, psnr,
@@ -235,8 +236,13 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     dict
         What ``results.json`` holds.
     """
-    cfg = eval_config or EvalConfig()
-    ctx = ctx or mx.cpu()
+    with FolderLock(out_dir, "brain2pix evaluate"):     # one writer per results folder
+        return _evaluate(recon_path, out_dir, eval_config or EvalConfig(), baselines, experiment,
+                         label, ctx or mx.cpu(), show_progress, extractor, cache_dir)
+
+
+def _evaluate(recon_path, out_dir, cfg, baselines, experiment, label, ctx, show_progress,
+              extractor, cache_dir):
     data, others = _load_matched(recon_path, baselines or {}, cfg.max_frames)
     extractor, sources = _feature_extractor(cfg, ctx, extractor)
     runs, frames = data.samples.run, data.samples.frame
@@ -246,6 +252,8 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     cache = {}
     gt_features = ground_truth_features(data["targets"], clips, extractor, cfg.batch_size,
                                         cache_dir, show_progress, cache)
+    if cache.get("cache") == "miss":
+        _say_where_the_cache_is(cache_dir, out_dir)
     mask, mask_info = field_mask(data["attrs"], data["targets"].shape[-1])
     per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
                               cfg.batch_size, show_progress, gt_features, mask)
@@ -286,6 +294,22 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     return results
 
 
+_CACHES_ANNOUNCED = set()
+
+
+def _say_where_the_cache_is(cache_dir, out_dir):
+    """Log, once per process, that the feature cache was written outside the results folder."""
+    cache_dir = os.path.abspath(cache_dir)
+    inside = os.path.commonpath([cache_dir, os.path.abspath(out_dir)]) == \
+        os.path.abspath(out_dir)
+    if inside or cache_dir in _CACHES_ANNOUNCED:
+        return
+    _CACHES_ANNOUNCED.add(cache_dir)
+    get_logger().info("ground-truth features cached in %s (outside %s; shared by every later "
+                      "evaluation of the same test set); set evaluation.feature_cache to a "
+                      "folder, or to off, or $BRAIN2PIX_CACHE, to change it", cache_dir, out_dir)
+
+
 def _load_matched(recon_path, baselines, max_frames):
     """The reconstructions to evaluate and those of each baseline, refused (before any feature is
     computed) when a baseline's ground truth is not the same test set in the same order."""
@@ -319,10 +343,11 @@ def evaluation_marks(sources, recon_attrs, cfg):
     roles = {"evaluation": next((s for s in sources.values() if is_random(s)), None)}
     if isinstance(weights, dict):
         roles.update(weights)
-    quick = recon_attrs.get("profile") == "quick" or bool(cfg.max_frames)
+    profile = recon_attrs.get("profile", "paper")
+    if profile == "paper" and cfg.max_frames:
+        profile = "quick"       # a subset of the test frames is a quick result too
     # and whatever the reconstructions were marked with (e.g. a time-shuffled control)
-    return sorted(set(run_marks(roles, "quick" if quick else "paper"))
-                  | set(marks_from_attrs(recon_attrs)))
+    return sorted(set(run_marks(roles, profile)) | set(marks_from_attrs(recon_attrs)))
 
 
 def _rules(cfg):
@@ -369,7 +394,7 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
 
 def _write_per_frame(path, samples, per_frame):
     columns = list(METRICS) + ["chance_" + k for k in METRICS] + list(FIELD_METRICS) + list(TWOWAY)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+    with replacing(path, path + ".partial") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "run", "frame"] + columns)
         for i in range(len(samples)):

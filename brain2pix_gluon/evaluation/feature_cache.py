@@ -24,7 +24,7 @@ import uuid
 
 import numpy as np
 
-from ..utils import array_sha256, get_logger, progress, resolve_data_home
+from ..utils import array_sha256, get_logger, progress, reserve_space, resolve_data_home
 from .features import LAYERS
 
 __all__ = ["FEATURES_VERSION", "weights_sha256", "resolve_cache_dir",
@@ -122,6 +122,14 @@ def _compute(targets, clips, extractor, batch_size, show_progress, allocate):
     return out
 
 
+def _memmap(path, shape):
+    """A float32 ``.npy`` memory map whose blocks are reserved on disk (a full disk is an
+    OSError here, not a SIGBUS at the first write)."""
+    array = np.lib.format.open_memmap(path, "w+", np.float32, shape)
+    reserve_space(path)
+    return array
+
+
 def _read_entry(folder, key, n):
     """The layers of a complete entry whose key matches, else None."""
     try:
@@ -186,14 +194,21 @@ def ground_truth_features(targets, clips, extractor, batch_size=16, cache_dir=No
         return _compute(targets, clips, extractor, batch_size, show_progress,
                         lambda layer, shape: np.empty(shape, np.float32))
     try:
-        out = _compute(targets, clips, extractor, batch_size, show_progress,
-                       lambda layer, shape: np.lib.format.open_memmap(
-                           os.path.join(tmp, layer + ".npy"), "w+", np.float32, shape))
-        for array in out.values():
-            array.flush()
-        del out
-        with open(os.path.join(tmp, "key.json"), "w") as handle:
-            json.dump({"key": key, **parts}, handle, indent=2, sort_keys=True)
+        try:
+            out = _compute(targets, clips, extractor, batch_size, show_progress,
+                           lambda layer, shape: _memmap(os.path.join(tmp, layer + ".npy"), shape))
+            for array in out.values():
+                array.flush()
+            del out
+            with open(os.path.join(tmp, "key.json"), "w") as handle:
+                json.dump({"key": key, **parts}, handle, indent=2, sort_keys=True)
+        except OSError as exc:      # a full disk: the cache is an optimisation, go on without
+            get_logger().warning("feature cache %s cannot be written (%s); computing the "
+                                 "ground-truth features without it", cache_dir, exc)
+            stats["cache"] = "off"
+            shutil.rmtree(tmp, ignore_errors=True)
+            return _compute(targets, clips, extractor, batch_size, show_progress,
+                            lambda layer, shape: np.empty(shape, np.float32))
         if os.path.isdir(folder):           # a broken or concurrent entry: replace it
             shutil.rmtree(folder, ignore_errors=True)
         try:

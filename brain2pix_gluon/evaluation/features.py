@@ -17,7 +17,7 @@ import numpy as np
 from mxnet.gluon import HybridBlock
 from mxnet.gluon.model_zoo import vision
 
-from ..model_zoo.pretrained import RANDOM_MARK, build_with_weights
+from ..model_zoo.pretrained import RANDOM_MARK, build_with_weights, resolve_weights
 from ..model_zoo.vgg_features import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["LAYERS", "AlexNetTaps", "C3DTaps", "build_feature_nets", "clip_indices",
@@ -73,13 +73,14 @@ def _weights_for(weights, name):
     return path
 
 
-def build_feature_nets(weights="pretrained", ctx=None, seed=0):
+def build_feature_nets(weights="auto", ctx=None, seed=0):
     """AlexNet and C3D under the package's weights policy.
 
     Parameters
     ----------
     weights : str
-        ``"pretrained"`` (download on first use), ``"random"`` (marked), or a folder holding
+        ``"auto"`` (pretrained when both are cached or downloadable, else random with a
+        warning), ``"pretrained"`` (download on first use), ``"random"`` (marked), or a folder holding
         ``alexnet.params`` and ``c3d_kinetics400.params``.
 
     Returns
@@ -93,6 +94,7 @@ def build_feature_nets(weights="pretrained", ctx=None, seed=0):
     from gluoncv.model_zoo.action_recognition.c3d import C3D
 
     ctx = ctx or mx.cpu()
+    weights = resolve_weights(weights, "evaluation")
     alex, alex_src = build_with_weights(
         "alexnet", _weights_for(weights, "alexnet"), vision.alexnet,
         lambda root: vision.alexnet(pretrained=True, root=root), ctx=ctx, seed=seed)

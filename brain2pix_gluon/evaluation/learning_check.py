@@ -15,19 +15,27 @@ information about the frames; a model that learned from fMRI must do better.
 2. the model against the control, frame by frame, on two-way identification (both layers) and on
    PixCorr inside the fisheye frame's valid field (``pixcorr_disc``), with a one-sided paired
    Student's t-test and a one-sided sign test (:func:`~.stats.paired_comparison`);
-3. PixCorr and SSIM, over the whole frame and inside the valid field, of the model, the control
-   and the mean training frame shown for every test frame.
+3. the floors a decoder must clear: the model against the mean training frame (shown for every
+   test frame) on PixCorr inside the valid field and, when given, against a linear ridge decoder
+   of the same RFSimages (:mod:`brain2pix_gluon.baselines.ridge`) on that PixCorr and on
+   pixel-space two-way identification (correlation of the valid field's RGB pixels), frame by
+   frame, with the same paired tests;
+4. PixCorr and SSIM, over the whole frame and inside the valid field, of every one of them.
 
-The verdict (``passed``) needs all five of:
+The verdict (``passed``) needs all of:
 
 * the model's identification accuracy on pool2 is above 50 % with permutation p < ``alpha``;
 * the same on pool5;
 * on per-frame two-way identification (pool2), the model's mean is strictly above the control's
   and both paired tests give p < ``alpha``;
 * the same on pool5;
-* the same on per-frame PixCorr inside the valid field.
+* the same on per-frame PixCorr inside the valid field;
+* the model's PixCorr inside the valid field strictly above the mean frame's, both paired tests
+  p < ``alpha``;
+* with a ridge decoder: the same against the ridge decoder's PixCorr inside the valid field and
+  its pixel-space two-way identification.
 
-Nothing in (3) enters the verdict: the mean frame is a reference for reading the pixel metrics.
+Nothing in (4) beyond these enters the verdict.
 Consecutive test frames are alike, so the per-frame values are not independent and the paired
 tests' p-values are optimistic; the permutation test of identification does not assume
 independent comparisons but does treat frames as exchangeable.
@@ -46,7 +54,8 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io.reconstructions import read_reconstructions
 from ..utils import progress
-from .metrics import pixcorr, ssim_gray, two_way_identification, mean_frame_metrics
+from .metrics import (masked_pixels, pixcorr, ssim_gray, two_way_identification,
+                      mean_frame_metrics)
 from .stats import identification_test, paired_comparison, summarize
 
 __all__ = ["LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot_learning_curves",
@@ -55,6 +64,10 @@ __all__ = ["LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot
 LAYERS = ("alexnet_pool2", "alexnet_pool5")
 _TWOWAY = {"alexnet_pool2": "twoway_alexnet2", "alexnet_pool5": "twoway_alexnet5"}
 _FIELD = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc")
+_LABELS = {"twoway_alexnet2": "two-way identification (alexnet_pool2)",
+           "twoway_alexnet5": "two-way identification (alexnet_pool5)",
+           "pixcorr_disc": "PixCorr inside the valid field",
+           "twoway_pixels": "pixel two-way identification (valid field)"}
 
 
 def alexnet_layers(extractor, frames, batch_size=16):
@@ -82,7 +95,9 @@ def alexnet_layers(extractor, frames, batch_size=16):
 
 def _field_metrics(images, targets, mask):
     return {"pixcorr": pixcorr(images, targets), "pixcorr_disc": pixcorr(images, targets, mask),
-            "ssim": ssim_gray(images, targets), "ssim_disc": ssim_gray(images, targets, mask)}
+            "ssim": ssim_gray(images, targets), "ssim_disc": ssim_gray(images, targets, mask),
+            "twoway_pixels": two_way_identification(masked_pixels(images, mask),
+                                                    masked_pixels(targets, mask))}
 
 
 def _input_control(attrs):
@@ -98,7 +113,8 @@ def _beats(comparison, alpha):
 
 
 def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
-                   n_permutations=1000, seed=0, max_frames=0, batch_size=16, mask=None):
+                   n_permutations=1000, seed=0, max_frames=0, batch_size=16, mask=None,
+                   ridge_path=None):
     """Score a model's held-out reconstructions against chance, a control and the mean frame.
 
     Parameters
@@ -123,6 +139,9 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     mask : ndarray of bool, shape (H, W), optional
         Valid field for the ``*_disc`` metrics; default: from the model file's warp settings
         (:func:`~.evaluate.field_mask`).
+    ridge_path : str, optional
+        Reconstruction file of the ridge decoder (``brain2pix baseline ridge``) of the same test
+        frames: its PixCorr and pixel two-way identification become floors of the verdict.
 
     Returns
     -------
@@ -149,12 +168,16 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     if not 0 < alpha < 1:
         raise ConfigError(f"learning_check: alpha expected in (0, 1), got {alpha}")
     model = read_reconstructions(model_path, max_frames)
-    control = read_reconstructions(control_path, max_frames)
+    others = {"control": (control_path, read_reconstructions(control_path, max_frames))}
+    if ridge_path is not None:
+        others["ridge"] = (ridge_path, read_reconstructions(ridge_path, max_frames))
     targets = np.asarray(model["targets"], np.float32)
-    if (not np.array_equal(model["samples"], control["samples"])
-            or not np.array_equal(targets, control["targets"])):
-        raise DataError(f"learning_check: {model_path} and {control_path} must reconstruct the same "
-                        f"test frames (samples and targets) in the same order; they differ")
+    for other_path, other in others.values():
+        if (not np.array_equal(model["samples"], other["samples"])
+                or not np.array_equal(targets, other["targets"])):
+            raise DataError(f"learning_check: {model_path} and {other_path} must reconstruct the "
+                            f"same test frames (samples and targets) in the same order; they "
+                            f"differ")
     mean_frame = np.asarray(mean_frame, np.float32)
     if mean_frame.shape != targets.shape[1:]:
         raise DataError(f"learning_check: mean_frame expected shape {targets.shape[1:]} (the test "
@@ -166,8 +189,9 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         mask = np.asarray(mask, bool)
         mask_info = {"settings_from": "given", "n_pixels": int(mask.sum()),
                      "fraction": float(mask.mean())}
-    images = {"model": np.asarray(model["reconstructions"], np.float32),
-              "control": np.asarray(control["reconstructions"], np.float32)}
+    images = {"model": np.asarray(model["reconstructions"], np.float32)}
+    images.update({name: np.asarray(other["reconstructions"], np.float32)
+                   for name, (_, other) in others.items()})
     gt = alexnet_layers(extractor, targets, batch_size)
     per_frame, identification = {}, {}
     for name, recon in images.items():
@@ -189,6 +213,8 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     versus_control = {key: paired(key, "control")
                       for key in ("twoway_alexnet2", "twoway_alexnet5") + _FIELD}
     versus_mean = {key: paired(key, "mean_frame") for key in _FIELD}
+    versus_ridge = ({key: paired(key, "ridge") for key in ("pixcorr_disc", "twoway_pixels")}
+                    if "ridge" in images else {})
 
     criteria = []
     for layer in LAYERS:
@@ -200,15 +226,25 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                          f"{'>' if ok else 'NOT >'} chance 50 % (permutation p = "
                          f"{ident['permutation_p']:.2g}, {ident['n_permutations']} shuffles; "
                          f"needs p < {alpha})"})
-    for key, label in (("twoway_alexnet2", "two-way identification (alexnet_pool2)"),
-                       ("twoway_alexnet5", "two-way identification (alexnet_pool5)"),
-                       ("pixcorr_disc", "PixCorr inside the valid field")):
-        c = versus_control[key]
+    for key in ("twoway_alexnet2", "twoway_alexnet5", "pixcorr_disc"):
+        c, label = versus_control[key], _LABELS[key]
         ok = _beats(c, alpha)
         criteria.append({
             "name": f"{key}_vs_control", "passed": ok,
             "statement": f"{label} per frame: model {c['model_mean']:.3f} "
                          f"{'>' if ok else 'NOT >'} time-shuffled control {c['other_mean']:.3f} "
+                         f"(difference {c['difference']:+.3f}; paired t-test p = {c['t_p']:.2g}, "
+                         f"sign test {c['wins']}/{c['n']} frames p = {c['binomial_p']:.2g}; "
+                         f"needs a positive difference and both p < {alpha})"})
+    floors = [("mean_frame", "mean training frame", "pixcorr_disc", versus_mean)]
+    floors += [("ridge", "ridge decoder", key, versus_ridge) for key in versus_ridge]
+    for other, other_label, key, table in floors:
+        c = table[key]
+        ok = _beats(c, alpha)
+        criteria.append({
+            "name": f"{key}_vs_{other}", "passed": ok,
+            "statement": f"{_LABELS[key]} per frame: model {c['model_mean']:.3f} "
+                         f"{'>' if ok else 'NOT >'} {other_label} {c['other_mean']:.3f} "
                          f"(difference {c['difference']:+.3f}; paired t-test p = {c['t_p']:.2g}, "
                          f"sign test {c['wins']}/{c['n']} frames p = {c['binomial_p']:.2g}; "
                          f"needs a positive difference and both p < {alpha})"})
@@ -234,10 +270,13 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         "identification": identification,
         "model_vs_control": versus_control,
         "model_vs_mean_frame": versus_mean,
+        "model_vs_ridge": versus_ridge,
         "field": {name: {k: summarize(per_frame[name][k]) for k in _FIELD}
-                  for name in ("model", "control", "mean_frame")},
-        "twoway": {name: {k: summarize(per_frame[name][k]) for k in _TWOWAY.values()}
-                   for name in ("model", "control")},
+                  for name in per_frame},
+        "twoway": {name: {k: summarize(per_frame[name][k])
+                          for k in tuple(_TWOWAY.values()) + ("twoway_pixels",)
+                          if k in per_frame[name]}
+                   for name in per_frame},
         "per_frame": per_frame,
     }
 
@@ -381,42 +420,53 @@ def plot_learning_curves(curves, path, marks=(), note=""):
     return save_figure(fig, path, dpi=110)
 
 
+_ROWS = (("model", "model"), ("control", "time-shuffled control"), ("ridge", "ridge floor"),
+         ("mean_frame", "mean training frame"))
+
+
 def format_learning_check(check):
-    """The three comparisons of :func:`learning_check` as printable lines.
+    """The comparisons of :func:`learning_check` as printable lines: one table (model, control,
+    ridge floor, mean frame), then the tests behind the verdict.
 
     Returns
     -------
     str
     """
+    field, twoway = check["field"], check["twoway"]
+
+    def cell(table, name, key, scale=1.0, fmt="{:9.3f}"):
+        if name in table and key in table[name]:
+            return fmt.format(scale * table[name][key]["mean"])
+        return f"{'-':>9}"
+
     lines = [f"learning check on {check['n_frames']} held-out test frames "
-             f"(alpha = {check['alpha']}):"]
-    lines.append("  1. two-way identification vs chance (50 %):")
-    lines.append(f"     {'':<24}{'pool2':>9}{'perm. p':>9}{'binom. p':>10}"
-                 f"{'pool5':>9}{'perm. p':>9}{'binom. p':>10}")
-    for name, label in (("model", "model"), ("control", "time-shuffled control")):
+             f"(alpha = {check['alpha']}; valid field = "
+             f"{100 * check['field_mask'].get('fraction', float('nan')):.0f} % of pixels):",
+             f"  {'':<24}{'PixCorr':>9}{'pixel':>9}{'pool2':>9}{'pool5':>9}{'SSIM':>9}"
+             f"{'PixCorr':>9}",
+             f"  {'':<24}{'(field)':>9}{'2-way':>9}{'2-way':>9}{'2-way':>9}{'(field)':>9}"
+             f"{'(whole)':>9}"]
+    for name, label in _ROWS:
+        if name not in field:
+            continue
+        lines.append(f"  {label:<24}" + cell(field, name, "pixcorr_disc")
+                     + cell(twoway, name, "twoway_pixels", 100, "{:8.1f}%")
+                     + cell(twoway, name, "twoway_alexnet2", 100, "{:8.1f}%")
+                     + cell(twoway, name, "twoway_alexnet5", 100, "{:8.1f}%")
+                     + cell(field, name, "ssim_disc") + cell(field, name, "pixcorr"))
+    lines.append(f"  {'chance':<24}{'':>9}{50.0:8.1f}%{50.0:8.1f}%{50.0:8.1f}%")
+    lines.append("  identification vs chance (permutation test):")
+    for name, label in _ROWS:
+        if name not in check["identification"]:
+            continue
         row = f"     {label:<24}"
         for layer in LAYERS:
             t = check["identification"][name][layer]
-            row += f"{100 * t['accuracy']:8.1f}%{t['permutation_p']:9.4f}{t['binomial_p']:10.2g}"
+            row += (f"  {layer.split('_')[1]} {100 * t['accuracy']:.1f}% p {t['permutation_p']:.3g}"
+                    f" (binom. {t['binomial_p']:.2g})")
         lines.append(row)
-    lines.append("  2. model vs time-shuffled control, per frame (paired t-test, sign test):")
-    for key in ("twoway_alexnet2", "twoway_alexnet5", "pixcorr_disc"):
-        c = check["model_vs_control"][key]
-        lines.append(f"     {key:<16} model {c['model_mean']:.3f}  control {c['other_mean']:.3f}  "
-                     f"diff {c['difference']:+.3f}  t p = {c['t_p']:.2g}  "
-                     f"wins {c['wins']}/{c['n']} p = {c['binomial_p']:.2g}")
-    lines.append("  3. field metrics (mean over frames; *_disc: inside the fisheye valid field, "
-                 f"{100 * check['field_mask'].get('fraction', float('nan')):.0f} % of pixels):")
-    lines.append(f"     {'':<24}" + "".join(f"{k:>14}" for k in _FIELD))
-    for name, label in (("model", "model"), ("control", "time-shuffled control"),
-                        ("mean_frame", "mean training frame")):
-        lines.append(f"     {label:<24}" + "".join(f"{check['field'][name][k]['mean']:14.3f}"
-                                                   for k in _FIELD))
-    for key in ("pixcorr_disc", "ssim_disc"):
-        c = check["model_vs_mean_frame"][key]
-        lines.append(f"     model - mean frame, {key:<13} {c['difference']:+.3f}  (paired t-test "
-                     f"p = {c['t_p']:.2g}, model better on {c['wins']}/{c['n']} frames)")
-    lines.append("  verdict: " + ("PASSED" if check["passed"] else "FAILED"))
-    for reason in check["reasons"]:
-        lines.append("   - " + reason)
+    lines.append("  verdict: " + ("PASSED" if check["passed"] else "FAILED")
+                 + " (each: model minus the other per frame, one-sided paired t-test and sign test)")
+    for c in check["criteria"]:
+        lines.append(("   + " if c["passed"] else "   x ") + c["statement"])
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from ..errors import DataError
 
 __all__ = ["pearson_rows", "euclidean_rows", "pixcorr", "ssim_gray", "psnr", "grayscale",
            "two_way_identification", "flow_epe", "zscore_rows", "fisheye_valid_mask",
-           "mean_training_frame", "mean_frame_metrics"]
+           "mean_training_frame", "mean_frame_metrics", "masked_pixels"]
 
 
 def fisheye_valid_mask(size, max_ratio=DataConfig.max_ratio, fisheye=True):
@@ -67,12 +67,15 @@ def _check_mask(mask, shape, name):
     return mask
 
 
-def _masked(images, mask):
+def masked_pixels(images, mask):
     """(n, C, H, W) -> (n, C * mask.sum()) pixels inside the mask (all pixels when None)."""
     images = np.asarray(images)
     if mask is None:
         return images.reshape(len(images), -1)
     return images[..., mask].reshape(len(images), -1)
+
+
+_masked = masked_pixels
 
 
 def _pair(a, b, name):

@@ -22,11 +22,14 @@ import numpy as np
 
 from ..utils import get_logger, write_json_atomic
 
-__all__ = ["DEMO_SETTINGS", "CONTROL", "run_demo", "format_summary"]
+__all__ = ["DEMO_PROFILE", "DEMO_SETTINGS", "CONTROL", "run_demo", "format_summary"]
 
 # Settings of the demo that differ from the quick profile and the defaults (stated with every
 # figure it prints and in demo_summary.json).
 DEMO_SETTINGS = ()
+# the run profile of the demo's model and control (experiments/profiles.py says how it departs
+# from the paper, and why)
+DEMO_PROFILE = "demo"
 CONTROL = "train.input_control=time_shuffled"
 
 
@@ -43,12 +46,12 @@ def _train_control(settings, weights, data, out, log_level):
 
     setup_logging(False)
     get_logger().setLevel(log_level)
-    return run_experiment("fixed_rf", data, os.path.join(out, "control"), "quick",
+    return run_experiment("fixed_rf", data, os.path.join(out, "control"), DEMO_PROFILE,
                           list(settings) + [CONTROL], weights, show_progress=False,
                           evaluate=False)
 
 
-def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
+def run_demo(out="demo_output", weights="auto", extra=(), show_progress=True,
              n_permutations=1000, parallel=True):
     """Run the demo; returns the summary dict written to ``OUT/demo_summary.json``.
 
@@ -57,6 +60,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     out : str
         Output folder (results, data cache, figures, summary).
     weights : str
+        ``auto`` (pretrained when cached or downloadable, else random with one warning),
         ``random`` (marked), ``pretrained`` or a folder: VGG, AlexNet and C3D weights.
     extra : sequence of str
         ``section.key=value`` overrides applied to model and control alike (after
@@ -78,19 +82,29 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     from ..data.embedded import simulated_dataset
     from .runner import experiment_config, run_experiment
     from ..io.reconstructions import read_reconstructions
-    from ..plotting import consecutive_frames, save_figure
+    from ..model_zoo.pretrained import resolve_config_weights
+    from ..baselines.ridge import run_ridge_baseline
+    from ..plotting import consecutive_frames, model_grid, save_figure
     from ..training.builder import dataset_mode
 
     log = get_logger()
     start = time.time()
     if weights == "random":
-        log.warning("demo: VGG, AlexNet and C3D use RANDOM weights (this machine cannot download "
-                    "the pretrained ones); every output is marked. Pass --weights pretrained to "
-                    "use the real ones.")
+        log.warning("demo: VGG, AlexNet and C3D use RANDOM weights (--weights random); every "
+                    "output is marked. The default, --weights auto, uses the pretrained ones "
+                    "where they are cached or can be downloaded.")
     settings = list(DEMO_SETTINGS) + list(extra)
     results = os.path.join(out, "results")
-    config = experiment_config("fixed_rf", "quick", settings, weights)
+    config = experiment_config("fixed_rf", DEMO_PROFILE, settings, weights)
+    # 'auto' is decided here, once, for the model, the control (another process) and the check
+    config, resolved = resolve_config_weights(config)
+    run_settings = settings + resolved
     data = simulated_dataset(config, os.path.join(out, "data"), show_progress)
+    # the linear floor (seconds; before the networks, so that it never competes with them)
+    ridge_recon = os.path.join(out, "ridge", "reconstructions.h5")
+    if not os.path.exists(ridge_recon):
+        run_ridge_baseline(data, os.path.dirname(ridge_recon), config,
+                           show_progress=show_progress)
     data_at = time.time()
     if parallel:
         import concurrent.futures
@@ -100,20 +114,24 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
                  "model (its log lines are marked TIME-SHUFFLED fMRI CONTROL)")
         with concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            job = pool.submit(_train_control, settings, weights, data, out, log.level)
-            fixed = run_experiment("fixed_rf", data, results, "quick", settings, weights,
+            job = pool.submit(_train_control, run_settings, weights, data, out, log.level)
+            fixed = run_experiment("fixed_rf", data, results, DEMO_PROFILE, run_settings, weights,
                                    show_progress=show_progress)
             control = job.result()
     else:
-        fixed = run_experiment("fixed_rf", data, results, "quick", settings, weights,
+        fixed = run_experiment("fixed_rf", data, results, DEMO_PROFILE, run_settings, weights,
                                show_progress=show_progress)
-        control = _train_control(settings, weights, data, out, log.level)
+        control = _train_control(run_settings, weights, data, out, log.level)
     control_at = time.time()
     model_status, control_status = fixed["variants"][0], control["variants"][0]
     fixed_recon = model_status["reconstructions"]
     figure = os.path.join(out, "fig3_consecutive_frames.png")
     save_figure(consecutive_frames(fixed_recon, start=10, count=8), figure, dpi=120,
                 bbox_inches="tight")
+    comparison = os.path.join(out, "floors_comparison.png")
+    save_figure(model_grid({"B2P-FixedRF": fixed_recon, "ridge floor": ridge_recon,
+                            "time-shuffled control": control_status["reconstructions"]},
+                           count=8), comparison, dpi=120, bbox_inches="tight")
 
     # the learning check, on every held-out test frame
     ctx = mx.cpu()
@@ -125,7 +143,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     mask, mask_info = field_mask(recon["attrs"], recon["targets"].shape[-1])
     check = learning_check(fixed_recon, control_status["reconstructions"], mean_frame, extractor,
                            n_permutations=n_permutations, seed=config.evaluation.seed, mask=mask,
-                           batch_size=config.evaluation.batch_size)
+                           batch_size=config.evaluation.batch_size, ridge_path=ridge_recon)
     gt = alexnet_layers(extractor, recon["targets"], config.evaluation.batch_size)
     test_path = os.path.join(fixed["data"], "test.h5")
     curves = {label: learning_curve(status["dir"], test_path, extractor, mask, gt,
@@ -136,7 +154,7 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
     sim = config.simulation
     note = (f"simulated data, noise_sd {sim.noise_sd} (x the signal's SD), {sim.n_repetitions} "
             f"test repetitions averaged; {check['n_frames']} held-out test frames; "
-            f"settings: {' '.join(settings) or 'quick profile'}")
+            f"profile {DEMO_PROFILE}{': ' + ' '.join(settings) if settings else ''}")
     curve_png = plot_learning_curves(curves, os.path.join(out, "learning_curves.png"), marks, note)
     per_frame = check.pop("per_frame")
     summary = {
@@ -147,11 +165,16 @@ def run_demo(out="demo_output", weights="random", extra=(), show_progress=True,
                              round(control_at - data_at, 1),
                              "learning check and curves": round(time.time() - control_at, 1)},
         "weights": weights,
+        "weights_resolved": {"feature_loss": config.loss.feature_weights,
+                             "evaluation": config.evaluation.feature_weights},
         "marks": marks,
         "settings": settings,
         "simulation": {"noise_sd": sim.noise_sd, "n_repetitions": sim.n_repetitions},
         "table": [t for t in fixed["tables"] if t.endswith("tables.md")][0],
+        "profile": DEMO_PROFILE,
         "figure": figure,
+        "floors_figure": comparison,
+        "ridge_reconstructions": ridge_recon,
         "gif": os.path.join(os.path.dirname(fixed_recon), "reconstructions.gif"),
         "mp4": os.path.join(os.path.dirname(fixed_recon), "reconstructions.mp4"),
         "reconstructions": fixed_recon,
@@ -179,7 +202,8 @@ def format_summary(summary):
     lines = ["", "=== brain2pix demo finished in %.0f s ===" % s["seconds"]]
     if s["marks"]:
         lines.append("marks: " + "; ".join(s["marks"]))
-    lines.append("settings: " + (" ".join(s["settings"]) or "the quick profile") +
+    lines.append(f"profile: {s.get('profile', DEMO_PROFILE)}; settings: "
+                 + (" ".join(s["settings"]) or "none beyond it") +
                  f" (simulation.noise_sd={s['simulation']['noise_sd']})")
     with open(s["table"]) as handle:
         lines.append(handle.read())
@@ -187,7 +211,10 @@ def format_summary(summary):
               f"GIF / MP4       {s['gif']}  {s['mp4']}", f"HDF5            {s['reconstructions']}",
               f"metrics         {s['results']}",
               f"control HDF5    {s['control_reconstructions']}",
+              f"ridge floor     {s.get('ridge_reconstructions', '')}",
+              f"floors figure   {s.get('floors_figure', '')}",
               f"learning curves {s['learning_curves']}",
-              "", "FixedRF (paper losses) vs the same model trained on TIME-SHUFFLED fMRI:",
+              "", f"FixedRF ({s.get('profile', DEMO_PROFILE)} profile) against the same model "
+              "trained on TIME-SHUFFLED fMRI, the ridge floor and the mean training frame:",
               format_learning_check(s["learning_check"])]
     return "\n".join(lines)

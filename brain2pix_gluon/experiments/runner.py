@@ -8,11 +8,13 @@ Results go to ``OUT/<experiment>/<variant>/{checkpoints,recon,eval}``.
 
 import json
 import os
+import signal
 import time
 
 from .. import __version__
 from ..config import apply_overrides, config_to_dict, load_config
 from ..configs import config_path
+from ..errors import Terminated
 from .profiles import apply_profile
 from ..utils import get_logger, write_json_atomic
 from .registry import get_experiment, result_path, select_variants, variant_dir
@@ -61,7 +63,16 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     recon = result_path(out_root, name, variant.label, "recon")
     recon_dir = os.path.dirname(recon)
     status = {"label": variant.label, "dir": vdir}
-    if variant.kind == "nishimoto":
+    if variant.kind == "ridge":
+        from ..baselines.ridge import run_ridge_baseline
+
+        if not os.path.exists(recon):
+            run_ridge_baseline(data, recon_dir, config, show_progress=show_progress)
+            status["ridge"] = "fitted"
+        else:
+            status["ridge"] = "done before"
+        marks = []
+    elif variant.kind == "nishimoto":
         if not os.path.exists(recon):
             run_nishimoto_baseline(data, recon_dir, config.evaluation,
                                    show_progress=show_progress, ctx=ctx)
@@ -77,11 +88,13 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
         if trainer.epoch < config.train.epochs:
             log.info("%s / %s: training epochs %d..%d", name, variant.label, trainer.epoch + 1,
                      config.train.epochs)
-            if trainer.fit() == "interrupted":
-                raise KeyboardInterrupt(f"{name} / {variant.label} interrupted; run again to resume")
+            if trainer.fit() == "interrupted":      # exit 143 after SIGTERM, 130 after Ctrl-C
+                stop = Terminated if trainer.stop_signal == signal.SIGTERM else KeyboardInterrupt
+                raise stop(f"{name} / {variant.label} interrupted; run again to resume")
             status["training"] = "trained"
         else:
             status["training"] = "done before"
+        trainer.folder_lock.release()       # taken by resume(); fit() gives it back itself
         marks = trainer.marks()
         if not _newer(recon, os.path.join(checkpoint_dir(vdir), "state.json")):
             reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)
@@ -90,7 +103,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
         status.update(evaluation="skipped", marks=marks, results=None)
         return status
     baselines = _baseline_files(out_root, variant.label) if group == "baseline" and \
-        variant.kind != "nishimoto" and not variant.label.startswith("Baseline") else {}
+        variant.kind == "train" and not variant.label.startswith("Baseline") else {}
     results = result_path(out_root, name, variant.label, "results")
     current = None
     if _newer(results, recon):
@@ -128,7 +141,8 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     overrides : sequence of str
         ``section.key=value`` applied to every variant.
     weights : str, optional
-        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights``.
+        Sets both ``loss.feature_weights`` and ``evaluation.feature_weights`` (default: the
+        configs', ``auto``: pretrained when cached or downloadable, else random and marked).
     variants : sequence of str, optional
         Variants to run, by label (``"No feature"``) or slug (``no_feature``); default: all. One
         variant per job lets a cluster scheduler run an experiment's trainings side by side.
@@ -148,9 +162,14 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     from ..evaluation.tables import write_tables
     from ..training.trainer import make_contexts
 
+    from ..model_zoo.pretrained import resolve_config_weights
+
     experiment = get_experiment(name)
     chosen = select_variants(name, variants)
     base = experiment_config("fixed_rf", profile, overrides, weights)
+    # 'auto' weights are decided once, here, so every variant uses the same and one line says so
+    base, resolved = resolve_config_weights(base)
+    overrides = list(overrides) + resolved
     if data is None:
         data = simulated_dataset(base, data_home, show_progress)
     contexts = make_contexts(gpus)

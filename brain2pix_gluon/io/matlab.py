@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from ..errors import DataError
+from ..utils import as_os_error
 
 __all__ = ["read_mat", "write_mat", "mat_version", "MAT_VERSIONS"]
 
@@ -178,7 +179,12 @@ def write_mat(path, variables, version="5"):
         else:
             import h5py
 
-            with h5py.File(tmp, "w", userblock_size=_USERBLOCK) as handle:
+            from .hdf5 import discard_h5
+
+            # closed explicitly, and given back its space first on a failure (a full disk must
+            # not crash HDF5; see brain2pix_gluon.io.hdf5)
+            handle = h5py.File(tmp, "w", userblock_size=_USERBLOCK, rdcc_nbytes=0)
+            try:
                 for name, arr in arrays.items():
                     if arr.dtype.kind == "b":
                         data, cls = arr.astype(np.uint8), "logical"
@@ -188,6 +194,12 @@ def write_mat(path, variables, version="5"):
                     dset.attrs["MATLAB_class"] = np.bytes_(cls)
                     if cls == "logical":
                         dset.attrs["MATLAB_int_decode"] = np.int32(1)
+                    del dset
+                handle.flush()
+                handle.close()
+            except BaseException:
+                discard_h5(handle, tmp)
+                raise
             with open(tmp, "r+b") as handle:
                 handle.write(_v73_header())
         os.replace(tmp, path)
@@ -197,4 +209,7 @@ def write_mat(path, variables, version="5"):
                 os.remove(leftover)
         if isinstance(exc, DataError):
             raise
+        converted = as_os_error(exc, path)      # a full disk is exit 1 with the file, as elsewhere
+        if converted is not None:
+            raise (converted if converted is not exc else exc) from None
         raise DataError(f"write_mat {path!s} (v{version}) failed: {type(exc).__name__}: {exc}") from exc

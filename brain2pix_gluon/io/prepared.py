@@ -8,7 +8,7 @@ One file per split (``train.h5``, ``test.h5``)::
     /rf_centres/<ROI>   float32 (n_roi_voxels, 2)       RF centre (col, row) in [-0.5, 0.5)
     /samples            int64   (n_samples, 5)          run, frame, first_volume, frame_row,
                                                           volume_row
-    /runs/names         str     (n_runs,)
+    /runs/names         str     (n_runs,)               UTF-8 (older files: ASCII)
     /runs/n_volumes     int64   (n_runs,)
     /runs/n_frames      int64   (n_runs,)               frames stored per run
     attributes          schema_version, split, package_version, config (JSON), sources (JSON of
@@ -37,6 +37,8 @@ import types
 import numpy as np
 
 from ..errors import DataError
+from ..utils import as_os_error
+from .hdf5 import create_h5, discard_h5, finish_h5, names_array, read_names, release_space
 
 __all__ = ["SCHEMA_VERSION", "SAMPLE_FIELDS", "SAMPLE", "SampleTable", "PreparedSplit", "PreparedArrays",
            "split_attributes",
@@ -132,15 +134,28 @@ class PreparedWriter:
 
     def __init__(self, path, rois, n_voxels, centres, image_size, attrs, compression="lzf",
                  background=True):
-        import h5py
-
         self.path = os.fspath(path)
         self.partial = self.path + ".partial"
         if os.path.exists(self.partial):
             os.remove(self.partial)
         self.rois = tuple(rois)
         self.size = int(image_size)
-        self.file = h5py.File(self.partial, "w")
+        self._error = None
+        self._queue = self._thread = None
+        # no chunk cache: a full disk raises in the write, never while a dataset is closed (which
+        # crashes HDF5; see brain2pix_gluon.io.hdf5)
+        self.file = create_h5(self.partial)
+        try:
+            self._create(rois, n_voxels, centres, attrs, compression)
+        except BaseException as exc:
+            discard_h5(self.file, self.partial)
+            _raise_as_os_error(exc, self.partial)
+        if background:
+            self._queue = queue.Queue(maxsize=1)
+            self._thread = threading.Thread(target=self._drain, name="PreparedWriter", daemon=True)
+            self._thread.start()
+
+    def _create(self, rois, n_voxels, centres, attrs, compression):
         f = self.file
         s = self.size
         f.create_dataset("frames", (0, 3, s, s), np.float16, maxshape=(None, 3, s, s),
@@ -165,12 +180,9 @@ class PreparedWriter:
         f.attrs["complete"] = False
         for key, value in attrs.items():
             f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
-        self._error = None
-        self._queue = self._thread = None
-        if background:
-            self._queue = queue.Queue(maxsize=1)
-            self._thread = threading.Thread(target=self._drain, name="PreparedWriter", daemon=True)
-            self._thread.start()
+        # one handle per dataset for the writer's life (no temporary Dataset objects)
+        self._datasets = {name: f[name] for name in
+                          ["frames", "rf_images", "samples"] + [f"voxels/{r}" for r in self.rois]}
 
     def __enter__(self):
         return self
@@ -243,18 +255,22 @@ class PreparedWriter:
             self._queue.put(item)
 
     def _write_run(self, name, frames, rf_images, voxels, frame_index, first_volumes, n_dropped):
-        f = self.file
-        check_free_space(self.partial, estimate_bytes(rf_images.shape[0], frames.shape[0],
-                                                      [v.shape[1] for v in voxels.values()],
-                                                      self.size))
-        frame_row0 = self._append(f["frames"], np.asarray(frames, np.float16))
-        volume_row0 = self._append(f["rf_images"], np.asarray(rf_images, np.float32))
-        for roi in self.rois:
-            self._append(f[f"voxels/{roi}"], np.asarray(voxels[roi], np.float32))
-        run = len(self._runs["names"])
-        samples = np.stack([np.full_like(frame_index, run), frame_index, first_volumes,
-                            frame_index + frame_row0, first_volumes + volume_row0], axis=1)
-        self._append(f["samples"], samples.astype(np.int64))
+        d = self._datasets
+        needed = estimate_bytes(rf_images.shape[0], frames.shape[0],
+                                [v.shape[1] for v in voxels.values()], self.size)
+        check_free_space(self.partial, needed)
+        try:
+            frame_row0 = self._append(d["frames"], np.asarray(frames, np.float16))
+            volume_row0 = self._append(d["rf_images"], np.asarray(rf_images, np.float32))
+            for roi in self.rois:
+                self._append(d[f"voxels/{roi}"], np.asarray(voxels[roi], np.float32))
+            run = len(self._runs["names"])
+            samples = np.stack([np.full_like(frame_index, run), frame_index, first_volumes,
+                                frame_index + frame_row0, first_volumes + volume_row0], axis=1)
+            self._append(d["samples"], samples.astype(np.int64))
+        except Exception as exc:
+            _raise_as_os_error(exc, self.partial, f"writing run {name!r}, about "
+                                                  f"{needed / 1e6:.1f} MB before compression")
         self._runs["names"].append(name)
         self._runs["n_volumes"].append(rf_images.shape[0])
         self._runs["n_frames"].append(frames.shape[0])
@@ -269,23 +285,40 @@ class PreparedWriter:
             self.abort()
             raise
         f = self.file
-        for key, dtype in (("names", "S"), ("n_volumes", np.int64), ("n_frames", np.int64)):
-            f.create_dataset(f"runs/{key}", data=np.array(self._runs[key], dtype=dtype),
-                             fletcher32=True)
-        f.attrs["n_dropped"] = self.n_dropped
-        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        f.attrs["complete"] = True
-        f.close()
-        os.replace(self.partial, self.path)
+        try:
+            # names as UTF-8 (any file name: "clip é 1"); counts as int64
+            for key, values in (("names", names_array(self._runs["names"])),
+                                ("n_volumes", np.array(self._runs["n_volumes"], np.int64)),
+                                ("n_frames", np.array(self._runs["n_frames"], np.int64))):
+                f.create_dataset(f"runs/{key}", data=values, fletcher32=True)
+            f.attrs["n_dropped"] = self.n_dropped
+            f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            f.attrs["complete"] = True
+        except BaseException as exc:
+            discard_h5(f, self.partial)
+            _raise_as_os_error(exc, self.partial)
+        self._datasets = {}
+        finish_h5(f, self.partial, self.path)
 
     def abort(self):
         """Stop the worker thread, close and delete the partial file."""
         try:
             self._join()
-            self.file.close()
         finally:
-            if os.path.exists(self.partial):
-                os.remove(self.partial)
+            release_space(self.partial)     # before any dataset is closed (see io.hdf5)
+            self._datasets = {}
+            discard_h5(self.file, self.partial)
+
+
+def _raise_as_os_error(exc, path, doing=None):
+    """Raise ``exc`` as the OSError it stands for (naming ``path``, saying what was being done),
+    or as it is."""
+    converted = as_os_error(exc, path)
+    if converted is None or converted is exc:
+        raise exc
+    if doing:
+        converted = OSError(converted.errno, f"{converted.strerror} ({doing})", path)
+    raise converted from exc
 
 
 REQUIRED = ("frames", "rf_images", "samples", "runs/names", "runs/n_volumes", "runs/n_frames")
@@ -485,7 +518,7 @@ def describe_prepared(path):
             "created": handle.attrs.get("created", ""),
             "n_dropped": int(handle.attrs.get("n_dropped", 0)),
             "rois": json.loads(handle.attrs["rois"]),
-            "runs": [n.decode() for n in handle["runs/names"][()]],
+            "runs": read_names(handle["runs/names"][()]),
             "datasets": {},
         }
         handle.visititems(lambda name, obj: info["datasets"].__setitem__(
@@ -609,7 +642,7 @@ class PreparedSplit:
             self.retinotopy = json.loads(text) if text else None
             self._identity = {k: str(attrs.get(k, "")) for k in ("sources", "config",
                                                                  "package_version")}
-            self.run_names = [n.decode() for n in handle["runs/names"][()]]
+            self.run_names = read_names(handle["runs/names"][()])
             self.n_volumes = int(handle["rf_images"].shape[0])
             self.n_frames = int(handle["frames"].shape[0])
             self.n_voxels = {roi: int(handle[f"voxels/{roi}"].shape[1]) for roi in self.rois}

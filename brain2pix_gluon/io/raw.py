@@ -16,7 +16,6 @@ on read) with a video ``test/<clip>.<ext>``.
 """
 
 import csv
-import glob
 import hashlib
 import os
 import re
@@ -254,8 +253,10 @@ def discover_runs(raw_dir, split):
     folder = os.path.join(raw_dir, split)
     if not os.path.isdir(folder):
         raise DataError(f"raw dataset {raw_dir!s}: folder {split}/ does not exist")
+    # os.listdir, not glob: glob returns nothing for a folder it may not read ("no runs")
     groups = {}
-    for path in sorted(glob.glob(os.path.join(folder, "*"))):
+    for path in sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                       if not n.startswith(".")):
         stem = _strip_run_ext(os.path.basename(path))
         if stem is None:
             continue

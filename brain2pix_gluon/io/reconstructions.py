@@ -5,7 +5,8 @@
     /reconstructions  float32 (n, 3, S, S)   in [0, 1], same order as the prepared test split
     /targets          float32 (n, 3, S, S)   ground truth (warped frames)
     /samples          int64   (n, 5)         the prepared split's sample index (run, frame, ...)
-    /runs/names       str     (n_runs,)      run (clip) names, indexed by samples[:, 0]
+    /runs/names       str     (n_runs,)      run (clip) names, indexed by samples[:, 0]; UTF-8
+                                             (older files: ASCII)
     /input_previews   uint8   (n, S, S, 3)   optional: an RGB picture of each input (figures)
     attributes        schema ("brain2pix-reconstructions"), schema_version, model, variant,
                       weights (JSON: which pretrained weights were used or "random ..."),
@@ -25,7 +26,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
-from ..utils import array_sha256
+from ..utils import array_sha256, as_os_error
+from .hdf5 import create_h5, discard_h5, finish_h5, names_array, read_names
+from .prepared import check_free_space
 
 __all__ = ["write_reconstructions", "read_reconstructions", "Reconstructions", "targets_checksum",
            "SCHEMA"]
@@ -58,8 +61,6 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
         Provenance; non-scalar values are stored as JSON.
     input_previews : ndarray of uint8, shape (n, S, S, 3), optional
     """
-    import h5py
-
     recon = np.asarray(reconstructions, np.float32)
     tgt = np.asarray(targets, np.float32)
     if recon.shape != tgt.shape or recon.ndim != 4 or recon.shape[1] != 3:
@@ -67,31 +68,38 @@ def write_reconstructions(path, reconstructions, targets, samples, run_names, at
                         f"{recon.shape} and {tgt.shape}")
     if len(samples) != len(recon):
         raise DataError(f"samples: expected {len(recon)} rows, got {len(samples)}")
+    previews = None if input_previews is None else np.asarray(input_previews, np.uint8)
+    needed = recon.nbytes + tgt.nbytes + (0 if previews is None else previews.nbytes)
     tmp = os.fspath(path) + ".partial"
+    check_free_space(tmp, needed)
+    # no chunk cache, explicit flush, space given back before closing a failed file: a full disk
+    # is an OSError naming the file, never a crash (see brain2pix_gluon.io.hdf5)
+    f = create_h5(tmp)
     try:
-        with h5py.File(tmp, "w") as f:
-            chunk = (min(16, max(len(recon), 1)),) + recon.shape[1:]
-            f.create_dataset("reconstructions", data=recon, chunks=chunk, compression="lzf",
-                             fletcher32=True)
-            f.create_dataset("targets", data=tgt, chunks=chunk, compression="lzf", fletcher32=True)
-            f.create_dataset("samples", data=np.asarray(samples, np.int64), fletcher32=True)
-            f.create_dataset("runs/names", data=np.array(list(run_names), dtype="S"),
-                             fletcher32=True)
-            if input_previews is not None:
-                f.create_dataset("input_previews", data=np.asarray(input_previews, np.uint8),
-                                 compression="lzf", fletcher32=True)
-            f.attrs["schema"] = SCHEMA
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["package_version"] = __version__
-            f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            for key, value in attrs.items():
-                f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
-            f.attrs["targets_sha256"] = targets_checksum(tgt)
-            f.attrs["complete"] = True
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        chunk = (min(16, max(len(recon), 1)),) + recon.shape[1:]
+        f.create_dataset("reconstructions", data=recon, chunks=chunk, compression="lzf",
+                         fletcher32=True)
+        f.create_dataset("targets", data=tgt, chunks=chunk, compression="lzf", fletcher32=True)
+        f.create_dataset("samples", data=np.asarray(samples, np.int64), fletcher32=True)
+        f.create_dataset("runs/names", data=names_array(run_names), fletcher32=True)
+        if previews is not None:
+            f.create_dataset("input_previews", data=previews, compression="lzf", fletcher32=True)
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["package_version"] = __version__
+        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        for key, value in attrs.items():
+            f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        f.attrs["targets_sha256"] = targets_checksum(tgt)
+        f.attrs["complete"] = True
+    except BaseException as exc:
+        discard_h5(f, tmp)
+        converted = as_os_error(exc, path)
+        if converted is None or converted is exc:
+            raise
+        raise OSError(converted.errno, f"{converted.strerror} (writing about {needed / 1e6:.1f} "
+                                       f"MB of reconstructions)", path) from exc
+    finish_h5(f, tmp, path)
     return path
 
 
@@ -163,30 +171,18 @@ def read_reconstructions(path, max_frames=0):
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"reconstructions {path!s}: not a readable HDF5 file ({exc})") from exc
-    with handle as f:
-        if f.attrs.get("schema") != SCHEMA or not f.attrs.get("complete", False):
-            raise DataError(f"reconstructions {path!s}: attribute schema expected {SCHEMA!r} and "
-                            f"complete=True, got {f.attrs.get('schema')!r}, "
-                            f"{f.attrs.get('complete')!r}")
-        for key in ("reconstructions", "targets", "samples", "runs/names"):
-            if key not in f:
-                raise DataError(f"reconstructions {path!s}: key /{key} missing")
-        attrs = {}
-        for key, value in f.attrs.items():
-            if isinstance(value, str) and value[:1] in "{[":
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    pass
-            attrs[key] = value
-        try:
-            data = {"reconstructions": f["reconstructions"][()], "targets": f["targets"][()],
-                    "samples": f["samples"][()],
-                    "input_previews": f["input_previews"][()] if "input_previews" in f else None,
-                    "run_names": [n.decode() for n in f["runs/names"][()]], "attrs": attrs}
-        except OSError as exc:
-            raise DataError(f"reconstructions {path!s}: a dataset cannot be read ({exc}); the file "
-                            f"is corrupt, write it again") from exc
+    try:
+        with handle as f:
+            data = _read_open(f, path)
+    except DataError:
+        raise
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        # h5py reports a damaged object header or B-tree as KeyError ("unable to determine
+        # object type"), OSError or RuntimeError, whichever call meets it first
+        raise DataError(f"reconstructions {path!s} are corrupt (HDF5 cannot read them: {exc}); "
+                        f"write them again with `brain2pix reconstruct` (or the baseline that "
+                        f"made them)") from exc
+    attrs = data["attrs"]
     checksum = targets_checksum(data["targets"])
     stored = attrs.get("targets_sha256")
     if stored is not None and stored != checksum:
@@ -198,3 +194,26 @@ def read_reconstructions(path, max_frames=0):
         for key in ("reconstructions", "targets", "samples"):
             data[key] = data[key][:max_frames]
     return Reconstructions(data)
+
+
+def _read_open(f, path):
+    """The arrays and attributes of an open reconstruction file (h5py errors propagate)."""
+    if f.attrs.get("schema") != SCHEMA or not f.attrs.get("complete", False):
+        raise DataError(f"reconstructions {path!s}: attribute schema expected {SCHEMA!r} and "
+                        f"complete=True, got {f.attrs.get('schema')!r}, "
+                        f"{f.attrs.get('complete')!r}")
+    for key in ("reconstructions", "targets", "samples", "runs/names"):
+        if key not in f:
+            raise DataError(f"reconstructions {path!s}: key /{key} missing")
+    attrs = {}
+    for key, value in f.attrs.items():
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        attrs[key] = value
+    return {"reconstructions": f["reconstructions"][()], "targets": f["targets"][()],
+            "samples": f["samples"][()],
+            "input_previews": f["input_previews"][()] if "input_previews" in f else None,
+            "run_names": read_names(f["runs/names"][()]), "attrs": attrs}

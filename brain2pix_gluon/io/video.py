@@ -13,6 +13,7 @@ frame ``k`` is the last source frame whose rounded timestamp is ``<= k``; output
 while ``k`` is below the rounded end time of the stream (last timestamp + one frame duration).
 """
 
+import errno
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import DataError
+from ..utils import disk_nearly_full, replacing
 
 __all__ = ["read_video", "write_video", "VideoWriter", "write_gif", "ffmpeg_executable", "fps_filter_selection",
            "ASPECT_MODES", "REENCODE_MODES", "VIDEO_BACKENDS"]
@@ -216,6 +218,7 @@ class VideoWriter:
         self.ext = os.path.splitext(self.path)[1]
         self.tmp = self.path + ".partial" + self.ext
         self._proc = self._cv = None
+        self._written = 0
         if self.ext == ".webm":
             exe = ffmpeg_executable()
             if exe is None:
@@ -231,6 +234,10 @@ class VideoWriter:
 
             self._cv = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
             if not self._cv.isOpened():
+                if os.path.exists(self.tmp):
+                    os.remove(self.tmp)
+                if disk_nearly_full(self.tmp):      # OpenCV says no more than that
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
                 raise DataError(f"video {path!s}: OpenCV could not open a writer")
 
     def write(self, frames):
@@ -249,12 +256,15 @@ class VideoWriter:
 
             for frame in frames:
                 self._cv.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            self._written += len(frames)
 
     def _fail(self):
         err = self._proc.stderr.read().decode(errors="replace")[-500:] if self._proc.stderr else ""
         self._proc.kill()
         self._proc.wait()
         self.abort()
+        if "No space left on device" in err:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
         raise DataError(f"video {self.path!s}: ffmpeg could not write it: {err}")
 
     def close(self):
@@ -265,8 +275,25 @@ class VideoWriter:
             self._proc.stderr.close()
         else:
             self._cv.release()
+            self._check_written()
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _check_written(self):
+        """OpenCV reports no failed write (a full disk): count the frames the file holds."""
+        import cv2
+
+        capture = cv2.VideoCapture(self.tmp)
+        found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        if found == self._written:
+            return
+        full = disk_nearly_full(self.tmp)
+        self.abort()
+        if full:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the video holds {found} "
+                                        f"of its {self._written} frames)", self.path)
+        raise DataError(f"video {self.path!s}: OpenCV wrote {found} of {self._written} frames")
 
     def abort(self):
         if self._cv is not None:
@@ -302,9 +329,7 @@ def write_gif(path, frames, fps=1.0 / DataConfig.tr):
 
     frames = _to_uint8(frames)
     images = [Image.fromarray(f) for f in frames]
-    from ..utils import atomic_path
-
-    with atomic_path(path, ".gif") as tmp:
+    with replacing(path) as tmp:        # reconstructions.partial.gif, removed on failure
         images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
                        duration=int(round(1000.0 / fps)))
     return path

@@ -4,7 +4,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 from mxnet.gluon.model_zoo import vision
 
-from .pretrained import RANDOM_MARK, build_with_weights
+from .pretrained import RANDOM_MARK, build_with_weights, resolve_weights
 
 __all__ = ["VGGFeatures", "vgg_features", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -50,12 +50,13 @@ class VGGFeatures(HybridBlock):
         return self.features(x)
 
 
-def vgg_features(weights="pretrained", layers=22, resize=224, normalize=False, ctx=None, seed=0):
+def vgg_features(weights="auto", layers=22, resize=224, normalize=False, ctx=None, seed=0):
     """Build the frozen VGG-19 feature extractor under the package's weights policy.
 
     Parameters
     ----------
     weights : str
+        ``"auto"`` (pretrained when cached or downloadable, else random with a warning),
         ``"pretrained"`` (Gluon model zoo ImageNet weights), a ``.params`` path, or ``"random"``.
     layers : int
         Modules of ``features`` kept (22 = up to conv4_2).
@@ -72,6 +73,7 @@ def vgg_features(weights="pretrained", layers=22, resize=224, normalize=False, c
         With ``weights_source`` set and every parameter's ``grad_req`` = "null".
     """
     ctx = ctx or mx.cpu()
+    weights = resolve_weights(weights, "feature_loss")
     if weights == "random":
         # Initialise only the kept layers: the classifier's 120 M parameters are never used.
         block = VGGFeatures(vision.vgg19().features[:layers], resize, normalize)

@@ -12,13 +12,14 @@ double-gamma response sampled at the TR.
 
 Drives (``PRFConfig.drive``)
 ----------------------------
-``"luminance"`` (default)
-    Mean of R, G, B of the warped frame. A linear pRF on luminance is exactly the model of the
-    package's simulator, and it is the right choice when responses follow luminance.
-``"contrast"``
+``"contrast"`` (default)
     Local RMS contrast (contrast energy): the luminance minus its Gaussian blur (a centre-surround
     band-pass), squared, blurred again, square-rooted. Early visual cortex responds to contrast
-    rather than to mean luminance, so this is the drive for real recordings (e.g. vim-2).
+    rather than to mean luminance, so this is the drive for real recordings (e.g. vim-2) and for
+    the package's simulator, whose voxels respond mostly to compressed contrast energy.
+``"luminance"``
+    Mean of R, G, B of the warped frame: the right choice when responses follow luminance
+    linearly (``simulation.drive=luminance``).
 
 Coordinates
 -----------

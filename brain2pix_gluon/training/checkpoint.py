@@ -35,6 +35,7 @@ import numpy as np
 
 from ..config import config_from_dict, config_to_dict
 from ..errors import CheckpointError, params_load_problem
+from ..utils import as_os_error, replacing
 
 __all__ = ["save_checkpoint", "find_checkpoint", "load_checkpoint_state", "restore_checkpoint",
            "checkpoint_dir", "checkpoints_root"]
@@ -156,34 +157,68 @@ def save_checkpoint(run_dir, nets, trainers, history, state, extra=None):
     final = os.path.join(root, f"ckpt-{number:06d}")
     tmp = final + ".partial"
     os.makedirs(tmp)
-    for name, net in nets.items():
-        if net is not None:
-            net.save_parameters(os.path.join(tmp, f"{name}.params"))
-    for name, trainer in trainers.items():
-        trainer.save_states(os.path.join(tmp, f"{name}.states"))
-    np.savez(os.path.join(tmp, "history.npz"), **history.state_dict())
-    for name, arrays in (extra or {}).items():
-        if not re.match(r"^[A-Za-z0-9_]+$", name):
-            raise CheckpointError(f"extra state name {name!r}: expected letters, digits or _")
-        np.savez(os.path.join(tmp, f"extra_{name}.npz"), **arrays)
-    # state.json last: a folder with it is complete
-    with open(os.path.join(tmp, "state.json"), "w") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-    for name in os.listdir(tmp):
-        _fsync(os.path.join(tmp, name))
+    try:
+        _write_files(tmp, nets, trainers, history, state, extra)
+    except BaseException as exc:
+        converted = as_os_error(exc, getattr(exc, "checkpoint_file", tmp))
+        # never leave a half-written folder behind (on a full disk it would keep the disk full)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if converted is None:
+            raise
+        last, _ = find_checkpoint(run_dir)
+        kept = (f"the last checkpoint {os.path.basename(last)} is kept; free some space, then "
+                f"--resume" if last else "no checkpoint was saved yet")
+        raise OSError(converted.errno, f"{converted.strerror} (checkpoint "
+                                       f"{os.path.basename(final)} not saved and its partial "
+                                       f"folder removed; {kept})",
+                      converted.filename) from exc
     os.replace(tmp, final)
     _fsync(root)
-    pointer_tmp = os.path.join(root, POINTER + ".partial")
-    with open(pointer_tmp, "w") as handle:
+    pointer = os.path.join(root, POINTER)
+    with replacing(pointer, pointer + ".partial") as pointer_tmp, open(pointer_tmp, "w") as handle:
         handle.write(os.path.basename(final) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(pointer_tmp, os.path.join(root, POINTER))
     _fsync(root)
     for _, older in numbered:
         shutil.rmtree(older, ignore_errors=True)
     shutil.rmtree(os.path.join(root, LEGACY), ignore_errors=True)
     return final
+
+
+def _write_files(tmp, nets, trainers, history, state, extra):
+    """Every file of a checkpoint into the folder ``tmp`` (state.json last), flushed to disk.
+
+    A failed write gets the attribute ``checkpoint_file`` (the file being written), since MXNet's
+    own errors name no file.
+    """
+    current = None
+    try:
+        for name, net in nets.items():
+            if net is not None:
+                current = os.path.join(tmp, f"{name}.params")
+                net.save_parameters(current)
+        for name, trainer in trainers.items():
+            current = os.path.join(tmp, f"{name}.states")
+            trainer.save_states(current)
+        current = os.path.join(tmp, "history.npz")
+        np.savez(current, **history.state_dict())
+        for name, arrays in (extra or {}).items():
+            if not re.match(r"^[A-Za-z0-9_]+$", name):
+                raise CheckpointError(f"extra state name {name!r}: expected letters, digits or _")
+            current = os.path.join(tmp, f"extra_{name}.npz")
+            np.savez(current, **arrays)
+        # state.json last: a folder with it is complete
+        current = os.path.join(tmp, "state.json")
+        with open(current, "w") as handle:
+            json.dump(state, handle, indent=2, sort_keys=True)
+        current = None
+        for name in os.listdir(tmp):
+            _fsync(os.path.join(tmp, name))
+    except Exception as exc:
+        if current is not None:
+            exc.checkpoint_file = current
+        raise
 
 
 def load_checkpoint_state(path):

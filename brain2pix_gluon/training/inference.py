@@ -16,6 +16,7 @@ from ..errors import CheckpointError, params_load_problem
 from ..io.prepared import PreparedSplit
 from ..io.reconstructions import write_reconstructions
 from ..io.video import write_gif, write_video
+from ..locking import FolderLock
 from ..plotting import input_preview, side_by_side
 from ..provenance import run_marks
 from ..utils import get_logger, progress
@@ -122,7 +123,13 @@ def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, 
     dict of str -> str
         Paths of the written files.
     """
-    ctx = ctx or mx.cpu()
+    with FolderLock(out_dir, "brain2pix reconstruct", "OUT"):    # one writer per folder
+        return _reconstruct(checkpoint, prepared_dir, out_dir, split, batch_size, gif_frames,
+                            ctx or mx.cpu(), show_progress)
+
+
+def _reconstruct(checkpoint, prepared_dir, out_dir, split, batch_size, gif_frames, ctx,
+                 show_progress):
     _, _, config = load_checkpoint_state(checkpoint)
     path = os.path.join(prepared_dir, f"{split}.h5")
     dataset = RFSImageDataset(path, config.data.rois, 1.0, dataset_mode(config))

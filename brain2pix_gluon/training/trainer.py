@@ -23,10 +23,11 @@ from ..config import config_to_dict
 from ..data.controls import apply_input_control
 from ..data.dataset import EpochSampler, RFSImageDataset
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..locking import FolderLock
 from ..model_zoo.vgg_features import vgg_features
 from ..plotting import save_grid
 from ..provenance import TIME_SHUFFLED_CONTROL, is_random, run_marks
-from ..utils import get_logger, progress, write_json_atomic, write_text_atomic
+from ..utils import get_logger, progress, replacing, write_json_atomic, write_text_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
 from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
@@ -80,6 +81,7 @@ class _StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.signum = None
         self._old = {}
 
     def __enter__(self):
@@ -92,6 +94,7 @@ class _StopRequest:
 
     def _handle(self, signum, frame):
         self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -176,6 +179,10 @@ class Trainer:
         # Named extra training state saved in checkpoints: name -> (get, set); ``get()`` returns
         # a dict of arrays, ``set(arrays)`` restores it on resume (e.g. an AMP loss scaler).
         self.extra_states = {}
+        # one writer per run folder: taken by resume() or fit(), given back when fit() ends
+        self.folder_lock = FolderLock(self.run_dir, "brain2pix train")
+        self._fresh = True          # neither resumed nor trained yet
+        self.stop_signal = None     # the signal that interrupted the last fit(), if any
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -221,6 +228,7 @@ class Trainer:
         bool
             True when a checkpoint was loaded; False when the run has none (a fresh start).
         """
+        self.folder_lock.acquire()
         directory, how = find_checkpoint(self.run_dir)
         if directory is None:
             return False
@@ -242,6 +250,7 @@ class Trainer:
         for name, scaler in self.scalers.items():
             scaler.load_state(state.get("loss_scaling", {}).get(name, {}))
         self._sync_log()
+        self._fresh = False
         self.log.info("resumed from %s (%s) at epoch %d, step %d", directory, how, self.epoch,
                       self.step)
         return True
@@ -347,10 +356,25 @@ class Trainer:
         str
             ``"complete"`` or ``"interrupted"`` (a checkpoint was saved either way).
         """
+        self.folder_lock.acquire()
+        try:
+            return self._fit(epochs, stop_after_steps)
+        finally:
+            self.folder_lock.release()
+
+    def _fit(self, epochs, stop_after_steps):
         cfg = self.config.train
         epochs = cfg.epochs if epochs is None else epochs
+        if self._fresh:
+            # checked under the lock: another process may have trained here since ours started
+            existing, _ = find_checkpoint(self.run_dir)
+            if existing is not None:
+                raise TrainingError(f"{self.run_dir} already holds a checkpoint ({existing}): "
+                                    f"pass --resume to continue it, or choose another --out")
+        self._fresh = False
         self._write_run_files()
         done_here = 0
+        self.stop_signal = None
         with _StopRequest() as stop:
             while self.epoch < epochs:
                 n_steps = self.steps_per_epoch()
@@ -381,6 +405,7 @@ class Trainer:
                         self._add_losses(pending, first, bar)
                         bar.close()
                         path = self.save()
+                        self.stop_signal = stop.signum
                         self.log.info("interrupted at epoch %d step %d; checkpoint %s; rerun with "
                                       "--resume to continue", self.epoch + 1, self.step, path)
                         return "interrupted"
@@ -489,8 +514,10 @@ class Trainer:
         os.makedirs(weights_dir, exist_ok=True)
         for name in ("net_g", "learned_rf"):
             if self.nets[name] is not None:
-                self.nets[name].save_parameters(
-                    os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params"))
+                # through a temporary name: a kill or a full disk never leaves a truncated file
+                path = os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params")
+                with replacing(path) as tmp:
+                    self.nets[name].save_parameters(tmp)
         self.save()
         # after the checkpoint: a crash before this line loses no record (the checkpoint holds it)
         with open(self.log_path, "a") as handle:

@@ -1,0 +1,115 @@
+"""The simulated cortex's encoding model, checked against hand computations and physical facts."""
+
+import numpy as np
+import pytest
+
+from brain2pix_gluon.config import SimulationConfig
+from brain2pix_gluon.data.cortex import (REFERENCE_SCALES, VoxelModel, cone_channels,
+                                         contrast_energy, drive_table, prf_weights)
+
+# Hunt-Pointer-Estevez LMS of the linear sRGB primaries, typed in from the published matrix
+RED_LMS = (0.31399, 0.15537, 0.01775)
+GREEN_LMS = (0.63951, 0.75789, 0.10944)
+
+
+def _uniform(rgb, size=16, t=1):
+    return np.broadcast_to(np.asarray(rgb, np.float32), (t, size, size, 3)).copy()
+
+
+def test_cone_contrasts_of_saturated_primaries_by_hand():
+    l, m, s = RED_LMS
+    _, rg, by = cone_channels(_uniform((1.0, 0.0, 0.0)))
+    assert rg[0, 0, 0] == pytest.approx((l - m) / (l + m + 0.05), rel=1e-5)
+    assert by[0, 0, 0] == pytest.approx((s - 0.5 * (l + m)) / (l + m + 0.05), rel=1e-5)
+    l, m, _ = GREEN_LMS
+    _, rg, _ = cone_channels(_uniform((0.0, 1.0, 0.0)))
+    assert rg[0, 0, 0] == pytest.approx((l - m) / (l + m + 0.05), rel=1e-5)
+    # red excites L more than M and green the opposite: opposite signs of L - M
+    assert cone_channels(_uniform((1, 0, 0)))[1][0, 0, 0] > 0 > rg[0, 0, 0]
+
+
+def test_greys_carry_no_colour_and_luminance_follows_the_gamma():
+    for level in (0.2, 0.5, 0.9):
+        lum, rg, by = cone_channels(_uniform((level, level, level)))
+        assert abs(rg).max() < 0.01 and abs(by).max() < 0.01
+        # L + M of a grey: row sums of the matrix's first two rows times level ** 2.2
+        expected = (sum(RED_LMS[:2]) + sum(GREEN_LMS[:2]) + 0.04650 + 0.08670) * level ** 2.2
+        assert lum[0, 0, 0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_contrast_energy_of_a_grating_is_its_rms_amplitude():
+    # a fine grating (4 px period) passes the 2-px surround almost untouched (gain 1 -
+    # exp(-2 pi^2 sigma^2 f^2) = 0.9928), so its local RMS contrast is amplitude / sqrt(2)
+    size, amplitude = 64, 0.2
+    x = np.arange(size)
+    lum = 0.5 + amplitude * np.sin(2 * np.pi * x / 4.0)[None, None, :].repeat(size, 1)
+    energy = contrast_energy(lum.astype(np.float32))
+    centre = energy[0, 16:48, 16:48]
+    expected = amplitude * (1 - np.exp(-2 * np.pi ** 2 * 4.0 / 16)) / np.sqrt(2)
+    assert centre.mean() == pytest.approx(expected, rel=0.02)
+    assert contrast_energy(np.full((1, 32, 32), 0.7, np.float32)).max() < 1e-6
+
+
+def _one_voxel(terms, exponent=0.5, size=32, polarity=(1.0, 1.0)):
+    weights = prf_weights(np.array([0.0]), np.array([0.0]), np.array([0.1]), size)
+    model = VoxelModel(weights, [0], [terms, terms, terms], [exponent] * 3,
+                       np.random.default_rng(0))
+    model.polarity[:] = polarity
+    return model
+
+
+def test_prf_weights_are_a_normalised_gaussian_at_the_centre():
+    w = prf_weights(np.array([0.25]), np.array([-0.25]), np.array([0.05]), 32).reshape(32, 32)
+    assert w.sum() == pytest.approx(1.0, rel=1e-5)
+    # x = +0.25 is column (0.25 + 0.5) * 32 - 0.5 = 23.5, y = -0.25 row 7.5: the peak is there
+    peak = np.unravel_index(np.argmax(w), w.shape)
+    assert peak[0] in (7, 8) and peak[1] in (23, 24)
+
+
+def test_contrast_summation_is_compressive():
+    """Doubling the contrast inside the pRF multiplies the contrast drive by 2 ** n (CSS)."""
+    size, n = 32, 0.4
+    model = _one_voxel([1.0, 0.0, 0.0, 0.0], exponent=n, size=size)
+    x = np.arange(size)
+
+    def grating(amplitude):
+        g = 0.5 + amplitude * np.sin(2 * np.pi * x / 4.0)
+        return np.repeat(np.repeat(g[None, None, :, None], size, 1), 3, 3).astype(np.float32)
+
+    low, high = model.drive(grating(0.1))[0, 0], model.drive(grating(0.2))[0, 0]
+    signals = model.signals(grating(0.1))["contrast"][0, 0]
+    assert low == pytest.approx(signals ** n, rel=1e-5)
+    # luminance ** 2.2 makes the cone-space contrast grow a little faster than the amplitude
+    lum_ratio = (model.signals(grating(0.2))["contrast"][0, 0] / signals)
+    assert high / low == pytest.approx(lum_ratio ** n, rel=1e-5)
+    assert 1.0 < high / low < 2.0 ** 0.5   # sub-additive: far below doubling
+
+
+def test_colour_terms_follow_the_voxel_polarity_and_luminance_is_linear():
+    red = _uniform((0.8, 0.2, 0.2), 32)
+    plus = _one_voxel([0.0, 1.0, 0.0, 0.0], polarity=(1.0, 1.0))
+    minus = _one_voxel([0.0, 1.0, 0.0, 0.0], polarity=(-1.0, 1.0))
+    assert plus.drive(red)[0, 0] > 0
+    assert minus.drive(red)[0, 0] == pytest.approx(-plus.drive(red)[0, 0], rel=1e-6)
+    _, rg, _ = cone_channels(red)
+    assert plus.drive(red)[0, 0] == pytest.approx(rg[0, 0, 0] / REFERENCE_SCALES["red_green"],
+                                                  rel=1e-4)
+    lum_only = _one_voxel([0.0, 0.0, 0.0, 1.0])
+    dim, bright = _uniform((0.3,) * 3, 32), _uniform((0.6,) * 3, 32)
+    expected = (cone_channels(bright)[0] - cone_channels(dim)[0])[0, 0, 0] / REFERENCE_SCALES[
+        "luminance"]
+    assert lum_only.drive(bright)[0, 0] - lum_only.drive(dim)[0, 0] == pytest.approx(expected,
+                                                                                   rel=1e-4)
+
+
+def test_drive_table_rows_are_rois_and_defaults_weigh_colour_and_luminance_less_in_v3():
+    table = drive_table(SimulationConfig())
+    assert table.shape == (3, 4)
+    sim = SimulationConfig()
+    np.testing.assert_allclose(table[:, 0], sim.drive_contrast)
+    np.testing.assert_allclose(table[:, 3], sim.drive_luminance)
+    # more invariance up the hierarchy: less luminance and colour, more compression
+    assert table[0, 1] > table[2, 1] and table[0, 3] > table[2, 3]
+    assert sim.css_exponent[0] > sim.css_exponent[2]
+    # contrast dominates luminance in every area (cortex responds little to uniform fields)
+    assert np.all(table[:, 0] > 2 * table[:, 3])
