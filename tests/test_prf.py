@@ -226,14 +226,16 @@ def _true(truth, key, axis):
 
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
-    """A simulated raw dataset with runs long enough for pRF fits (the session one has 2 x 60)."""
+    """A simulated raw dataset with runs long enough for pRF fits (the session one has 2 x 60);
+    voxels follow the linear luminance pRF model (simulator v2), so the estimates can be checked
+    against a truth that the luminance drive can recover."""
     from brain2pix_gluon.data.simulation import simulate_dataset
 
     from conftest import tiny_config
 
     config = tiny_config("simulation.n_train_runs=3", "simulation.volumes_per_run=150",
                          "simulation.n_voxels=60,40,40", "simulation.volumes_per_clip=40",
-                         "simulation.n_repetitions=1")
+                         "simulation.n_repetitions=1", "simulation.drive=luminance")
     out = str(tmp_path_factory.mktemp("prf_raw"))
     simulate_dataset(out, config.simulation, config.data, show_progress=False)
     return out
@@ -246,7 +248,7 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     from brain2pix_gluon.io.raw import MASK_KEYS, load_rf_centres, load_roi_masks
 
     out = str(tmp_path / "estimated")
-    overrides = ["data.image_size=32", "prf.r2_threshold=0.5"]
+    overrides = ["data.image_size=32", "prf.r2_threshold=0.5", "prf.drive=luminance"]
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 0
     masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
     cols, rows = load_rf_centres(os.path.join(out, "col_centers_112px.mat"),
