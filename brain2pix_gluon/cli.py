@@ -264,7 +264,7 @@ def build_parser():
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if config:
             p.add_argument("--config", help="YAML experiment file (differences from the defaults)")
-            p.add_argument("--profile", choices=("paper", "quick", "demo"), default=None)
+            p.add_argument("--profile", choices=("paper", "quick"), default=None)
             p.add_argument("overrides", nargs="*", metavar="section.key=value")
 
     p = sub.add_parser("simulate", help="write the simulated raw dataset")
@@ -348,7 +348,7 @@ def build_parser():
                    help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
     p.add_argument("--data", help="prepared directory (default: the embedded simulated dataset)")
     p.add_argument("--out", help="results root (default results, or results-quick)")
-    p.add_argument("--profile", choices=("paper", "quick", "demo"), default=None)
+    p.add_argument("--profile", choices=("paper", "quick"), default=None)
     p.add_argument("--weights", help="auto | pretrained | random | path: VGG/AlexNet/C3D weights "
                    "(default: the configs' 'auto': pretrained when cached or downloadable, else "
                    "random, marked)")
