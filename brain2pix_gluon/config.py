@@ -139,7 +139,7 @@ class TrainConfig:
     kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     grid_samples: int = 6
-    profile: str = "paper"          # paper | quick | demo (outputs of quick and demo runs say so)
+    profile: str = "paper"          # paper | quick (outputs of quick runs say so)
     input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
     def __post_init__(self):
@@ -525,7 +525,7 @@ RULES = {
                                   "an integer >= 0 (0 = the whole epoch)"),
     "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
                            "an integer >= 0 (0 = no grid pictures)"),
-    "train.profile": _one_of("paper", "quick", "demo"),
+    "train.profile": _one_of("paper", "quick"),
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation

@@ -315,7 +315,10 @@ class _Scanner:
         self.drive_model = sim.drive
         roi_index = np.concatenate([np.full(len(voxels[k]["x"]), ROIS.index(k[:2]))
                                     for k in ROI_PARTS])
-        self.cortex = VoxelModel(self.weights, roi_index, drive_table(sim), sim.css_exponent, rng)
+        # the voxels' hue preferences come from their own stream, so that every other draw (run
+        # lengths, noise) is the one simulator version 2 made for the same seed
+        self.cortex = VoxelModel(self.weights, roi_index, drive_table(sim), sim.css_exponent,
+                                 np.random.default_rng([sim.seed, 3]))
 
     def _drive(self, warped):
         if self.drive_model == "luminance":
