@@ -288,7 +288,8 @@ def test_tiny_training_end_to_end_the_model_passes_and_the_control_as_model_fail
     config = tiny_config("simulation.noise_sd=0.1", "simulation.n_test_clips=2",
                          "simulation.volumes_per_clip=90", "train.epochs=16",
                          "train.max_steps_per_epoch=10", "train.lr=0.001",
-                         "loss.adversarial_weight=0", "loss.feature_weight=0")
+                         "loss.adversarial_weight=0", "loss.feature_weight=0",
+                         "simulation.drive=luminance")
     raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
     simulate_dataset(raw, config.simulation, config.data, show_progress=False)
     prepare_dataset(raw, prepared, config, show_progress=False)

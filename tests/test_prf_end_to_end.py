@@ -131,8 +131,8 @@ def test_vim2_estimate_prepare_train(vim2, tmp_path, capsys):  # noqa: F811
     # train refuses a TR other than the recording's, and takes the recording's by default
     capsys.readouterr()
     refused = str(tmp_path / "refused")
-    assert main(["train", "--data", prepared, "--out", refused, *common[:1], *TINY, *TRAIN,
-                 "data.tr=0.7"]) == 2
+    assert main(["train", "--data", prepared, "--out", refused, *common[:1],
+                 *layered(TINY, TRAIN), "data.tr=0.7"]) == 2
     assert ("data.tr: the prepared data" in capsys.readouterr().err
             and not os.path.exists(os.path.join(refused, "checkpoints")))
     run = str(tmp_path / "run")

@@ -390,7 +390,8 @@ def test_reading_a_file_without_permission_gives_reading_advice(shared_tmp):
     with open(config, "w") as handle:
         handle.write("train:\n  epochs: 2\n")
     os.chmod(config, 0)
-    result = subprocess.run(prefix + [sys.executable, CHILD, "train", "--config", config],
+    result = subprocess.run(prefix + [sys.executable, CHILD, "train", "--config", config,
+                                      "--out", os.path.join(shared_tmp, "run")],
                             capture_output=True, text=True, env=_env(), cwd=shared_tmp,
                             timeout=120)
     assert result.returncode == 1, result.stderr

@@ -126,7 +126,8 @@ def test_estimate_rf_on_vim2(vim2, tmp_path):
 
     out = str(tmp_path / "rf")
     assert main(["estimate-rf", vim2["folder"], "--out", out, "--no-progress", "data.dataset=vim2",
-                 "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2"]) == 0
+                 "vim2.run_volumes=40", "data.image_size=32", "prf.r2_threshold=0.2",
+                 "prf.drive=luminance"]) == 0     # the fixture's voxels follow luminance
     cols = read_mat(os.path.join(out, "col_centers_112px.mat"))
     rows = read_mat(os.path.join(out, "row_centers_112px.mat"))
     assert set(cols) == set(VIM2_KEYS)
