@@ -160,7 +160,7 @@ class PRFConfig:
     correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
     """
 
-    drive: str = "contrast"         # contrast (local contrast energy, as cortex and the simulator) | luminance
+    drive: str = "luminance"        # luminance | contrast (local contrast energy); see prf.py
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     grid_stride: int = 2            # pixels between candidate centres along x and y
     n_sigma: int = 12               # log-spaced candidate sizes ...
