@@ -76,7 +76,9 @@ class SimulationConfig:
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
     # what a voxel responds to (docs/method.md, "The simulated cortex"); per ROI V1, V2, V3
-    drive: str = "cortex"           # cortex | luminance (linear pRF luminance, simulator v2)
+    # luminance: linear pRF luminance (as simulator v2; the default until a demo configuration
+    # learns from the cortex model in minutes) | cortex (docs/method.md, "The simulated cortex")
+    drive: str = "luminance"
     drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
     drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
     drive_blue_yellow: typing.Tuple[float, ...] = (0.3, 0.2, 0.15)  # S-(L+M) opponency
@@ -179,7 +181,7 @@ class PRFConfig:
     correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
     """
 
-    drive: str = "contrast"         # contrast (local contrast energy, as cortex and the simulator) | luminance
+    drive: str = "luminance"        # luminance | contrast (local contrast energy); see prf.py
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     grid_stride: int = 2            # pixels between candidate centres along x and y
     n_sigma: int = 12               # log-spaced candidate sizes ...

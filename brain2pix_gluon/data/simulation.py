@@ -14,9 +14,11 @@ as the Doctor Who release's are:
 * **Voxels**: V1, V2 and V3, each with a dorsal part in the lower visual field (y > 0) and a
   ventral part in the upper field (y < 0), with isotropic Gaussian pRFs on the fisheye-warped
   frame whose size grows with eccentricity and from V1 to V3. A voxel's neural drive is its
-  pRF-weighted luminance of the frame shown at each TR (a uniform grey after the video); the BOLD
-  signal is that drive convolved with a canonical double-gamma HRF, times a gain, plus a baseline
-  and white noise. Non-visual voxels carry noise only.
+  pRF-weighted luminance of the frame shown at each TR (``simulation.drive=luminance``, the
+  default) or, with ``simulation.drive=cortex``, a per-ROI mixture of compressed contrast energy,
+  colour opponency and luminance (:mod:`brain2pix_gluon.data.cortex`); a uniform grey follows the
+  video. The BOLD signal is that drive convolved with a canonical double-gamma HRF, times a gain,
+  plus a baseline and white noise. Non-visual voxels carry noise only.
 * **Files**: ``roimask.mat``, ``col_centers_112px.mat`` (x) and ``row_centers_112px.mat`` (y) as
   MATLAB v5 or v7.3 (``simulation.mat_version``); centres on the release's 112-px grid with a
   Gaussian estimation error and a few NaNs (no estimate). Training runs ``train/run_NNN.npy``
@@ -328,10 +330,14 @@ class _Scanner:
     def bold(self, frames_uint8, n_volumes):
         """Noise-free BOLD, shape (n_volumes, n_visual), of frames shown one per TR."""
         warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, self.max_ratio)
-        grey = np.full((1,) + frames_uint8.shape[1:], frames_uint8.mean() / 255.0, np.float32)
         drive = np.empty((n_volumes, len(self.brain_index)), np.float32)
         drive[:len(warped)] = self._drive(warped)
-        drive[len(warped):] = self._drive(fisheye_warp(grey, self.max_ratio))
+        if self.drive_model == "luminance":   # as simulator version 2: the mean level everywhere
+            level = warped.mean(axis=-1).mean()
+            drive[len(warped):] = np.full(self.size * self.size, level, np.float32) @ self.weights.T
+        else:
+            grey = np.full((1,) + frames_uint8.shape[1:], frames_uint8.mean() / 255.0, np.float32)
+            drive[len(warped):] = self._drive(fisheye_warp(grey, self.max_ratio))
         drive -= drive.mean(axis=0)
         signal = np.stack([np.convolve(d, self.hrf)[: len(d)] for d in drive.T], axis=1)
         return (signal * self.gains).astype(np.float32)
