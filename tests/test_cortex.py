@@ -85,15 +85,22 @@ def test_contrast_summation_is_compressive():
     assert 1.0 < high / low < 2.0 ** 0.5   # sub-additive: far below doubling
 
 
-def test_colour_terms_follow_the_voxel_polarity_and_luminance_is_linear():
+def test_colour_terms_magnitude_plus_signed_hue_bias_and_linear_luminance():
+    """A colour drive = |opponent contrast| + hue_bias x polarity x opponent contrast (each over
+    its reference scale), computed by hand; luminance enters linearly."""
     red = _uniform((0.8, 0.2, 0.2), 32)
     plus = _one_voxel([0.0, 1.0, 0.0, 0.0], polarity=(1.0, 1.0))
     minus = _one_voxel([0.0, 1.0, 0.0, 0.0], polarity=(-1.0, 1.0))
-    assert plus.drive(red)[0, 0] > 0
-    assert minus.drive(red)[0, 0] == pytest.approx(-plus.drive(red)[0, 0], rel=1e-6)
     _, rg, _ = cone_channels(red)
-    assert plus.drive(red)[0, 0] == pytest.approx(rg[0, 0, 0] / REFERENCE_SCALES["red_green"],
-                                                  rel=1e-4)
+    scaled = rg[0, 0, 0] / REFERENCE_SCALES["red_green"]
+    assert rg[0, 0, 0] > 0
+    assert plus.drive(red)[0, 0] == pytest.approx(abs(scaled) * 1.25, rel=1e-4)
+    assert minus.drive(red)[0, 0] == pytest.approx(abs(scaled) * 0.75, rel=1e-4)
+    # a green field has the opposite L-M sign: the polarities swap their responses
+    green = _uniform((0.2, 0.8, 0.2), 32)
+    g = cone_channels(green)[1][0, 0, 0] / REFERENCE_SCALES["red_green"]
+    assert g < 0
+    assert minus.drive(green)[0, 0] == pytest.approx(abs(g) * 1.25, rel=1e-4)
     lum_only = _one_voxel([0.0, 0.0, 0.0, 1.0])
     dim, bright = _uniform((0.3,) * 3, 32), _uniform((0.6,) * 3, 32)
     expected = (cone_channels(bright)[0] - cone_channels(dim)[0])[0, 0, 0] / REFERENCE_SCALES[

@@ -22,7 +22,7 @@ def test_the_seven_experiments_in_the_papers_numbering():
                 assert os.path.exists(config_path(v.config)), (e.name, v.config)
     # Tables 1-2 gather experiments 2, 3 and 4 in the paper's row order
     assert table_rows("baseline") == ["B2P-FixedRF", "B2P-LearnedRF", "Baseline 1", "Baseline 2",
-                                      "Baseline 3"]
+                                      "Baseline 3", "Ridge floor (not in the paper)"]
     assert table_rows("data_size") == ["20%", "40%", "60%", "80%", "100%"]
     with pytest.raises(Brain2PixError, match=r"'fixedrf' unknown; expected one of .*'fixed_rf'"):
         get_experiment("fixedrf")
