@@ -57,14 +57,16 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io.reconstructions import read_reconstructions
 from ..utils import progress
+from .features import LAYERS as FEATURE_LAYERS
 from .metrics import (masked_pixels, pixcorr, ssim_gray, two_way_identification,
                       mean_frame_metrics)
 from .stats import identification_test, paired_comparison, summarize
 
-__all__ = ["LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot_learning_curves",
+__all__ = ["CHECK_LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot_learning_curves",
            "format_learning_check"]
 
-LAYERS = ("alexnet_pool2", "alexnet_pool5")
+# the evaluation's AlexNet pool2 and pool5 (features.LAYERS): the layers two-way identification uses
+CHECK_LAYERS = FEATURE_LAYERS[:2]
 _TWOWAY = {"alexnet_pool2": "twoway_alexnet2", "alexnet_pool5": "twoway_alexnet5"}
 _FIELD = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc")
 _LABELS = {"twoway_alexnet2": "two-way identification (alexnet_pool2)",
@@ -88,12 +90,12 @@ def alexnet_layers(extractor, frames, batch_size=16):
         ``alexnet_pool2`` and ``alexnet_pool5``.
     """
     frames = np.asarray(frames, np.float32)
-    parts = {layer: [] for layer in LAYERS}
+    parts = {layer: [] for layer in CHECK_LAYERS}
     for start in range(0, len(frames), batch_size):
         feats = extractor.alexnet_features(frames[start:start + batch_size])
-        for layer in LAYERS:
+        for layer in CHECK_LAYERS:
             parts[layer].append(np.asarray(feats[layer], np.float32))
-    return {layer: np.concatenate(parts[layer]) for layer in LAYERS}
+    return {layer: np.concatenate(parts[layer]) for layer in CHECK_LAYERS}
 
 
 def _field_metrics(images, targets, mask):
@@ -201,9 +203,9 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         feats = alexnet_layers(extractor, recon, batch_size)
         identification[name] = {layer: identification_test(feats[layer], gt[layer],
                                                             n_permutations, seed)
-                                for layer in LAYERS}
+                                for layer in CHECK_LAYERS}
         per_frame[name] = {_TWOWAY[layer]: two_way_identification(feats[layer], gt[layer])
-                           for layer in LAYERS}
+                           for layer in CHECK_LAYERS}
         per_frame[name].update(_field_metrics(recon, targets, mask))
     per_frame["mean_frame"] = mean_frame_metrics(mean_frame, targets, mask)
 
@@ -220,7 +222,7 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                     if "ridge" in images else {})
 
     criteria = []
-    for layer in LAYERS:
+    for layer in CHECK_LAYERS:
         ident = identification["model"][layer]
         ok = bool(ident["accuracy"] > 0.5 and ident["permutation_p"] < alpha)
         criteria.append({
@@ -368,7 +370,7 @@ def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_fr
             gt_features = alexnet_layers(extractor, targets, batch_size)
         feats = alexnet_layers(extractor, recon, batch_size)
         point = {"epoch": epoch}
-        for layer in LAYERS:
+        for layer in CHECK_LAYERS:
             point[_TWOWAY[layer]] = float(np.mean(two_way_identification(feats[layer],
                                                                          gt_features[layer])))
         point["pixcorr"] = float(np.nanmean(pixcorr(recon, targets)))
@@ -466,7 +468,7 @@ def format_learning_check(check):
         if name not in check["identification"]:
             continue
         row = f"     {label:<24}"
-        for layer in LAYERS:
+        for layer in CHECK_LAYERS:
             t = check["identification"][name][layer]
             row += (f"  {layer.split('_')[1]} {100 * t['accuracy']:.1f}% p {t['permutation_p']:.3g}"
                     f" (binom. {t['binomial_p']:.2g})")

@@ -26,7 +26,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..locking import FolderLock
 from ..model_zoo.vgg_features import vgg_features
 from ..plotting import save_grid
-from ..provenance import TIME_SHUFFLED_CONTROL, is_random, run_marks
+from ..provenance import is_random, run_marks
 from ..utils import get_logger, progress, replacing, write_json_atomic, write_text_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
@@ -200,9 +200,8 @@ class Trainer:
     def marks(self):
         """Marks every output of this run carries (random feature-loss weights, quick run,
         time-shuffled control), in the words of :mod:`brain2pix_gluon.provenance`."""
-        marks = run_marks({"feature_loss": self.weights_source}, self.config.train.profile)
-        if self.config.train.input_control == "time_shuffled":
-            marks.append(TIME_SHUFFLED_CONTROL)
+        marks = run_marks({"feature_loss": self.weights_source}, self.config.train.profile,
+                          self.config.train.input_control)
         return marks
 
     def steps_per_epoch(self):
