@@ -300,7 +300,7 @@ class _Scanner:
     """The simulated participant in the scanner: frames -> noise-free BOLD -> noisy brain volumes.
 
     A voxel's neural drive comes from :class:`~brain2pix_gluon.data.cortex.VoxelModel`
-    (``simulation.drive=cortex``: compressed local contrast energy, signed colour opponency, a
+    (``simulation.drive=cortex``: compressed local contrast energy, colour opponency, a
     little luminance, mixed per ROI) or, with ``simulation.drive=luminance``, from its
     pRF-weighted luminance alone (the linear model of simulator version 2). The BOLD signal is the
     drive convolved with the HRF, times the voxel's gain. After the video the screen is a uniform
@@ -322,22 +322,20 @@ class _Scanner:
         self.cortex = VoxelModel(self.weights, roi_index, drive_table(sim), sim.css_exponent,
                                  np.random.default_rng([sim.seed, 3]))
 
-    def _drive(self, warped):
-        if self.drive_model == "luminance":
-            return warped.mean(axis=-1).reshape(len(warped), -1) @ self.weights.T
-        return self.cortex.drive(warped)
-
     def bold(self, frames_uint8, n_volumes):
         """Noise-free BOLD, shape (n_volumes, n_visual), of frames shown one per TR."""
         warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, self.max_ratio)
-        drive = np.empty((n_volumes, len(self.brain_index)), np.float32)
-        drive[:len(warped)] = self._drive(warped)
-        if self.drive_model == "luminance":   # as simulator version 2: the mean level everywhere
-            level = warped.mean(axis=-1).mean()
-            drive[len(warped):] = np.full(self.size * self.size, level, np.float32) @ self.weights.T
+        if self.drive_model == "luminance":
+            # exactly as simulator version 2 (one product over every volume: the same floats)
+            shown = warped.mean(axis=-1).reshape(len(warped), -1)
+            luminance = np.full((n_volumes, self.size * self.size), shown.mean(), np.float32)
+            luminance[:len(warped)] = shown
+            drive = luminance @ self.weights.T
         else:
             grey = np.full((1,) + frames_uint8.shape[1:], frames_uint8.mean() / 255.0, np.float32)
-            drive[len(warped):] = self._drive(fisheye_warp(grey, self.max_ratio))
+            drive = np.empty((n_volumes, len(self.brain_index)), np.float32)
+            drive[:len(warped)] = self.cortex.drive(warped)
+            drive[len(warped):] = self.cortex.drive(fisheye_warp(grey, self.max_ratio))
         drive -= drive.mean(axis=0)
         signal = np.stack([np.convolve(d, self.hrf)[: len(d)] for d in drive.T], axis=1)
         return (signal * self.gains).astype(np.float32)
