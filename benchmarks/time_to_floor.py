@@ -11,7 +11,7 @@ evaluations are not counted.
 
 Usage::
 
-    python benchmarks/time_to_floor.py                         # the demo profile, 1,200 steps
+    python benchmarks/time_to_floor.py                         # the demo's quick profile, 1,200 steps
     python benchmarks/time_to_floor.py --profile paper --steps 2000 --every 500
 
 The paper profile runs about 7 s per step on a 2-core CPU (VGG-19 at 224 px): 2,000 steps take
@@ -54,14 +54,13 @@ def _score(run_dir, test_path, mask, seen):
     return rows
 
 
-def run_profile(profile, data, out, steps, every, weights, floors, mask):
+def run_profile(profile, data, out, steps, every, weights, floors, mask, extra=()):
     from brain2pix_gluon.experiments.runner import experiment_config
     from brain2pix_gluon.training.trainer import Trainer
 
     epochs = max(1, steps // every)
-    config = experiment_config("fixed_rf", profile, [f"train.epochs={epochs}",
-                                                     f"train.max_steps_per_epoch={every}"],
-                               weights)
+    config = experiment_config("fixed_rf", profile, list(extra) + [
+        f"train.epochs={epochs}", f"train.max_steps_per_epoch={every}"], weights)
     trainer = Trainer(config, os.path.join(data, "train.h5"), out,
                       os.path.join(data, "test.h5"), show_progress=False)
     trainer.fit()
@@ -90,13 +89,15 @@ def run_profile(profile, data, out, steps, every, weights, floors, mask):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", action="append", choices=("demo", "quick", "paper"),
-                        help="profiles to time (default: demo); repeat for several")
+    parser.add_argument("--profile", action="append", choices=("quick", "paper"),
+                        help="profiles to time (default: quick, the demo's); repeat for several")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--every", type=int, default=120, help="steps between evaluations")
     parser.add_argument("--weights", default="random", help="VGG-19 weights (random here)")
     parser.add_argument("--data-home", default=None, help="where the embedded dataset is cached")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
+    parser.add_argument("--drive", default="luminance", choices=("luminance", "cortex"),
+                        help="the simulated voxels' model (simulation.drive)")
     args = parser.parse_args()
 
     from brain2pix_gluon.baselines.ridge import run_ridge_baseline
@@ -108,8 +109,9 @@ def main():
     from brain2pix_gluon.experiments.runner import experiment_config
     from brain2pix_gluon.io.reconstructions import read_reconstructions
 
-    profiles = args.profile or ["demo"]
-    config = experiment_config("fixed_rf", "demo", [f"simulation.seed={args.seed}"], "random")
+    profiles = args.profile or ["quick"]
+    config = experiment_config("fixed_rf", "quick", [f"simulation.seed={args.seed}",
+                                                     f"simulation.drive={args.drive}"], "random")
     data = simulated_dataset(config, args.data_home, show_progress=False)
     mask = fisheye_valid_mask(config.data.image_size, config.data.max_ratio, config.data.fisheye)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,14 +131,16 @@ def main():
                 mean_frame_metrics(mean, targets, mask)["pixcorr_disc"]))),
         }
         print(f"time to the floor on {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores; simulator seed {args.seed}, {len(targets)} held-out "
+              f"{os.cpu_count()} cores; simulator seed {args.seed}, drive {args.drive}, "
+              f"{len(targets)} held-out "
               f"frames; VGG-19 weights: {args.weights}")
         print(f"  ridge floor: PixCorr {floors['ridge_pixcorr']:.3f}, pixel 2-way "
               f"{100 * floors['ridge_twoway']:.1f}% (fitted in {ridge_s:.0f} s); mean training "
               f"frame: PixCorr {floors['mean_pixcorr']:.3f}")
         for profile in profiles:
             run_profile(profile, data, os.path.join(tmp, profile), args.steps, args.every,
-                        args.weights, floors, mask)
+                        args.weights, floors, mask, [f"simulation.seed={args.seed}",
+                                                     f"simulation.drive={args.drive}"])
 
 
 if __name__ == "__main__":
