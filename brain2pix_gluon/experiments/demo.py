@@ -7,7 +7,11 @@ trained again on **time-shuffled fMRI** (``train.input_control=time_shuffled``: 
 real one, paired with another moment's frame), and the held-out test clips (images never shown in
 training) of both are compared: with chance on two-way identification (AlexNet pool2 and pool5),
 with each other on two-way identification and on PixCorr inside the fisheye frame's valid field,
-and with the mean training frame on PixCorr and SSIM. Learning curves of both (held-out two-way
+and with the mean training frame on PixCorr and SSIM. A second verdict compares the model with two
+floors that need no deep network: the mean training frame and a ridge decoder of the same
+RFSimages (``brain2pix baseline ridge``, fitted first, in about a minute), on PixCorr inside the
+valid field and pixel two-way identification; ``floors_comparison.png`` shows the three side by
+side. The exit status follows the first verdict. Learning curves of both (held-out two-way
 identification and PixCorr after every epoch) are drawn from the generator weights the trainer
 saves each epoch. The demo exits non-zero when the check fails.
 
