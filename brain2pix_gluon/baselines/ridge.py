@@ -166,9 +166,9 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, lambdas=DEFAULT
     start = time.time()
     train = RFSImageDataset(os.path.join(prepared_dir, "train.h5"), config.data.rois, 1.0, "rf")
     test = RFSImageDataset(os.path.join(prepared_dir, "test.h5"), config.data.rois, 1.0, "rf")
+    pool = train.size // 4 if pool is None else pool
     x_train, y_train = pooled_inputs(train, pool, show_progress=show_progress)
     x_test, y_test = pooled_inputs(test, pool, show_progress=show_progress)
-    pool = pool or train.size // 4
     decoder = RidgeDecoder(lambdas).fit(x_train, y_train)
     recon = decoder.predict(x_test)
     run_names = PreparedSplit(test.path).run_names

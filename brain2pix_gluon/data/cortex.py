@@ -35,9 +35,10 @@ RGB_TO_LMS = np.array([[0.31399, 0.63951, 0.04650],
                        [0.15537, 0.75789, 0.08670],
                        [0.01775, 0.10944, 0.87257]], np.float32)
 
-# standard deviation of each pRF-summed signal over the simulator's warped stimuli (per-pixel
-# values: contrast energy 0.059, L-M contrast 0.072, S contrast 0.25, L+M 0.22), so that a
-# weight of 1 means "one typical excursion"
+# scale of each signal: the per-pixel standard deviation over the simulator's warped stimuli,
+# measured once (contrast energy 0.059, L-M contrast 0.072, S contrast 0.25, L+M 0.22), so that a
+# weight of 1 means about "one typical excursion"; the two opponent magnitudes reuse the scale of
+# their signed signal (not measured separately)
 REFERENCE_SCALES = {"contrast": 0.05, "red_green": 0.07, "blue_yellow": 0.25,
                     "luminance": 0.22, "red_green_energy": 0.07, "blue_yellow_energy": 0.25}
 
