@@ -76,9 +76,9 @@ class SimulationConfig:
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
     # what a voxel responds to (docs/method.md, "The simulated cortex"); per ROI V1, V2, V3
-    # luminance: linear pRF luminance (as simulator v2; the default until a demo configuration
-    # learns from the cortex model in minutes) | cortex (docs/method.md, "The simulated cortex")
-    drive: str = "luminance"
+    # cortex: contrast energy, colour opponency and a little luminance (docs/method.md, "The
+    # simulated cortex") | luminance: linear pRF luminance alone (simulator version 2)
+    drive: str = "cortex"
     drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
     drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
     drive_blue_yellow: typing.Tuple[float, ...] = (0.3, 0.2, 0.15)  # S-(L+M) opponency
@@ -130,6 +130,7 @@ class TrainConfig:
     batch_size: int = 8             # 12 for LearnedRF, 4 in the data-size runs
     epochs: int = 50
     lr: float = 2e-4
+    lr_decay_epochs: int = 0        # [code!=paper] the last N epochs decay lr linearly towards 0
     beta1: float = 0.5
     history_capacity: int = 50
     history_swap_prob: float = 0.5
@@ -140,8 +141,10 @@ class TrainConfig:
     amp: bool = False               # mixed precision (MXNet AMP, dynamic loss scaling), GPU only
     kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
+    save_weights_every: int = 1     # weights/*_epochNNN.params every N epochs and after the last
+                                    # (0 = never; checkpoints are kept regardless)
     grid_samples: int = 6
-    profile: str = "paper"          # paper | quick (outputs of quick runs say so)
+    profile: str = "paper"          # paper | quick | demo (outputs of the last two say so)
     input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
     def __post_init__(self):
@@ -515,6 +518,7 @@ RULES = {
     "train.batch_size": _int_at_least(1),
     "train.epochs": _int_at_least(1),
     "train.lr": _number(0, low_open=True),
+    "train.lr_decay_epochs": _int_at_least(0),
     "train.beta1": _number(0, 1, high_open=True),
     "train.history_capacity": _int_at_least(0),
     "train.history_swap_prob": _number(0, 1),
@@ -523,11 +527,13 @@ RULES = {
     "train.num_workers": _int_at_least(0),
     "train.hybridize": _boolean(),
     "train.amp": _boolean(),
+    "train.save_weights_every": ((lambda v: isinstance(v, int) and v >= 0),
+                                 "an integer >= 0 (0 = no per-epoch weight files)"),
     "train.max_steps_per_epoch": ((lambda v: isinstance(v, int) and v >= 0),
                                   "an integer >= 0 (0 = the whole epoch)"),
     "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
                            "an integer >= 0 (0 = no grid pictures)"),
-    "train.profile": _one_of("paper", "quick"),
+    "train.profile": _one_of("paper", "quick", "demo"),
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation

@@ -11,13 +11,14 @@ model_zoo/pretrained.py), ``"pretrained: <where>"`` for downloaded weights, or t
 file.
 """
 
-__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "PROFILE_MARKS", "TIME_SHUFFLED_CONTROL",
+__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "DEMO_RUN", "PROFILE_MARKS", "TIME_SHUFFLED_CONTROL",
            "CONTROL_MARKS", "ROLES", "is_random", "random_mark", "run_marks",
            "marks_from_attrs", "caption_suffix"]
 
 RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
 QUICK_RUN = "QUICK RUN"
-PROFILE_MARKS = {"quick": QUICK_RUN}   # profile -> the mark of every output it makes
+DEMO_RUN = "DEMO RUN (pixel loss only, half-width U-Net: not the paper's settings)"
+PROFILE_MARKS = {"quick": QUICK_RUN, "demo": DEMO_RUN}   # profile -> the mark of every output it makes
 # a run trained on time-shuffled fMRI (train.input_control): the learning check's control
 TIME_SHUFFLED_CONTROL = "TIME-SHUFFLED fMRI CONTROL"
 # the mark of each train.input_control other than "none"
@@ -60,7 +61,7 @@ def run_marks(sources=None, profile="paper", input_control="none"):
         Role (a key of :data:`ROLES`) -> weight source. ``None`` values (a network that was not
         used, e.g. the VGG of a run without feature loss) are ignored.
     profile : str
-        ``"paper"`` or ``"quick"`` (marked).
+        ``"paper"``, or a profile of :data:`PROFILE_MARKS` (marked).
     input_control : str
         ``train.input_control`` of the run: a control (``"time_shuffled"``) is marked.
 

@@ -315,3 +315,21 @@ def test_one_roi_training_step_survives_mkldnn():
     for hybrid_net, imperative_net in ((h_g, i_g), (h_d, i_d)):
         for (name, a), b in zip(sorted(hybrid_net.items()), (v for _, v in sorted(imperative_net.items()))):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_learning_rate_decays_linearly_over_the_last_epochs(prepared_dir, tmp_path):
+    """train.lr_decay_epochs=2 of 4 epochs at lr 0.01: 0.01, 0.01, then 2/3 and 1/3 of it (the
+    schedule written out by hand), and the rate each epoch trained with is the one logged."""
+    from brain2pix_gluon.training.trainer import epoch_learning_rate
+
+    cfg = tiny_config("train.epochs=4", "train.lr=0.01", "train.lr_decay_epochs=2",
+                      "train.max_steps_per_epoch=1", "loss.feature_weight=0",
+                      "loss.adversarial_weight=0")
+    expected = [0.01, 0.01, 0.01 * 2 / 3, 0.01 / 3]
+    np.testing.assert_allclose([epoch_learning_rate(cfg.train, e) for e in range(4)], expected)
+    # no decay: the paper's constant rate
+    paper = tiny_config("train.epochs=4", "train.lr=0.01")
+    assert [epoch_learning_rate(paper.train, e) for e in range(4)] == [0.01] * 4
+    Trainer(cfg, os.path.join(prepared_dir, "train.h5"), str(tmp_path), show_progress=False).fit()
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    np.testing.assert_allclose([r["lr"] for r in log], expected)

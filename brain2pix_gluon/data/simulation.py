@@ -236,7 +236,11 @@ def _prf_weights(voxel, size):
     sig2 = 2 * voxel["sigma"][:, None] ** 2
     w = np.exp(-d_y / sig2)[:, :, None] * np.exp(-d_x / sig2)[:, None, :]
     w = w.reshape(len(voxel["x"]), size * size)
-    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    # weights far out in the Gaussian's tail become float32 subnormals, which make every product
+    # with them about ten times slower; as zeros they leave every sum's float32 value unchanged
+    w[w < np.finfo(np.float32).tiny] = 0.0
+    return w
 
 
 GRID = 112  # the release's RF centres were estimated on a 112-px grid

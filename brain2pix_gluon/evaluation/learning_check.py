@@ -119,7 +119,7 @@ def _beats(comparison, alpha):
 
 def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                    n_permutations=1000, seed=0, max_frames=0, batch_size=16, mask=None,
-                   ridge_path=None):
+                   ridge_path=None, extra_paths=None):
     """Score a model's held-out reconstructions against chance, a control and the mean frame.
 
     Parameters
@@ -147,6 +147,10 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     ridge_path : str, optional
         Reconstruction file of the ridge decoder (``brain2pix baseline ridge``) of the same test
         frames: its PixCorr and pixel two-way identification become floors of the verdict.
+    extra_paths : dict of str -> str, optional
+        Row label -> reconstruction file of the same test frames, scored like the others and
+        shown in the table (``field``, ``twoway``, ``identification``) but not part of any
+        verdict (e.g. the same model trained with the paper's losses).
 
     Returns
     -------
@@ -176,6 +180,11 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     others = {"control": (control_path, read_reconstructions(control_path, max_frames))}
     if ridge_path is not None:
         others["ridge"] = (ridge_path, read_reconstructions(ridge_path, max_frames))
+    for label, path in (extra_paths or {}).items():
+        if label in ("model", "control", "ridge", "mean_frame"):
+            raise ConfigError(f"learning_check: extra_paths label {label!r} is taken; choose "
+                              f"another")
+        others[label] = (path, read_reconstructions(path, max_frames))
     targets = np.asarray(model["targets"], np.float32)
     for other_path, other in others.values():
         if (not np.array_equal(model["samples"], other["samples"])
@@ -454,7 +463,9 @@ def format_learning_check(check):
              f"{'PixCorr':>9}",
              f"  {'':<24}{'(field)':>9}{'2-way':>9}{'2-way':>9}{'2-way':>9}{'(field)':>9}"
              f"{'(whole)':>9}"]
-    for name, label in _ROWS:
+    rows = list(_ROWS[:1]) + [(name, name) for name in field if name not in dict(_ROWS)]
+    rows += list(_ROWS[1:])
+    for name, label in rows:
         if name not in field:
             continue
         lines.append(f"  {label:<24}" + cell(field, name, "pixcorr_disc")
@@ -464,7 +475,7 @@ def format_learning_check(check):
                      + cell(field, name, "ssim_disc") + cell(field, name, "pixcorr"))
     lines.append(f"  {'chance':<24}{'':>9}{50.0:8.1f}%{50.0:8.1f}%{50.0:8.1f}%")
     lines.append("  identification vs chance (permutation test):")
-    for name, label in _ROWS:
+    for name, label in rows:
         if name not in check["identification"]:
             continue
         row = f"     {label:<24}"

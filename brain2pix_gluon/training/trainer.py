@@ -37,7 +37,7 @@ from .inference import generate
 from .losses import feature_distance, l1_loss
 from .steps import update_discriminator, update_generator
 
-__all__ = ["Trainer", "make_contexts"]
+__all__ = ["Trainer", "make_contexts", "epoch_learning_rate"]
 
 # Iterations between two reads of the loss values (each read waits for the device).
 _READ_EVERY = 10
@@ -100,6 +100,23 @@ class _StopRequest:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
         return False
+
+
+def epoch_learning_rate(train, epoch):
+    """Learning rate of a 0-based ``epoch``: ``train.lr``, except in the last
+    ``train.lr_decay_epochs`` epochs, where it falls linearly (pix2pix's schedule): the k-th of
+    N decaying epochs (k = 1..N) uses ``lr * (N + 1 - k) / (N + 1)``.
+
+    Parameters
+    ----------
+    train : TrainConfig
+    epoch : int
+    """
+    n = min(train.lr_decay_epochs, train.epochs)
+    k = epoch - (train.epochs - n) + 1          # 1..n inside the decay, <= 0 before it
+    if n == 0 or k <= 0:
+        return train.lr
+    return train.lr * (n + 1 - min(k, n)) / (n + 1)
 
 
 class Trainer:
@@ -377,6 +394,8 @@ class Trainer:
         with _StopRequest() as stop:
             while self.epoch < epochs:
                 n_steps = self.steps_per_epoch()
+                for trainer in self.trainers.values():
+                    trainer.set_learning_rate(epoch_learning_rate(cfg, self.epoch))
                 sampler = EpochSampler(len(self.train_set), cfg.seed, self.epoch,
                                        skip=self.step * cfg.batch_size)
                 loader = self._loader(self.train_set, sampler, cfg.batch_size, "discard")
@@ -505,14 +524,17 @@ class Trainer:
         test_losses = self.evaluate()
         record = {"epoch": self.epoch, "global_step": self.global_step, "seconds": round(seconds, 3),
                   "train": train_losses, "test": test_losses, "marks": self.marks(),
-                  "feature_weights": self.weights_source, "steps": self.epoch_steps}
+                  "feature_weights": self.weights_source, "steps": self.epoch_steps,
+                  "lr": self.trainers["trainer_g"].learning_rate}
         self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
         self.last_record = record
         self._save_grid()
         weights_dir = os.path.join(self.run_dir, "weights")
         os.makedirs(weights_dir, exist_ok=True)
+        every = self.config.train.save_weights_every
+        keep = every and (self.epoch % every == 0 or self.epoch == self.config.train.epochs)
         for name in ("net_g", "learned_rf"):
-            if self.nets[name] is not None:
+            if keep and self.nets[name] is not None:
                 # through a temporary name: a kill or a full disk never leaves a truncated file
                 path = os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params")
                 with replacing(path) as tmp:
