@@ -209,3 +209,16 @@ def test_demo_writes_every_output_and_the_learning_check(tmp_path):
     assert summary["curves"]["model"][-1]["pixcorr_disc"] == pytest.approx(
         check["field"]["model"]["pixcorr_disc"]["mean"], rel=1e-4)
     assert check["n_frames"] == len(targets)
+
+
+def test_fig3_window_is_where_the_ground_truth_changes_most():
+    """Frames 0-9 still, two cuts at 11 and 13: of the 4-frame windows, the one holding both
+    cuts (frames 10-13, start 10) wins; a film shorter than the window starts at 0."""
+    import numpy as np
+
+    from brain2pix_gluon.experiments.demo import busiest_window
+
+    frames = np.zeros((20, 3, 4, 4), np.float32)
+    frames[11:13] = 1.0           # cut at 11 (0 -> 1) and at 13 (1 -> 0)
+    assert busiest_window(frames, 4) == 10
+    assert busiest_window(frames[:3], 4) == 0
