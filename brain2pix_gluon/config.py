@@ -101,6 +101,7 @@ class ModelConfig:
     bn_momentum: float = 0.1        # MXNet meaning: running = 0.1 running + 0.9 batch
     init_sigma: float = 0.02
     learned_rf_mask: bool = False   # [code!=paper] eq. 4: LearnedRF maps only where a voxel lands
+    learned_rf_weight_decay: float = 0.0  # [code!=paper] L2 on the LearnedRF maps (0 = none)
 
     def __post_init__(self):
         _check_section(self, "model")
@@ -502,6 +503,7 @@ RULES = {
     "model.bn_momentum": _number(0, 1),
     "model.init_sigma": _number(0, low_open=True),
     "model.learned_rf_mask": _boolean(),
+    "model.learned_rf_weight_decay": _number(0),
     # loss
     "loss.adversarial_weight": _number(0),
     "loss.feature_weight": _number(0),

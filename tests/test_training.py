@@ -333,3 +333,34 @@ def test_learning_rate_decays_linearly_over_the_last_epochs(prepared_dir, tmp_pa
     Trainer(cfg, os.path.join(prepared_dir, "train.h5"), str(tmp_path), show_progress=False).fit()
     log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     np.testing.assert_allclose([r["lr"] for r in log], expected)
+
+
+def test_learned_rf_weight_decay_shrinks_only_the_maps(prepared_dir, tmp_path):
+    """model.learned_rf_weight_decay adds decay * w to the maps' gradient only. With a decay that
+    dwarfs the gradient, Adam's first step (bias-corrected: lr * sign of the gradient) moves every
+    map weight by lr towards 0 (written out by hand below), and the U-Net takes the very same step
+    as without decay."""
+    lr = 1e-3
+    settings = ["model.variant=learned_rf", "train.epochs=1", "train.max_steps_per_epoch=1",
+                f"train.lr={lr}", "loss.feature_weight=0", "loss.adversarial_weight=0"]
+    after, before = {}, {}
+    for decay in (0.0, 1e4):
+        cfg = tiny_config(*settings, f"model.learned_rf_weight_decay={decay}")
+        trainer = Trainer(cfg, os.path.join(prepared_dir, "train.h5"), str(tmp_path / str(decay)),
+                          show_progress=False)
+        maps = {k: v for k, v in trainer.nets["learned_rf"].collect_params().items()
+                if k.endswith("weight")}
+        before[decay] = {k: v.data().asnumpy().copy() for k, v in maps.items()}
+        trainer.fit()
+        after[decay] = {"maps": {k: v.data().asnumpy() for k, v in maps.items()},
+                        "unet": {k: v.data().asnumpy()
+                                 for k, v in trainer.nets["net_g"].collect_params().items()}}
+    for k, w0 in before[1e4].items():
+        w1 = after[1e4]["maps"][k]
+        big = np.abs(w0) > 10 * lr
+        assert big.mean() > 0.5
+        np.testing.assert_allclose(w1[big], w0[big] - lr * np.sign(w0[big]), rtol=0, atol=1e-6)
+        # without decay the maps follow their gradient instead
+        assert np.abs(after[0.0]["maps"][k][big] - w1[big]).max() > lr / 2
+    for k, w in after[0.0]["unet"].items():
+        np.testing.assert_array_equal(after[1e4]["unet"][k], w, err_msg=k)

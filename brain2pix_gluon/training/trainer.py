@@ -176,12 +176,23 @@ class Trainer:
         self.weights_source = getattr(self.feature_net, "weights_source", "not used (feature weight 0)")
         opt = {"learning_rate": config.train.lr, "beta1": config.train.beta1}
         g_params = self.nets["net_g"].collect_params()
+        opt_g = dict(opt)
         if self.nets["learned_rf"] is not None:
-            g_params.update(self.nets["learned_rf"].collect_params())
+            rf_params = self.nets["learned_rf"].collect_params()
+            decay = config.model.learned_rf_weight_decay
+            if decay > 0:
+                # Adam's L2 term (decay * w added to the gradient) on the dense voxel -> image
+                # maps only: they hold most of the generator's parameters and overfit first
+                opt_g["wd"] = decay
+                for param in g_params.values():
+                    param.wd_mult = 0.0
+                for param in rf_params.values():
+                    param.wd_mult = 1.0
+            g_params.update(rf_params)
         # AMP unscales the gradients in the update, so they must not be applied on the kvstore
         kv = {"kvstore": config.train.kvstore,
               "update_on_kvstore": False if config.train.amp else None}
-        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", dict(opt), **kv),
+        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", opt_g, **kv),
                          "trainer_d": gluon.Trainer(self.nets["net_d"].collect_params(), "adam",
                                                     dict(opt), **kv)}
         # AMP's dynamic loss scaling (one scaler per trainer) or plain fp32 backward and step
