@@ -129,6 +129,45 @@ def test_contrast_drive_finds_pRFs_of_flickering_bars():
     assert np.median(np.hypot(luminance["x"] - xs, luminance["y"] - ys) * S) > 3.0
 
 
+def test_contrast_drive_is_linear_light_contrast_and_ignores_the_warp_rim():
+    from brain2pix_gluon.preprocessing.prf import stimulus_drive
+
+    # a uniform frame has no contrast anywhere, also where the warp meets its black corners
+    grey = np.full((1, S, S, 3), 128, np.uint8)
+    assert np.abs(stimulus_drive(grey, "contrast", 0.5, fisheye=True)).max() < 1e-5
+    # contrast is measured on light: a step 0 -> 128 is (128/255)^2.2 / (1 - (128/255)^2.2)
+    # = 0.28 times a step 128 -> 255 of the same geometry (gamma-encoded values would give 1.0)
+    frames = np.zeros((2, S, S, 3), np.uint8)
+    frames[0, :, S // 2:] = 128
+    frames[1, :, :S // 2], frames[1, :, S // 2:] = 128, 255
+    peaks = stimulus_drive(frames, "contrast", 0.5, fisheye=False).max(axis=(1, 2))
+    mid = (128 / 255) ** 2.2
+    assert peaks[0] / peaks[1] == pytest.approx(mid / (1 - mid), rel=1e-3)
+
+
+def test_no_pRF_is_placed_where_the_stimulus_never_varies():
+    # the drive is dead right of x = 0.25 (as the black corners of a warped frame are): pure-noise
+    # voxels and real ones alike must be placed where there is evidence, never on a thin
+    # Gaussian tail reaching in from the dead region
+    rng = np.random.default_rng(6)
+    dead = (np.arange(S) + 0.5) / S - 0.5 > 0.25
+    drives, signals = [], []
+    xs, ys, sigmas = np.array([-0.2, 0.1]), np.array([0.1, -0.2]), np.array([0.02, 0.03])
+    for _ in range(2):
+        d = ndimage.gaussian_filter(rng.normal(size=(120, S, S)), (0, 1.5, 1.5)).astype(np.float32)
+        d[:, :, dead] = 0.0
+        drives.append(d - d.mean(axis=0))
+        sig = rng.normal(size=(120, 40)).astype(np.float32)
+        pooled = np.einsum("tyx,vyx->tv", d, _gaussians(xs, ys, sigmas))
+        sig[:, :2] += 3 * pooled / pooled.std(axis=0)
+        signals.append(sig)
+    config = PRFConfig(grid_stride=2, n_sigma=4, sigma_min=0.008, sigma_max=0.05)
+    fit = fit_prf(drives, signals, config)
+    assert np.all(fit["x"] <= 0.25 + 1.0 / S)          # at most half a grid step past the edge
+    np.testing.assert_allclose(fit["x"][:2], xs, atol=1.5 / S)
+    np.testing.assert_allclose(fit["y"][:2], ys, atol=1.5 / S)
+
+
 def _slow_grid_fit(drives, signals, grid, held=None):
     """Reference: explicit model time courses of every candidate, then correlation / CV R^2."""
     size = grid.size
