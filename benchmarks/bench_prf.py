@@ -54,13 +54,13 @@ def time_fit(n_voxels, n_volumes, run_volumes, config):
     return seconds, cpu
 
 
-def validate_on_simulator(sim_dir=None):
-    from brain2pix_gluon.config import Config
+def validate_on_simulator(sim_dir=None, overrides=()):
+    from brain2pix_gluon.config import Config, apply_overrides
     from brain2pix_gluon.io.names import MASK_KEYS
     from brain2pix_gluon.preprocessing.estimate_rf import estimate_rf
     from brain2pix_gluon.data.simulation import simulate_dataset
 
-    config = Config()
+    config = apply_overrides(Config(), list(overrides))
     with tempfile.TemporaryDirectory() as tmp:
         if sim_dir is None:
             sim_dir = os.path.join(tmp, "sim")
@@ -101,9 +101,11 @@ def main():
     parser.add_argument("--validate", action="store_true",
                         help="centre errors of estimate-rf on the simulated dataset instead")
     parser.add_argument("--sim-dir", help="with --validate: an existing simulated dataset")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="with --validate: settings, e.g. prf.drive=contrast")
     args = parser.parse_args()
     if args.validate:
-        validate_on_simulator(args.sim_dir)
+        validate_on_simulator(args.sim_dir, args.overrides)
         return
     config = PRFConfig()
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
