@@ -143,6 +143,13 @@ def test_contrast_drive_is_linear_light_contrast_and_ignores_the_warp_rim():
     peaks = stimulus_drive(frames, "contrast", 0.5, fisheye=False).max(axis=(1, 2))
     mid = (128 / 255) ** 2.2
     assert peaks[0] / peaks[1] == pytest.approx(mid / (1 - mid), rel=1e-3)
+    # and it is luminance: a black -> green step has 0.7152 / 0.0722 times the contrast of a black
+    # -> blue one (Rec. 709 weights of linear light; a plain mean of R, G, B would give 1)
+    colour = np.zeros((2, S, S, 3), np.uint8)
+    colour[0, :, S // 2:, 1] = 255
+    colour[1, :, S // 2:, 2] = 255
+    peaks = stimulus_drive(colour, "contrast", 0.5, fisheye=False).max(axis=(1, 2))
+    assert peaks[0] / peaks[1] == pytest.approx(0.7152 / 0.0722, rel=1e-3)
 
 
 def test_no_pRF_is_placed_where_the_stimulus_never_varies():
@@ -163,9 +170,13 @@ def test_no_pRF_is_placed_where_the_stimulus_never_varies():
         signals.append(sig)
     config = PRFConfig(grid_stride=2, n_sigma=4, sigma_min=0.008, sigma_max=0.05)
     fit = fit_prf(drives, signals, config)
-    assert np.all(fit["x"] <= 0.25 + 1.0 / S)          # at most half a grid step past the edge
+    assert np.all(fit["x"] <= 0.25)
     np.testing.assert_allclose(fit["x"][:2], xs, atol=1.5 / S)
     np.testing.assert_allclose(fit["y"][:2], ys, atol=1.5 / S)
+    # a stimulus that never varies anywhere leaves no candidate: a clear error, not corner pRFs
+    blank = [np.zeros_like(d) for d in drives]
+    with pytest.raises(DataError, match="the drive varies over too few pixels"):
+        fit_prf(blank, signals, config)
 
 
 def _slow_grid_fit(drives, signals, grid, held=None):

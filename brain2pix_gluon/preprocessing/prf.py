@@ -17,7 +17,8 @@ Drives (``PRFConfig.drive``)
     compressed contrast energy, colour-opponent signals and luminance, it recovers the true
     centres better than the contrast drive: on the embedded dataset's default settings, every
     voxel fitted, the median error of V1 centres is 3.0 px of 96 with it (cross-validated R^2
-    0.26) and 6.0 px with the contrast drive (R^2 0.04).
+    0.26) and 6.0 px with the contrast drive (R^2 0.04, below the default ``r2_threshold`` of
+    0.05, so that most of its centres would be written as NaN).
 ``"contrast"``
     Local RMS contrast (contrast energy) of the light: the relative luminance (Rec. 709 weights)
     of the linearised frame, minus its Gaussian blur (a centre-surround band-pass), squared,
@@ -26,7 +27,8 @@ Drives (``PRFConfig.drive``)
     contrast. Early visual cortex responds to contrast rather than to mean luminance; try it on
     real recordings (e.g. vim-2) and compare the cross-validated R^2 of both drives.
 
-Candidates are only those with at least half their weight on pixels where the drive varies: a
+Candidates (for either drive) are only those with at least half their in-frame weight on pixels
+where the drive varies: a
 Gaussian centred in the black corners would be fitted on the thin tail it has inside the image,
 and a correlation, which ignores scale, can prefer such a tail to the voxel's true pRF.
 
@@ -112,7 +114,10 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
 
     # contrast is a property of light, not of the gamma-encoded pixel values: relative luminance
     # (Rec. 709 weights) of the linearised frame (sRGB decoded with a 2.2 power)
-    luminance = np.power(np.clip(rgb, 0.0, 1.0), 2.2) @ _REC709_LUMINANCE
+    # (in place: ``rgb`` is this function's own array, and a run can hold gigabytes of it)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    np.power(rgb, np.float32(2.2), out=rgb)
+    luminance = rgb @ _REC709_LUMINANCE
 
     from ..evaluation.metrics import fisheye_valid_mask
 
@@ -350,6 +355,10 @@ def fit_prf(drives, signals, config=None, show_progress=False):
                                             enabled=show_progress, unit="run")])
     total_variance = variances.sum(axis=0)
     allowed = _supported_candidates(grid, drives)
+    if not allowed.any():
+        raise DataError(f"fit_prf: the drive varies over too few pixels for any candidate pRF "
+                        f"(each needs half its weight there; sigma {grid.sigmas[0]:.3g} .. "
+                        f"{grid.sigmas[-1]:.3g}): is the stimulus blank or constant?")
     out = {name: np.full(n_voxels, np.nan) for name in ("x", "y", "sigma", "r", "r2", "beta")}
     chunks = range(0, n_voxels, config.chunk_voxels)
     bar = progress(total=n_voxels, desc="pRF fit", enabled=show_progress, unit="voxel")
