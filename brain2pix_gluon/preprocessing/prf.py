@@ -350,11 +350,15 @@ def fit_prf(drives, signals, config=None, show_progress=False):
             raise DataError(f"run {r}: drive {drive.shape} / signals {sig.shape} disagree with run 0 "
                             f"(S = {size}, {n_voxels} voxels)")
     grid = PRFGrid(size, config)
-    variances = np.stack([grid.candidate_variance(np.asarray(d, np.float32))
-                          for d in progress(drives, desc="pRF model variances",
-                                            enabled=show_progress, unit="run")])
+    # one pass over every run's drive: its candidates' variances and its pixels' power
+    variances, power = [], np.zeros((size, size), np.float64)
+    for drive in progress(drives, desc="pRF model variances", enabled=show_progress, unit="run"):
+        drive = np.asarray(drive, np.float32)
+        variances.append(grid.candidate_variance(drive))
+        power += np.einsum("tyx,tyx->yx", drive, drive, dtype=np.float64)
+    variances = np.stack(variances)
     total_variance = variances.sum(axis=0)
-    allowed = _supported_candidates(grid, drives)
+    allowed = _supported_candidates(grid, power)
     if not allowed.any():
         raise DataError(f"fit_prf: the drive varies over too few pixels for any candidate pRF "
                         f"(each needs half its weight there; sigma {grid.sigmas[0]:.3g} .. "
@@ -370,16 +374,15 @@ def fit_prf(drives, signals, config=None, show_progress=False):
     return out
 
 
-def _supported_candidates(grid, drives, min_support=0.5):
+def _supported_candidates(grid, power, min_support=0.5):
     """Candidates with at least ``min_support`` of their in-frame weight on pixels whose drive
     varies, shape (n_sigma, n_y, n_x), bool.
 
+    ``power`` (shape (S, S)) is each pixel's sum over every run of its squared centred drive.
     Pixels that never vary (the black corners of a fisheye-warped frame) carry no evidence; a
     candidate centred there is fitted on the thin tail it has inside the stimulus, and since the
     fit is a correlation, scale-free, such a tail can outscore the voxel's true pRF.
     """
-    power = sum(np.einsum("tyx,tyx->yx", np.asarray(d, np.float32), np.asarray(d, np.float32),
-                          dtype=np.float64) for d in drives)
     live = (power > 1e-9 * max(float(power.max()), 1e-300)).astype(np.float32)
     inside = grid.pool(live[None])[0]
     whole = grid.pool(np.ones_like(live)[None])[0]
