@@ -23,7 +23,8 @@ network: the mean training frame and a ridge decoder of the same RFSimages (``br
 ridge``, fitted first, in under a minute), on PixCorr inside the valid field and pixel two-way
 identification; ``floors_comparison.png`` shows them side by side. Learning curves of model and
 control (held-out two-way identification and PixCorr) are drawn from the generator weights the
-trainer saves every 6 epochs. The demo exits non-zero when either verdict fails.
+trainer saves every 6 epochs. The demo exits with status 3 when the model did not learn from the
+brain signal; the floors are reported beside it and never change the exit status.
 
 Every output of a demo, quick or random-weight run says so; the control's outputs say
 "TIME-SHUFFLED fMRI CONTROL".
@@ -243,7 +244,7 @@ def run_demo(out="demo_output", weights="auto", extra=(), show_progress=True,
         "curves": curves,
         "learning_check": check,
         "field_mask": mask_info,
-        "passed": bool(check["passed"]) and bool(check["floors_passed"]),
+        # the learning verdict alone sets the exit status; the floors are information
         "learns": bool(check["passed"]),
         "floors_passed": bool(check["floors_passed"]),
     }
