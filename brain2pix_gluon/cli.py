@@ -209,6 +209,19 @@ def cmd_experiment(args):
     from .experiments import run_experiment
 
     profile, out = args.profile, args.out
+    if args.name == "all":
+        from .experiments.science import format_all, run_all
+
+        if args.variant:
+            raise Brain2PixError("experiment all: --variant picks variants of one experiment; "
+                                 "name the experiment instead of all")
+        summary = run_all(out, args.data, profile, args.overrides, args.weights, args.gpus,
+                          jobs=args.jobs, show_progress=not args.no_progress)
+        print(format_all(summary))
+        return 0
+    if args.jobs is not None:
+        raise Brain2PixError(f"experiment {args.name}: --jobs is for `experiment all`; one "
+                             f"experiment runs its variants one after the other")
     summary = run_experiment(args.name, args.data, out, profile, args.overrides, args.weights,
                              args.gpus, show_progress=not args.no_progress, variants=args.variant,
                              tables=not args.no_tables)
@@ -226,8 +239,7 @@ def cmd_experiment(args):
 def cmd_demo(args):
     from .experiments.demo import format_summary, run_demo
 
-    summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress,
-                       paper_losses=args.paper_losses)
+    summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
     print(format_summary(summary))
     return demo_exit_status(summary["learning_check"])
 
@@ -379,8 +391,13 @@ def build_parser():
     p = sub.add_parser("experiment", help="one of the paper's seven experiments end to end: train "
                        "every variant, reconstruct, evaluate, tables (skips finished steps, resumes "
                        "interrupted training)")
-    p.add_argument("name", choices=list(EXPERIMENTS),
-                   help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
+    p.add_argument("name", choices=list(EXPERIMENTS) + ["all"],
+                   help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values())
+                   + "; all: every experiment, the learning check of FixedRF and the findings "
+                   "table (make science)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="all: trainings and evaluations run N at a time, each in its own "
+                   "process (default 2 on a CPU with 2 or more cores, 1 with --gpus)")
     data(p, required=False, what="prepared data folder (default: the embedded simulated dataset)")
     out(p, what="results root (OUT/NAME/... per variant, OUT/tables)")
     p.add_argument("--weights", help="auto | pretrained | random | path: VGG/AlexNet/C3D weights "
@@ -407,9 +424,6 @@ def build_parser():
     p.add_argument("--weights", default="auto",
                    help="auto (default: pretrained when cached or downloadable, else random, "
                    "marked), pretrained, random, or a folder/file")
-    p.add_argument("--paper-losses", action="store_true",
-                   help="also train the demo's model with the paper's losses (quick profile, "
-                   "about 8 more minutes on 2 cores) and show it in the table")
     no_progress(p)
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="settings that differ from the demo's")
