@@ -48,8 +48,8 @@ tests' p-values are optimistic; the permutation test of identification does not 
 independent comparisons but does treat frames as exchangeable.
 
 :func:`learning_curve` scores the generator saved after every epoch
-(``RUN_DIR/weights/net_g_epochNNN.params``) on the same test set, and
-:func:`plot_learning_curves` draws model and control together.
+(``RUN_DIR/weights/net_g_epochNNN.params``) on the same test set;
+:func:`brain2pix_gluon.plotting.learning_curves` draws model and control together.
 """
 
 import glob
@@ -66,7 +66,7 @@ from .metrics import (masked_pixels, pixcorr, ssim_gray, two_way_identification,
                       mean_frame_metrics)
 from .stats import identification_test, paired_comparison, summarize
 
-__all__ = ["CHECK_LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot_learning_curves",
+__all__ = ["CHECK_LAYERS", "alexnet_layers", "learning_check", "learning_curve",
            "format_learning_check"]
 
 # the evaluation's AlexNet pool2 and pool5 (features.LAYERS): the layers two-way identification uses
@@ -415,55 +415,6 @@ def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_fr
         point["pixcorr_disc"] = float(np.nanmean(pixcorr(recon, targets, mask)))
         curve.append(point)
     return curve
-
-
-def plot_learning_curves(curves, path, marks=(), note=""):
-    """Learning curves of model and control: held-out two-way identification and PixCorr.
-
-    Parameters
-    ----------
-    curves : dict of str -> list of dict
-        Label (e.g. ``"model"``, ``"time-shuffled control"``) -> :func:`learning_curve`.
-    path : str
-        PNG written here.
-    marks : sequence of str
-        Written in the title (random weights, quick run, control).
-    note : str
-        A line under the title (e.g. the simulator's noise level).
-
-    Returns
-    -------
-    str
-        ``path``.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    panels = (("twoway_alexnet2", "two-way identification, AlexNet pool2", 0.5),
-              ("twoway_alexnet5", "two-way identification, AlexNet pool5", 0.5),
-              ("pixcorr_disc", "PixCorr inside the valid field", None))
-    fig = Figure(figsize=(12, 4.2))       # no pyplot state: safe inside notebooks and threads
-    axes = fig.subplots(1, 3)
-    for ax, (key, title, chance) in zip(axes, panels):
-        for label, curve in curves.items():
-            ax.plot([p["epoch"] for p in curve], [p[key] for p in curve], marker="o", label=label)
-        if chance is not None:
-            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(fontsize=8)
-    head = ["Held-out test clips after every epoch"]
-    if marks:
-        head.append("[" + ", ".join(sorted(set(marks))) + "]")
-    if note:
-        head.append(note)
-    fig.suptitle("\n".join(head), fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.035 * len(head)))
-    from ..plotting import save_figure
-
-    return save_figure(fig, path, dpi=110)
 
 
 _ROWS = (("model", "model"), ("control", "time-shuffled control"), ("ridge", "ridge floor"),

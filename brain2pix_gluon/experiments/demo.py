@@ -106,13 +106,13 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     from ..data.simulation import labels_for
     from ..evaluation.evaluate import field_mask
     from ..evaluation.features import feature_extractor
-    from ..evaluation.learning_check import (alexnet_layers, learning_check, learning_curve,
-                                            plot_learning_curves)
+    from ..evaluation.learning_check import alexnet_layers, learning_check, learning_curve
     from ..evaluation.metrics import mean_training_frame
     from ..evaluation.recognition import world_classifier
     from ..io.reconstructions import read_reconstructions
     from ..model_zoo.pretrained import resolve_config_weights
-    from ..plotting import busiest_window, consecutive_frames, model_grid, save_figure
+    from ..plotting import (busiest_window, consecutive_frames, learning_curves, model_grid,
+                            save_figure)
     from ..training.builder import dataset_mode
     from .runner import experiment_config
 
@@ -175,7 +175,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
             f"{sim.n_repetitions} test repetitions averaged; {check['n_frames']} held-out test "
             f"frames; {model_status['label']}, profile {profile}"
             f"{': ' + ' '.join(settings) if settings else ''}")
-    curve_png = plot_learning_curves(curves, os.path.join(out, "learning_curves.png"), marks, note)
+    curve_png = learning_curves(curves, os.path.join(out, "learning_curves.png"), marks, note)
     per_frame = check.pop("per_frame")
     recon_dir = os.path.dirname(model_recon)
     summary = {
