@@ -30,7 +30,7 @@ from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import clip_indices, feature_extractor
 from ..evaluation.metrics import pearson_rows, zscore_rows
 from ..io.prepared import PreparedSplit
-from ..io.reconstructions import write_reconstructions
+from ..io.reconstructions import RECONSTRUCTION_FILES, write_reconstructions
 from ..utils import array_sha256, get_logger, progress, replacing, reserve_space, write_json_atomic
 from .penalty import check_penalties, choose_penalty
 
@@ -358,5 +358,5 @@ def run_nishimoto_baseline(prepared_dir, out_dir, settings=None, k=10, show_prog
     baseline = NishimotoBaseline(prepared_dir, out_dir, extractor, settings, k,
                                  show_progress=show_progress, ctx=ctx)
     baseline.fit()
-    path, _, _ = baseline.reconstruct(os.path.join(out_dir, "reconstructions.h5"))
+    path, _, _ = baseline.reconstruct(os.path.join(out_dir, RECONSTRUCTION_FILES["h5"]))
     return path

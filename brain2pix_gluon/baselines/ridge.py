@@ -176,7 +176,7 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, penalties=DEFAU
     """
     from ..data.dataset import RFSImageDataset
     from ..io.prepared import PreparedSplit
-    from ..io.reconstructions import write_reconstructions
+    from ..io.reconstructions import RECONSTRUCTION_FILES, write_reconstructions
 
     log = get_logger()
     start = time.time()
@@ -194,7 +194,7 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, penalties=DEFAU
                                                          "validation": decoder.validation,
                                                          "rois": list(train.rois)},
              "source": os.path.abspath(test.path), "checkpoint": "", "epoch": 0, "step": 0}
-    path = write_reconstructions(os.path.join(out_dir, "reconstructions.h5"), recon, y_test,
+    path = write_reconstructions(os.path.join(out_dir, RECONSTRUCTION_FILES["h5"]), recon, y_test,
                                  test.samples.array, run_names, attrs)
     log.info("ridge decoder: %d training samples, %d features, lambda %g (validation r %s), "
              "%.1f s; %d test reconstructions in %s", len(x_train), x_train.shape[1], decoder.penalty,

@@ -30,8 +30,8 @@ from ..provenance import is_random, run_marks
 from ..utils import get_logger, progress, replacing, write_json_atomic, write_text_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
-from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
-                         save_checkpoint, state_for)
+from .checkpoint import (epoch_weights_path, find_checkpoint, load_checkpoint_state,
+                         restore_checkpoint, save_checkpoint, state_for)
 from .history import HistoryBuffer
 from .inference import generate
 from .losses import feature_distance, l1_loss
@@ -540,14 +540,13 @@ class Trainer:
         self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
         self.last_record = record
         self._save_grid()
-        weights_dir = os.path.join(self.run_dir, "weights")
-        os.makedirs(weights_dir, exist_ok=True)
         every = self.config.train.save_weights_every
         keep = every and (self.epoch % every == 0 or self.epoch == self.config.train.epochs)
         for name in ("net_g", "learned_rf"):
             if keep and self.nets[name] is not None:
                 # through a temporary name: a kill or a full disk never leaves a truncated file
-                path = os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params")
+                path = epoch_weights_path(self.run_dir, name, self.epoch)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with replacing(path) as tmp:
                     self.nets[name].save_parameters(tmp)
         self.save()
