@@ -15,6 +15,7 @@ process group under a time limit that kills the group (``process_tools``):
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -95,10 +96,10 @@ def test_dist_sync_outside_a_launch_is_refused_with_what_to_do():
 
 
 # ------------------------------------------------------------------------ launched workers
-def _launched(argv, workers=2, servers=1, grace=5):
+def _launched(argv, workers=2, servers=1, grace=5, port=None):
     """``python -c`` running the library's launch of ``argv`` (any worker command)."""
-    return python("-c", "import sys; from brain2pix_gluon.launch import launch; "
-                        f"sys.exit(launch(sys.argv[1:], {workers}, {servers}, grace={grace}))",
+    return python("-c", "import sys; from brain2pix_gluon.launch import launch; sys.exit(launch("
+                        f"sys.argv[1:], {workers}, {servers}, grace={grace}, port={port}))",
                   *argv)
 
 
@@ -134,8 +135,11 @@ def test_two_workers_train_the_model_of_one_process_with_the_whole_batch(prepare
 
 @linux_only
 def test_with_batch_statistics_both_workers_still_hold_one_model(prepared_dir, tmp_path):
-    code, out = run(_launched(python(CHILD, prepared_dir, tmp_path, "batch", *STEPS)), 120,
-                    child_env())
+    # MXNet's parameter server binds each of its nodes to $PORT when set: a PORT that the launch
+    # passed on would put the server on the scheduler's port here
+    port = free_port()
+    code, out = run(_launched(python(CHILD, prepared_dir, tmp_path, "batch", *STEPS), port=port),
+                    120, child_env(PORT=port))
     assert code == 0, out
     ranks = [_weights(tmp_path / f"rank{r}.npz") for r in (0, 1)]
     for name, weights in ranks[0].items():
@@ -146,10 +150,25 @@ def test_with_batch_statistics_both_workers_still_hold_one_model(prepared_dir, t
                if k.endswith("running_mean"))
 
 
-def _train_command(prepared_dir, run_dir, *settings, resume=False):
+@linux_only
+def test_a_worker_that_disagrees_with_rank_0_stops_the_launch(prepared_dir, tmp_path):
+    start = time.monotonic()
+    code, out = run(_launched(python(CHILD, prepared_dir, tmp_path, "running", *STEPS)), 120,
+                    child_env(B2P_DISAGREE=tmp_path / "first"))
+    # it leaves at once (without MXNet's exit barrier, where it would wait for ever), and the
+    # launch stops the other
+    assert code == 1, out
+    assert time.monotonic() - start < 60
+    # (MXNet, not the order of arrival, decides which worker is rank 0)
+    assert re.search(r"does not agree with rank 0: training samples: rank 0 has (76, this worker "
+                     r"68|68, this worker 76); configuration \(hash\): rank 0 has", out), out
+    assert "exited with status 1; stopping the other processes" in out
+
+
+def _train_command(prepared_dir, run_dir, *settings, resume=False, grace=3):
     """``brain2pix launch`` of two workers and one server training the tiny FixedRF."""
     return python("-m", "brain2pix_gluon.cli", "launch", "--workers", "2", "--servers", "1",
-                  "--grace", "3", "--", "train", "--data", prepared_dir, "--out", run_dir,
+                  "--grace", grace, "--", "train", "--data", prepared_dir, "--out", run_dir,
                   "--no-progress", *(["--resume"] if resume else []),
                   *layered(STEPS, ["train.kvstore=dist_sync", "train.grid_samples=0",
                                    "train.save_weights_every=0", "train.max_steps_per_epoch=2"],
@@ -199,19 +218,21 @@ def test_a_killed_worker_stops_the_launch_and_the_run_resumes(prepared_dir, tmp_
 def test_sigterm_to_one_worker_stops_all_after_one_iteration_and_slurm_tasks_resume(
         prepared_dir, tmp_path):
     run_dir, steps = tmp_path / "run", 15
+    # the grace leaves rank 0 time to catch up with the stopped worker (it may be evaluating)
     with Child(_train_command(prepared_dir, run_dir, "train.epochs=1000",
-                              f"train.max_steps_per_epoch={steps}"), child_env()) as launch:
+                              f"train.max_steps_per_epoch={steps}", grace=60),
+               child_env()) as launch:
         writer = launch.wait_for_line("[brain2pix] worker rank 0 of 2 (writes the run folder)",
                                       120).split("]")[0].lstrip("[")
         other = "worker 1" if writer == "worker 0" else "worker 0"
         pid = int(launch.wait_for_line(f"[launch] {other}: pid ", 1).rsplit(" ", 1)[1])
         time.sleep(3)       # some iterations
         os.kill(pid, signal.SIGTERM)     # as a SLURM time limit would, but to one worker only
-        code = launch.wait(timeout=60)
+        code = launch.wait(timeout=120)
     # it stops after the next iteration, and so does rank 0, which saves a checkpoint there;
     # the first to exit gives the launch its status: 143 (SIGTERM) or 130 (stopped by the vote)
     assert code in (130, 143), launch.output
-    assert "killed with SIGKILL" not in launch.output       # nobody waited for ever
+    assert "killed with SIGKILL" not in launch.output, launch.output   # nobody waited for ever
     assert launch.output.count("interrupted at epoch") == 2, launch.output
     epoch, step, global_step = _checkpoint_position(run_dir)
     assert global_step == epoch * steps + step and global_step > 0

@@ -288,10 +288,15 @@ class WorkerGroup:
         -------
         bool
         """
-        votes = mx.nd.array([1.0 if requested else 0.0])
-        self.store.pushpull(_STOP_KEY, votes, out=votes)
-        previous, self._stop_votes = self._stop_votes, votes
-        return previous is not None and previous.asscalar() > 0
+        if self._stop_votes is None:
+            self._stop_votes, previous = mx.nd.zeros(1), 0.0
+        else:
+            previous = self._stop_votes.asscalar()
+        # one array for every exchange, so that this worker's exchanges follow one another: two
+        # of its pushes in flight at once would be summed by the server as if from two workers
+        self._stop_votes[:] = 1.0 if requested else 0.0
+        self.store.pushpull(_STOP_KEY, self._stop_votes, out=self._stop_votes)
+        return previous > 0
 
     def finished(self):
         """Every worker completed its steps: wait until this one's last exchanges are done (MXNet
