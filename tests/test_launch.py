@@ -111,7 +111,10 @@ def test_when_one_process_dies_the_others_are_stopped_and_nothing_is_left(tmp_pa
         ["server 0", "server", STUBBORN],
         ["worker 0", "worker", _program("import sys, time; sys.stdout.write('step 1\\rstep 2\\n');"
                                         " sys.stdout.flush(); time.sleep(120)")],
-        ["worker 1", "worker", _program("import sys, time; time.sleep(1.5); sys.exit(3)")]]
+        # the one that fails leaves a child of its own behind
+        ["worker 1", "worker", _program("import subprocess, sys, time; subprocess.Popen(["
+                                        "sys.executable, '-c', 'import time; time.sleep(120)']);"
+                                        " time.sleep(1.5); sys.exit(3)")]]
     with _launch(tmp_path, processes) as launch:
         launch.wait_for_line("[server 0] serving", 60)
         start = time.monotonic()
