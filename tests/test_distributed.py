@@ -95,6 +95,17 @@ def test_dist_sync_outside_a_launch_is_refused_with_what_to_do():
         join_workers(tiny_config("train.kvstore=dist_sync"), environ={})
 
 
+def test_a_run_may_change_between_one_machine_and_several_when_it_resumes():
+    from brain2pix_gluon.config import config_to_dict
+    from brain2pix_gluon.training.trainer import config_differences
+
+    launched, alone = tiny_config("train.kvstore=dist_sync"), tiny_config("train.kvstore=local")
+    assert config_differences(config_to_dict(alone), config_to_dict(launched)) == []
+    assert config_differences(config_to_dict(tiny_config("train.kvstore=local", "train.lr=1e-3")),
+                              config_to_dict(launched)) == \
+        ["train.lr: checkpoint 0.0002 vs now 0.001"]
+
+
 # ------------------------------------------------------------------------ launched workers
 def _launched(argv, workers=2, servers=1, grace=5, port=None):
     """``python -c`` running the library's launch of ``argv`` (any worker command)."""
