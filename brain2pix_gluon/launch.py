@@ -347,8 +347,7 @@ def run_processes(processes, grace=30.0, stream=None, poll=0.1, environ=None):
             pump = threading.Thread(target=out.pump, args=(p.label, popen.stdout), daemon=True)
             pump.start()
             pumps.append(pump)
-        status = _watch(started, grace, poll, received, out)
-        return status
+        return _watch(started, grace, poll, received, out)
     finally:
         # after the end of the run, a failure, a signal, or an error of the launch itself
         killed = _stop(started, grace, received[0] if received else signal.SIGTERM)
