@@ -163,7 +163,8 @@ class TrainConfig:
     num_workers: int = 0
     hybridize: bool = True
     amp: bool = False               # mixed precision (MXNet AMP, dynamic loss scaling), GPU only
-    kvstore: str = "device"         # where gradients over --gpus are reduced
+    kvstore: str = "device"         # where gradients are reduced (dist_sync: one model over the
+                                    # workers of `brain2pix launch`)
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     save_weights_every: int = 1     # weights/*_epochNNN.params every N epochs and after the last
                                     # (0 = never; checkpoints are kept regardless)
@@ -560,7 +561,7 @@ RULES = {
                            "an integer >= 0 (0 = no grid pictures)"),
     "train.profile": _one_of(*PROFILES),
     "train.input_control": _one_of(*INPUT_CONTROLS),
-    "train.kvstore": _one_of("device", "nccl", "local"),
+    "train.kvstore": _one_of("device", "nccl", "local", "dist_sync"),
     # evaluation
     "evaluation.feature_weights": _weights_setting(
         "a folder holding alexnet.params and c3d_kinetics400.params"),
