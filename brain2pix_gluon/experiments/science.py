@@ -56,16 +56,24 @@ class Unit:
         ``experiment / label`` of the other variants this training serves.
     control : bool
         The time-shuffled control of the learning check.
+    order : int
+        Evaluations run group by group in this order (see :func:`plan`).
     """
 
-    def __init__(self, experiment, label, stage, cost=1.0, control=False):
+    def __init__(self, experiment, label, stage, cost=1.0, control=False, order=0):
         self.experiment, self.label, self.stage = experiment, label, stage
-        self.cost, self.control, self.shared = float(cost), control, []
+        self.cost, self.control, self.order, self.shared = float(cost), control, order, []
 
     @property
     def name(self):
         what = f"{self.experiment} / {self.label}"
         return what + (" (time-shuffled control)" if self.control else "")
+
+
+# relative cost per training sample of the baseline fits, in the units of _training_cost (one
+# generator step of batch 8 with the paper's three losses is 3.2): baseline 1 runs C3D on every
+# training sample's clip, the ridge floor one linear solve
+_FIT_COST = {"nishimoto": 3.0, "ridge": 0.05}
 
 
 def _training_cost(config, n_samples):
@@ -79,7 +87,7 @@ def _training_cost(config, n_samples):
     return t.epochs * steps * per_step * t.batch_size / 8.0
 
 
-def plan(data, out, profile, overrides, weights):
+def plan(data, profile, overrides, weights):
     """The units of the run, from the registry and the resolved settings of every variant.
 
     Returns
@@ -100,14 +108,14 @@ def plan(data, out, profile, overrides, weights):
     trainings, evaluations, by_key = [], [], {}
     for experiment in EXPERIMENTS.values():
         for variant in experiment.variants:
-            evaluation = Unit(experiment.name, variant.label, "evaluate")
             # the baselines first (the others are tested against them), then one variant per
             # training, then those sharing a training (they reuse its per-frame metrics)
-            evaluation.order = 0 if experiment.name == "baselines" else 1
+            evaluation = Unit(experiment.name, variant.label, "evaluate",
+                              order=0 if experiment.name == "baselines" else 1)
             evaluations.append(evaluation)
             if variant.kind != "train":
                 trainings.append(Unit(experiment.name, variant.label, "train",
-                                      cost=n_samples / 200.0))
+                                      cost=_FIT_COST[variant.kind] * n_samples))
                 continue
             config = with_recorded_tr(experiment_config(variant.config, profile, overrides,
                                                         weights), train_path, sets_tr(overrides))
@@ -120,9 +128,8 @@ def plan(data, out, profile, overrides, weights):
                         _training_cost(config, int(n_samples * config.train.train_fraction)))
             by_key[key] = unit
             trainings.append(unit)
-    main = by_key[training_key(with_recorded_tr(
-        experiment_config("fixed_rf", profile, overrides, weights), train_path,
-        sets_tr(overrides)), train_path)]
+    main = next(u for u in trainings if (u.experiment, u.label) == MAIN_MODEL
+                or " / ".join(MAIN_MODEL) in u.shared)
     trainings.append(Unit(*MAIN_MODEL, "train", main.cost, control=True))
     trainings.sort(key=lambda u: -u.cost)
     evaluations.sort(key=lambda u: u.order)
@@ -269,7 +276,7 @@ def run_all(out, data=None, profile="paper", overrides=(), weights=None, gpus=""
     # thread, and a fixed thread count keeps every rerun's arithmetic identical
     threads = max(1, (os.cpu_count() or 1) // jobs)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    trainings, evaluations = plan(data, out, profile, overrides, weights)
+    trainings, evaluations = plan(data, profile, overrides, weights)
     args = (data, out, profile, overrides, weights, gpus, show_progress and jobs == 1)
     log.info("[science] %d trainings and baseline fits, then %d evaluations, %d at a time (%s "
              "profile) -> %s", len(trainings), len(evaluations), jobs, profile, out)
