@@ -85,8 +85,8 @@ def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=T
         for name, frames, run_signals in progress(_training_runs(source), total=n_runs,
                                                   desc="estimate-rf runs",
                                                   enabled=show_progress, unit="run"):
-            drive = model_drive(frames, run_signals.shape[0], source.tr, config.prf,
-                                config.data.max_ratio, config.data.fisheye)
+            drive = model_drive(frames, run_signals.shape[0], config.prf, config.data.max_ratio,
+                                config.data.fisheye)
             n_use = drive.shape[0]
             drive_path = os.path.join(work, f"{name}_drive.npy")
             signal_path = os.path.join(work, f"{name}_signals.npy")
@@ -95,7 +95,7 @@ def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=T
             del drive, frames, run_signals
             drives.append(np.load(drive_path, mmap_mode="r"))
             signals.append(np.load(signal_path, mmap_mode="r"))
-        fit = fit_prf(drives, signals, config.prf, show_progress)
+        fit = fit_prf(drives, signals, source.tr, config.prf, work, show_progress)
         del drives, signals
         columns = {key: source.voxel_index(key) for key in source.keys}
         written = write_prf_outputs(paths, source.keys, columns, fit, config.prf)
@@ -144,7 +144,7 @@ def write_prf_outputs(paths, keys, columns, fit, config):
     by_key = {name: _split_by_key(keys, columns, values)
               for name, values in (("col", cols), ("row", rows))}
     estimates = {}
-    for name in ("x", "y", "sigma", "r", "r2", "beta"):
+    for name in ("x", "y", "sigma", "exponent", "r", "r2", "beta"):
         for key, values in _split_by_key(keys, columns, fit[name]).items():
             estimates[f"{key}_{name}"] = values
     for key in keys:
