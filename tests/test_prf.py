@@ -414,7 +414,7 @@ def sim_dir(tmp_path_factory):
     return out
 
 
-def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
+def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir, capsys):
     raw_dir = sim_dir
     from brain2pix_gluon.cli import main
     from brain2pix_gluon.io.matlab import read_mat
@@ -423,6 +423,9 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     out = str(tmp_path / "estimated")
     overrides = ["data.image_size=32", "prf.r2_threshold=0.5", "prf.drive=luminance"]
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 0
+    # what a user without true pRFs can judge a fit by: R^2, orientation, size vs eccentricity
+    log = capsys.readouterr().err
+    assert "pRF fits per ROI" in log and "verdict: aligned" in log and "Spearman rho" in log
     masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
     cols, rows = load_rf_centres(os.path.join(out, "col_centers_112px.mat"),
                                  os.path.join(out, "row_centers_112px.mat"), masks)
@@ -460,3 +463,47 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     assert not [p for p in os.listdir(out) if "work" in p or "partial" in p]
     # existing centre files are kept unless --force
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 2
+
+
+def test_quality_report_reads_r2_retinotopy_and_size_against_eccentricity():
+    from brain2pix_gluon.config import Config
+    from brain2pix_gluon.preprocessing.estimate_rf import format_prf_quality, prf_quality_report
+
+    # V1: 101 voxels per part, R^2 0.00, 0.01, ... 1.00 (so its percentiles are 0.1 ... 0.9), one
+    # NaN; dorsal in the lower field, ventral in the upper; the compressive size sigma/sqrt(n)
+    # grows with eccentricity although sigma alone falls (the exponent falls faster).
+    # V2: dorsal and ventral swapped (upside down), size falling with eccentricity.
+    n = 101
+    ecc = np.linspace(0.02, 0.45, n)
+    estimates = {}
+    for key, sign in (("V1d", 1), ("V1v", -1), ("V2d", -1), ("V2v", 1)):
+        estimates[f"{key}_x"] = ecc * 0.6
+        estimates[f"{key}_y"] = sign * ecc * 0.8
+        estimates[f"{key}_r2"] = np.linspace(0.0, 1.0, n)
+        if key.startswith("V1"):
+            estimates[f"{key}_exponent"] = (0.5 - ecc) ** 2         # sqrt: 0.48 ... 0.05
+            estimates[f"{key}_sigma"] = 0.05 - 0.02 * ecc            # falls
+        else:
+            estimates[f"{key}_exponent"] = np.ones(n)
+            estimates[f"{key}_sigma"] = 0.06 - 0.1 * ecc
+    estimates["V1d_r2"] = estimates["V1d_r2"].copy()
+    estimates["V1d_r2"][0] = np.nan
+    parts = {"V1": ("V1d", "V1v"), "V2": ("V2d", "V2v")}
+    report = prf_quality_report(estimates, parts, "dorsal_ventral", Config())
+    v1, v2 = report["rois"]["V1"], report["rois"]["V2"]
+    # 201 finite values: 0.00 (once), 0.01 ... 1.00 (twice)
+    r2 = np.concatenate([np.linspace(0.01, 1.0, 100), np.linspace(0.0, 1.0, n)])
+    np.testing.assert_allclose(v1["r2_percentiles"], np.percentile(r2, [10, 25, 50, 75, 90]))
+    # kept: R^2 >= 0.05 (0.05 itself is 0.05000000000000000277, kept)
+    assert v1["n"] == 2 * n and v1["n_kept"] == 2 * (n - 5)
+    assert v1["size_eccentricity_rho"] == pytest.approx(1.0)
+    assert v2["size_eccentricity_rho"] == pytest.approx(-1.0)
+    # the median size in the band 0.1 <= eccentricity < 0.2: sigma / sqrt(n) at its middle voxel
+    band = (ecc >= 0.1) & (ecc < 0.2) & (np.linspace(0.0, 1.0, n) >= 0.05)
+    expected = np.median(((0.05 - 0.02 * ecc) / (0.5 - ecc))[band])
+    assert v1["size_by_eccentricity"][1] == pytest.approx(expected)
+    assert report["retinotopy"]["rois"]["V1"]["verdict"] == "aligned"
+    assert report["retinotopy"]["rois"]["V2"]["verdict"] == "flipped"
+    lines = format_prf_quality(report, size=96)
+    assert any(line.startswith("  V1:") and "-> rises" in line for line in lines)
+    assert any(line.startswith("  V2:") and "-> does not rise" in line for line in lines)
