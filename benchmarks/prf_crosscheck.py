@@ -111,7 +111,7 @@ def main():
                                                        "brain2pix-prf-crosscheck-venv"))
     parser.add_argument("--positions", type=int, default=32,
                         help="pyprf's grid: centres along x and along y")
-XX
+    parser.add_argument("--sizes", type=int, default=10, help="pyprf's grid: pRF sizes")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args()
     from brain2pix_gluon.config import Config, apply_overrides, with_changes
