@@ -180,12 +180,13 @@ class PRFConfig:
     """Estimating receptive fields from the training data (``brain2pix estimate-rf``).
 
     The paper takes the released centres as given (section 2.3); these are our choices for data
-    without them: an isotropic Gaussian pRF (Dumoulin & Wandell 2008) on a per-pixel drive of the
-    fisheye-warped frames, convolved with a double-gamma HRF, fitted by a grid search on
-    correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
+    without them: an isotropic Gaussian pRF on a per-pixel drive of the fisheye-warped frames,
+    linear for luminance (Dumoulin & Wandell 2008), compressive for contrast (CSS, Kay et al.
+    2013), convolved with a double-gamma HRF, fitted by a grid search on correlation and a
+    parabolic refinement, with leave-one-run-out cross-validated R^2 (preprocessing/prf.py).
     """
 
-    drive: str = "luminance"        # luminance | contrast (local contrast energy); see prf.py
+    drive: str = "luminance"        # luminance (linear) | contrast (energy, compressive); prf.py
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     # exponents n of the compressive (CSS) model (pooled contrast ** n) searched with the contrast
     # drive; (1.0,) gives the linear model

@@ -1,63 +1,80 @@
 """Population receptive fields (pRFs) estimated from the training data (``brain2pix estimate-rf``).
 
 Brain2Pix needs an RF centre for every voxel (paper section 2.3, eqs. 1-2); most datasets do not
-ship them. This module fits, for every voxel, an isotropic Gaussian pRF (Dumoulin & Wandell 2008):
+ship them. This module fits, for every voxel, an isotropic Gaussian pRF, linear (Dumoulin &
+Wandell 2008) or with compressive spatial summation (CSS; Kay, Winawer, Mezer & Wandell 2013):
 
-    prediction(t) = beta * [HRF * sum_p g(p; x, y, sigma) drive_p](t)  + one intercept per run,
+    prediction(t) = beta * [HRF * (sum_p g(p; x, y, sigma) drive_p) ** n](t)  + nuisance,
 
 where ``drive_p(t)`` is a per-pixel stimulus feature of the frame shown at volume ``t`` on the same
 fisheye-warped ``S x S`` frames the network is trained on (the released centres were estimated on
-warped frames), ``g`` is a Gaussian at ``(x, y)`` with size ``sigma`` and ``HRF`` a canonical
-double-gamma response sampled at the TR.
+warped frames), ``g`` is a Gaussian at ``(x, y)`` with size ``sigma``, ``n`` the exponent (1 for the
+linear model, below 1 for sub-additive summation) and ``HRF`` a canonical double-gamma response
+sampled at the TR. The nuisance of each run is its mean and its onset response (the HRF's running
+sum, :func:`run_nuisance`): what a run's first seconds hold depends on what was shown before it
+(a blank screen before a scan, the preceding part of a movie cut into blocks), which the drive of
+the run alone does not predict. Both are projected out of the responses and of every model time
+course. (With the mean alone, the onset that the model predicted after an assumed blank, and
+that data without it lack, pulled fitted exponents towards 1.)
 
-Drives (``PRFConfig.drive``)
-----------------------------
-``"luminance"`` (default)
-    Mean of R, G, B of the warped frame. On the package's simulator (version 3), whose voxels mix
-    compressed contrast energy, colour-opponent signals and luminance, it recovers the true
-    centres better than the contrast drive: on the embedded dataset's default settings, every
-    voxel fitted, the median error of V1 centres is 3.0 px of 96 with it (cross-validated R^2
-    0.26) and 6.0 px with the contrast drive (R^2 0.04, below the default ``r2_threshold`` of
-    0.05, so that most of its centres would be written as NaN).
-``"contrast"``
+Drives and models (``PRFConfig.drive``)
+--------------------------------------
+``"luminance"`` (default): linear model
+    Mean of R, G, B of the warped frame. The default is the drive with the higher cross-validated
+    R^2 on the package's simulated dataset, whose voxels mix compressed contrast energy,
+    colour-opponent signals and luminance (docs/method.md, section 9; docs/measurements.md).
+``"contrast"``: compressive (CSS) model
     Local RMS contrast (contrast energy) of the light: the relative luminance (Rec. 709 weights)
     of the linearised frame, minus its Gaussian blur (a centre-surround band-pass), squared,
     blurred again, square-rooted. The blurs are normalised over the warp's valid field, so the
     edge between the warped image and its black corners, which is not in the video, adds no
-    contrast. Early visual cortex responds to contrast rather than to mean luminance; try it on
-    real recordings (e.g. vim-2) and compare the cross-validated R^2 of both drives.
+    contrast. The pooled contrast is raised to the exponent ``n``, searched over
+    ``PRFConfig.css_exponents``; ``css_exponents=(1.0,)`` gives the linear contrast model. Early
+    visual cortex responds to contrast rather than to mean luminance; on real recordings (e.g.
+    vim-2) compare the cross-validated R^2 of both drives.
 
-Candidates (for either drive) are only those with at least half their in-frame weight on pixels
-where the drive varies: a
-Gaussian centred in the black corners would be fitted on the thin tail it has inside the image,
-and a correlation, which ignores scale, can prefer such a tail to the voxel's true pRF.
+Candidates are only those with at least half their in-frame weight on pixels where the drive
+varies: a Gaussian centred in the black corners would be fitted on the thin tail it has inside the
+image, and a correlation, which ignores scale, can prefer such a tail to the voxel's true pRF.
 
 Coordinates
 -----------
 ``x`` is horizontal (column of the upright frame, -0.5 left ... +0.5 right) and ``y`` vertical (row,
 -0.5 top ... +0.5 bottom), pixel ``k`` having its centre at ``(k + 0.5) / S - 0.5``; ``sigma`` is in
-the same image units. These are the ``col`` and ``row`` centres that ``prepare`` reads.
+the same image units. These are the ``col`` and ``row`` centres that ``prepare`` reads. The CSS
+model's pRF size in the sense of Kay et al. (the spread of its response to a point) is
+``sigma / sqrt(n)``.
 
 How the fit stays fast
 ----------------------
-The model is linear in the drive, so for a voxel with per-run z-scored response ``y`` and the
-HRF-convolved, per-run centred drive ``D`` (time x pixels) the covariance of every candidate with
-``y`` is ``g^T (D^T y)`` and the candidate's variance ``g^T (D^T D) g`` does not depend on the
-voxel. One pass over the runs gives ``C = D^T y`` for a chunk of voxels (one matrix product per
-run); pooling ``C`` with the separable Gaussian profiles (two matrix products per sigma) gives the
-correlation of *every* grid candidate (all grid positions x all sigmas) at once -- the same result
-as correlating with a precomputed (n_grid, T) matrix of model time courses, without ever holding
-it. The candidate variances are pooled once from the drive. Refinement fits a parabola through the
-correlations at the best grid point and its neighbours along x, y and log sigma.
+Responses ``y`` are taken per run with the nuisance projected out and scaled to unit variance.
+Every candidate is scored by its correlation with ``y`` over all runs; its gain is the
+least-squares scale.
+
+*Linear model.* The prediction is linear in the drive, so with the HRF-convolved, nuisance-free
+drive ``D`` (time x pixels) the covariance of every candidate with ``y`` is ``g^T (D^T y)`` and
+its variance ``g^T (D^T D) g`` does not depend on the voxel. One pass over the runs gives
+``C = D^T y`` for a chunk of voxels (one matrix product per run); pooling ``C`` with the separable
+Gaussian profiles (two matrix products per sigma) gives the covariance of *every* grid candidate
+(all positions x all sigmas) at once, without ever holding their time courses. Memory:
+``n_runs x chunk x S^2`` floats for the per-run ``C``.
+
+*CSS model.* The power comes after the pooling, so every candidate's time course (pooled drive,
+power, HRF) is computed once per run and exponent and written to disk (``work_dir``); a chunk's
+covariances with all of them are one matrix product per run and exponent. Memory:
+``n_runs x chunk x n_candidates`` floats (``PRFConfig.chunk_memory_mb`` caps the chunk); disk:
+``n_volumes x n_exponents x n_candidates`` floats.
+
+Refinement fits a parabola through the correlations at the best grid point and its neighbours
+along x and y, and for the CSS model a quadratic surface over (log n, log sigma) (the exponent and
+the size trade off: a smaller pRF with less compression predicts much the same), else a parabola
+along log sigma.
 
 Cross-validation (leave one run out): for each held-out run the grid search is repeated on the
-other runs (their ``C`` and variances are the totals minus the held-out run's), the gain ``beta``
-is the least-squares scale on those runs, and the held-out residuals give
+other runs (their covariances and variances are the totals minus the held-out run's), the gain
+``beta`` is the least-squares scale on those runs, and the held-out residuals give
 ``R^2 = 1 - sum SSE / sum SS`` pooled over folds. It is the R^2 of the grid fit (before the
 sub-grid refinement), so it is slightly conservative.
-
-Memory is bounded by the voxel chunk: ``n_runs x chunk x S^2`` floats for the per-run ``C``
-plus the drive of one run; the runs are read from disk (memory maps) for every chunk.
 """
 
 import os
