@@ -164,12 +164,14 @@ def main():
         for label in labels:
             err = np.hypot(fits[label]["x"][m] - truth["x"][m], fits[label]["y"][m] - truth["y"][m])
             parts.append(f"{label} {np.median(err) * size:.2f}")
-        between = np.hypot(fits["ours"]["x"][m] - fits["pyprf"]["x"][m],
-                           fits["ours"]["y"][m] - fits["pyprf"]["y"][m])
+        between = [f"{label} vs pyprf " + format(np.median(np.hypot(
+            fits[label]["x"][m] - fits["pyprf"]["x"][m],
+            fits[label]["y"][m] - fits["pyprf"]["y"][m])) * size, ".2f")
+            for label in labels if label != "pyprf"]
         sig = {label: np.median(np.abs(fits[label]["sigma"][m] - truth["sigma"][m])) * size
                for label in labels}
         print(f"  {roi}: median centre error (px of {size}) " + ", ".join(parts)
-              + f"; ours vs pyprf {np.median(between) * size:.2f} px; sigma error "
+              + "; distance " + ", ".join(between) + " px; sigma error "
               + ", ".join(f"{k} {v:.2f}" for k, v in sig.items()) + " px")
 
 
