@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
+SCIENCE_OUT ?= science_output
 
-.PHONY: demo test install benchmark gpu-check clean
+.PHONY: demo science test install benchmark gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --out $(DEMO_OUT)
+
+# every experiment of the paper on the embedded world, and a findings table (<= 2 h on 2 cores)
+science: $(STAMP)
+	$(BIN)/brain2pix experiment all --profile science --out $(SCIENCE_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -34,4 +39,4 @@ gpu-check: $(STAMP)
 	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(SCIENCE_OUT) .pytest_cache

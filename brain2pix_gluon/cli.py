@@ -13,10 +13,44 @@ import sys
 from .errors import Brain2PixError, describe_os_error
 from .utils import setup_logging
 
-__all__ = ["main", "build_parser", "CHECK_FAILED"]
+__all__ = ["main", "build_parser", "CHECK_FAILED", "EXIT_STATUSES", "demo_exit_status"]
 
-# exit status of `brain2pix demo` when the learning check fails (the run itself succeeded)
+# exit status of `brain2pix demo` when its model did not learn from the brain signal (the run
+# itself succeeded)
 CHECK_FAILED = 3
+
+# The one table of exit statuses: `brain2pix --help` prints it and the README quotes it.
+EXIT_STATUSES = (
+    (0, "done (a scientific outcome, such as a finding that does not hold or a model below the "
+        "ridge floor, is reported, never an exit status)"),
+    (1, "operating-system error (disk full, permission, read-only file system); the file and "
+        "the fix are named"),
+    (2, "refused input: a bad setting, file or checkpoint, or an output folder in use by another "
+        "brain2pix process; the message names it"),
+    (CHECK_FAILED, "`brain2pix demo` only: the model did not learn from the brain signal (it "
+                   "did not beat chance and the time-shuffled control)"),
+    (130, "interrupted by Ctrl-C (SIGINT): partial files removed, training checkpointed"),
+    (143, "terminated (SIGTERM, e.g. a scheduler's time limit): as 130"),
+)
+
+
+def demo_exit_status(check):
+    """Exit status of ``brain2pix demo`` from its learning check.
+
+    Only the learning verdict counts (the model against chance and the time-shuffled control);
+    the floors (mean frame, ridge decoder) are reported beside it and never fail the run.
+
+    Parameters
+    ----------
+    check : dict
+        :func:`~brain2pix_gluon.evaluation.learning_check.learning_check`'s result.
+
+    Returns
+    -------
+    int
+        0, or :data:`CHECK_FAILED`.
+    """
+    return 0 if check["passed"] else CHECK_FAILED
 
 
 def _config(args):
@@ -175,6 +209,19 @@ def cmd_experiment(args):
     from .experiments import run_experiment
 
     profile, out = args.profile, args.out
+    if args.name == "all":
+        from .experiments.science import format_all, run_all
+
+        if args.variant:
+            raise Brain2PixError("experiment all: --variant picks variants of one experiment; "
+                                 "name the experiment instead of all")
+        summary = run_all(out, args.data, profile, args.overrides, args.weights, args.gpus,
+                          jobs=args.jobs, show_progress=not args.no_progress)
+        print(format_all(summary))
+        return 0
+    if args.jobs is not None:
+        raise Brain2PixError(f"experiment {args.name}: --jobs is for `experiment all`; one "
+                             f"experiment runs its variants one after the other")
     summary = run_experiment(args.name, args.data, out, profile, args.overrides, args.weights,
                              args.gpus, show_progress=not args.no_progress, variants=args.variant,
                              tables=not args.no_tables)
@@ -192,10 +239,9 @@ def cmd_experiment(args):
 def cmd_demo(args):
     from .experiments.demo import format_summary, run_demo
 
-    summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress,
-                       paper_losses=args.paper_losses)
+    summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
     print(format_summary(summary))
-    return 0 if summary["passed"] else CHECK_FAILED
+    return demo_exit_status(summary["learning_check"])
 
 
 def cmd_doctor(args):
@@ -218,7 +264,10 @@ def build_parser():
     from .experiments.profiles import PROFILES
     from .experiments.registry import EXPERIMENTS, TABLE_GROUPS
 
-    parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__)
+    epilog = "exit status:\n" + "\n".join(f"  {code:>3}  {meaning}"
+                                           for code, meaning in EXIT_STATUSES)
+    parser = argparse.ArgumentParser(prog="brain2pix", description=__doc__, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -342,8 +391,13 @@ def build_parser():
     p = sub.add_parser("experiment", help="one of the paper's seven experiments end to end: train "
                        "every variant, reconstruct, evaluate, tables (skips finished steps, resumes "
                        "interrupted training)")
-    p.add_argument("name", choices=list(EXPERIMENTS),
-                   help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
+    p.add_argument("name", choices=list(EXPERIMENTS) + ["all"],
+                   help="; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values())
+                   + "; all: every experiment, the learning check of FixedRF and the findings "
+                   "table (make science)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="all: trainings and evaluations run N at a time, each in its own "
+                   "process (default 2 on a CPU with 2 or more cores, 1 with --gpus)")
     data(p, required=False, what="prepared data folder (default: the embedded simulated dataset)")
     out(p, what="results root (OUT/NAME/... per variant, OUT/tables)")
     p.add_argument("--weights", help="auto | pretrained | random | path: VGG/AlexNet/C3D weights "
@@ -364,15 +418,12 @@ def build_parser():
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded simulated dataset with the "
-                       "learning check (make demo); exit 3 when the model does not learn or "
-                       "stays below the floors")
+                       "learning check (make demo); exit 3 when the model does not learn from "
+                       "the brain signal (the floors are reported, never an exit status)")
     out(p, what="output folder (make demo: demo_output)")
     p.add_argument("--weights", default="auto",
                    help="auto (default: pretrained when cached or downloadable, else random, "
                    "marked), pretrained, random, or a folder/file")
-    p.add_argument("--paper-losses", action="store_true",
-                   help="also train the demo's model with the paper's losses (quick profile, "
-                   "about 8 more minutes on 2 cores) and show it in the table")
     no_progress(p)
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="settings that differ from the demo's")
@@ -448,11 +499,7 @@ def main(argv=None):
     Returns
     -------
     int
-        0 on success; 2 for a refused input (bad setting, data, checkpoint, an output folder
-        in use by another process); 1 for an operating system error (disk full, permission,
-        read-only file system, wrong kind of path); 3 when ``brain2pix demo``'s learning check
-        fails; 130 when interrupted by Ctrl-C (SIGINT) and 143 when terminated (SIGTERM): partial
-        files are removed either way, and a training stops with a checkpoint.
+        One of :data:`EXIT_STATUSES`.
     """
     code = _main(argv)
     if argv is None:    # the command itself, not a call from Python code (tests, notebooks)

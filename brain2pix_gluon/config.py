@@ -145,7 +145,7 @@ class TrainConfig:
     save_weights_every: int = 1     # weights/*_epochNNN.params every N epochs and after the last
                                     # (0 = never; checkpoints are kept regardless)
     grid_samples: int = 6
-    profile: str = "paper"          # paper | quick | demo (outputs of the last two say so)
+    profile: str = "paper"          # the run profile (experiments/profiles.py); outputs of any but paper say so
     input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
 
     def __post_init__(self):
@@ -541,7 +541,7 @@ RULES = {
                                   "an integer >= 0 (0 = the whole epoch)"),
     "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
                            "an integer >= 0 (0 = no grid pictures)"),
-    "train.profile": _one_of("paper", "quick", "demo"),
+    "train.profile": _one_of("paper", "quick", "demo", "science"),
     "train.input_control": _one_of("none", "time_shuffled"),
     "train.kvstore": _one_of("device", "nccl", "local"),
     # evaluation

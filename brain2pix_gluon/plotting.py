@@ -14,7 +14,7 @@ from .io.reconstructions import read_reconstructions
 from .provenance import marks_from_attrs
 from .utils import replacing
 
-__all__ = ["consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
+__all__ = ["busiest_window", "consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
            "save_figure", "input_preview", "side_by_side", "save_grid"]
 
 
@@ -48,6 +48,30 @@ def evenly_spaced(n_frames, count):
 
 def _title(fig, text, marks):
     fig.suptitle(text + (f"  [{', '.join(sorted(set(marks)))}]" if marks else ""), fontsize=9)
+
+
+def busiest_window(targets, count=8):
+    """Start of the ``count`` consecutive test frames whose ground truth changes most.
+
+    Fig. 3 shows consecutive frames; the demo and the science run pick the window by the ground truth alone (the sum
+    of mean absolute differences between neighbouring frames), never by the reconstructions, so
+    the figure shows scene changes a reader can follow without favouring the model.
+
+    Parameters
+    ----------
+    targets : ndarray, shape (n, 3, H, W)
+    count : int
+
+    Returns
+    -------
+    int
+    """
+    targets = np.asarray(targets, np.float32)
+    if len(targets) <= count:
+        return 0
+    steps = np.abs(np.diff(targets, axis=0)).mean(axis=(1, 2, 3))      # (n - 1,)
+    window = np.convolve(steps, np.ones(count - 1), mode="valid")      # (n - count + 1,)
+    return int(np.argmax(window))
 
 
 def consecutive_frames(recon_path, start=0, count=8):

@@ -11,14 +11,17 @@ model_zoo/pretrained.py), ``"pretrained: <where>"`` for downloaded weights, or t
 file.
 """
 
-__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "DEMO_RUN", "PROFILE_MARKS", "TIME_SHUFFLED_CONTROL",
+__all__ = ["RANDOM_SOURCE", "QUICK_RUN", "DEMO_RUN", "SCIENCE_RUN", "PROFILE_MARKS", "TIME_SHUFFLED_CONTROL",
            "CONTROL_MARKS", "ROLES", "is_random", "random_mark", "run_marks",
            "marks_from_attrs", "caption_suffix"]
 
 RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
 QUICK_RUN = "QUICK RUN"
-DEMO_RUN = "DEMO RUN (pixel loss only, half-width U-Net: not the paper's settings)"
-PROFILE_MARKS = {"quick": QUICK_RUN, "demo": DEMO_RUN}   # profile -> the mark of every output it makes
+DEMO_RUN = "DEMO RUN (half-width networks, 4 epochs, VGG input 64 px: not the paper's settings)"
+SCIENCE_RUN = ("SCIENCE RUN (half-width networks, 4 epochs, VGG input 64 px: not the paper's "
+               "settings)")
+# profile -> the mark of every output it makes
+PROFILE_MARKS = {"quick": QUICK_RUN, "demo": DEMO_RUN, "science": SCIENCE_RUN}
 # a run trained on time-shuffled fMRI (train.input_control): the learning check's control
 TIME_SHUFFLED_CONTROL = "TIME-SHUFFLED fMRI CONTROL"
 # the mark of each train.input_control other than "none"

@@ -17,7 +17,7 @@ def test_simulate_prepare_inspect(tmp_path, capsys):
     raw, prepared = str(tmp_path / "raw"), str(tmp_path / "prepared")
     assert main(["simulate", "--out", raw, "--no-progress"]
                 + layered(SIM, ["simulation.n_train_runs=1"])) == 0
-    assert sorted(os.listdir(raw)) == ["col_centers_112px.mat", "roimask.mat",
+    assert sorted(os.listdir(raw)) == ["col_centers_112px.mat", "labels.npz", "roimask.mat",
                                        "row_centers_112px.mat", "test", "train", "truth.npz",
                                        "truth_signals.npz"]
     assert main(["prepare", raw, "--out", prepared, "--no-progress"] + SIM) == 0

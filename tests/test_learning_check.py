@@ -321,3 +321,45 @@ def test_tiny_training_end_to_end_the_model_passes_and_the_control_as_model_fail
     itself = learning_check(recon["model"], recon["model"], mean, extractor, n_permutations=200)
     assert itself["passed"] is False
     assert itself["n_frames"] == len(RFSImageDataset(test, config.data.rois))
+
+
+@pytest.mark.parametrize("model, ridge, expected", [
+    # learns (beats chance and the control) but stays below a perfect ridge floor: exit 0
+    ("informative", "exact", 0),
+    # learns and clears the floors: exit 0
+    ("informative", "control_like", 0),
+    # informative about the wrong frames: it did not learn from the brain signal: exit 3
+    ("control_like", "control_like", 3),
+])
+def test_demo_exit_status_follows_the_learning_verdict_alone(case, monkeypatch, tmp_path, model,
+                                                             ridge, expected):
+    """`brain2pix demo` exits 3 only when the model did not learn; floors never fail it. The
+    command is run through `main` with the demo's work replaced by a real check of these files."""
+    from brain2pix_gluon import cli
+    from brain2pix_gluon.experiments import demo
+
+    if ridge == "exact":
+        ridge_path = write_reconstructions(str(tmp_path / "exact.h5"), case["targets"],
+                                           case["targets"], case["samples"], ["clip_01"],
+                                           {"model": "ridge"})
+    else:
+        ridge_path = case["files"][ridge]
+    check = _check(case, model, ridge_path=ridge_path)
+    # the case is what its name says: a learning verdict and a floors verdict of its own
+    assert check["passed"] is (model == "informative")
+    assert check["floors_passed"] is (model == "informative" and ridge != "exact")
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: {"learning_check": check})
+    monkeypatch.setattr(demo, "format_summary", lambda summary: "summary")
+    assert cli.main(["demo", "--out", str(tmp_path / "out")]) == expected
+    assert cli.demo_exit_status(check) == expected
+
+
+def test_help_prints_the_one_exit_status_table(capsys):
+    from brain2pix_gluon import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for code, meaning in cli.EXIT_STATUSES:
+        assert f"{code:>3}  {meaning.split()[0]}" in text
+    assert [c for c, _ in cli.EXIT_STATUSES] == [0, 1, 2, 3, 130, 143]

@@ -40,168 +40,17 @@ import numpy as np
 from ..config import DataConfig, SimulationConfig
 from ..errors import DataError
 from ..io.matlab import write_mat
-from ..io.video import VideoWriter, ffmpeg_executable, read_video
+from ..io.names import MASK_KEYS, ROIS
+from ..io.video import VideoWriter, ffmpeg_executable, fps_filter_selection, read_video
 from ..preprocessing.hrf import double_gamma_hrf
 from ..preprocessing.retina import fisheye_warp
-from ..utils import get_logger, progress
-from .cortex import ROIS, VoxelModel, drive_table
+from ..utils import get_logger, progress, remove_quietly
+from .cortex import VoxelModel, drive_table, prf_weights
+from .world import CHARACTER_NAMES, LABEL_FIELDS, SET_NAMES, SHOT_KINDS, Layout, build_world, \
+    frame_labels, render_world
 
-__all__ = ["simulate_dataset", "stimulus_images", "split_stimulus_images", "double_gamma_hrf",
-           "make_voxels", "render_shots", "GRID", "SIMULATOR_VERSION"]
-
-_SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry",
-                   "hubble_deep_field", "colorwheel", "camera", "coins", "horse", "moon", "grass",
-                   "gravel", "brick", "page")
-
-
-def stimulus_images():
-    """Natural images shipped with scikit-image and scikit-learn, as float RGB in [0, 1].
-
-    Returns
-    -------
-    list of ndarray, each shape (H, W, 3), float32
-    """
-    import skimage.data
-
-    images = []
-    for name in _SKIMAGE_IMAGES:
-        try:
-            img = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # an image that would need a download is simply left out
-            continue
-        images.append(img)
-    try:
-        from sklearn.datasets import load_sample_images
-
-        images.extend(load_sample_images().images)
-    except Exception:
-        pass
-    out = []
-    for img in images:
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)
-        img = img[..., :3].astype(np.float32)
-        img /= 255.0 if img.max() > 1.0 else 1.0
-        out.append(img)
-    if len(out) < 4:
-        raise DataError("simulation: fewer than 4 stimulus images could be loaded from "
-                        "scikit-image/scikit-learn; reinstall them with their data files")
-    return out
-
-
-def split_stimulus_images(images, seed=0, test_fraction=0.34):
-    """Split the packaged images: training clips never show a test image, and vice versa.
-
-    Returns
-    -------
-    train, test : list of ndarray
-    """
-    order = np.random.default_rng(seed + 7919).permutation(len(images))
-    n_test = max(1, int(round(test_fraction * len(images))))
-    return [images[i] for i in order[n_test:]], [images[i] for i in order[:n_test]]
-
-
-def _smooth_texture(height, width, rng):
-    """A coloured band-limited noise texture, float RGB in [0, 1]."""
-    import cv2
-
-    noise = rng.random((max(height // 8, 2), max(width // 8, 2), 3)).astype(np.float32)
-    tex = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
-    tex += 0.25 * rng.random((height, width, 3)).astype(np.float32)
-    tex -= tex.min()
-    return tex / max(float(tex.max()), 1e-6)
-
-
-def _shot_pan_zoom(img, n, width, height, rng):
-    """Pan and zoom across a still image (a window of the output's aspect ratio)."""
-    import cv2
-
-    h, w = img.shape[:2]
-    aspect = width / height
-    max_w = min(w, h * aspect)
-    sides = [max_w * rng.uniform(0.35, 1.0), max_w * rng.uniform(0.35, 1.0)]
-    centres = [np.array([rng.uniform(s / 2, w - s / 2), rng.uniform(s / aspect / 2, h - s / aspect / 2)])
-               for s in sides]
-    flip = rng.random() < 0.5
-    out = np.empty((n, height, width, 3), np.float32)
-    for k in range(n):
-        a = k / max(n - 1, 1)
-        side = (1 - a) * sides[0] + a * sides[1]
-        cx, cy = (1 - a) * centres[0] + a * centres[1]
-        scale = width / side
-        matrix = np.array([[scale, 0, width / 2 - scale * cx], [0, scale, height / 2 - scale * cy]])
-        frame = cv2.warpAffine(img, matrix, (width, height), flags=cv2.INTER_AREA,
-                               borderMode=cv2.BORDER_REFLECT)
-        out[k] = frame[:, ::-1] if flip else frame
-    return out
-
-
-def _shot_shapes(n, width, height, fps, rng):
-    """Bright and dark shapes moving over a drifting noise texture."""
-    tex = _smooth_texture(height * 2, width * 2, rng)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    shapes = []
-    for _ in range(int(rng.integers(2, 6))):
-        shapes.append({"pos": rng.uniform([0, 0], [width, height]),
-                       "vel": rng.normal(0, 0.25 * width, 2) / fps,
-                       "r": rng.uniform(0.06, 0.2) * height, "round": rng.random() < 0.5,
-                       "colour": rng.random(3).astype(np.float32)})
-    drift = rng.normal(0, 0.1 * width, 2) / fps
-    out = np.empty((n, height, width, 3), np.float32)
-    for k in range(n):
-        ox = int(abs(drift[0] * k)) % width
-        oy = int(abs(drift[1] * k)) % height
-        frame = tex[oy:oy + height, ox:ox + width].copy()
-        for sh in shapes:
-            cx, cy = sh["pos"] + sh["vel"] * k
-            cx, cy = cx % width, cy % height
-            if sh["round"]:
-                inside = (xx - cx) ** 2 + (yy - cy) ** 2 < sh["r"] ** 2
-            else:
-                inside = (np.abs(xx - cx) < sh["r"]) & (np.abs(yy - cy) < 0.6 * sh["r"])
-            frame[inside] = sh["colour"]
-        out[k] = frame
-    return out
-
-
-def _shot_grating(n, width, height, fps, rng):
-    """A drifting sinusoidal grating of random orientation, frequency and colours."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / height
-    theta = rng.uniform(0, np.pi)
-    freq = rng.uniform(1.5, 8.0) * 2 * np.pi
-    speed = rng.uniform(-1.5, 1.5) * 2 * np.pi / fps
-    c0, c1 = rng.random(3).astype(np.float32), rng.random(3).astype(np.float32)
-    phase_map = freq * (np.cos(theta) * xx + np.sin(theta) * yy)
-    out = np.empty((n, height, width, 3), np.float32)
-    for k in range(n):
-        g = 0.5 + 0.5 * np.sin(phase_map + speed * k)
-        out[k] = g[..., None] * c0 + (1 - g[..., None]) * c1
-    return out
-
-
-def render_shots(images, n_frames, width, height, fps, rng, min_shot_s=1.5, max_shot_s=6.0):
-    """Stimulus video as a sequence of shots separated by cuts, yielded shot by shot.
-
-    Shots are pans/zooms over ``images``, moving shapes over textures, or drifting gratings
-    (procedural scenes are new at every draw, so no two clips share one).
-
-    Yields
-    ------
-    ndarray of uint8, shape (n_shot_frames, height, width, 3)
-    """
-    t = 0
-    while t < n_frames:
-        n = int(min(round(rng.uniform(min_shot_s, max_shot_s) * fps), n_frames - t))
-        kind = rng.choice(["image", "image", "shapes", "grating"])
-        if kind == "image":
-            shot = _shot_pan_zoom(images[rng.integers(len(images))], n, width, height, rng)
-        elif kind == "shapes":
-            shot = _shot_shapes(n, width, height, fps, rng)
-        else:
-            shot = _shot_grating(n, width, height, fps, rng)
-        yield np.clip(shot * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        t += n
-
+__all__ = ["simulate_dataset", "double_gamma_hrf", "make_voxels", "read_labels", "labels_for", "GRID",
+           "SIMULATOR_VERSION", "LABELS_FILE"]
 
 def make_voxels(n_voxels, rf_sigma, rng):
     """True pRFs of every ROI part.
@@ -215,7 +64,7 @@ def make_voxels(n_voxels, rf_sigma, rng):
         the upper (y < 0).
     """
     voxels = {}
-    for roi, n_roi, sigma0 in zip(("V1", "V2", "V3"), n_voxels, rf_sigma):
+    for roi, n_roi, sigma0 in zip(ROIS, n_voxels, rf_sigma):
         for part, n_part in (("d", n_roi // 2), ("v", n_roi - n_roi // 2)):
             ecc = 0.47 * np.sqrt(rng.uniform(0.0, 1.0, n_part))
             theta = rng.uniform(0.02, np.pi - 0.02, n_part) * (1 if part == "d" else -1)
@@ -225,36 +74,15 @@ def make_voxels(n_voxels, rf_sigma, rng):
     return voxels
 
 
-def _prf_weights(voxel, size):
-    """Gaussian pRF weights of a ROI part over the pixels: (n_voxels, size*size), rows sum to 1.
-
-    Pixel (i, j) of the warped frame sits at y = (i + 0.5) / size - 0.5, x = (j + 0.5) / size - 0.5.
-    """
-    grid = (np.arange(size) + 0.5) / size - 0.5
-    d_y = (grid[None, :] - voxel["y"][:, None]) ** 2
-    d_x = (grid[None, :] - voxel["x"][:, None]) ** 2
-    sig2 = 2 * voxel["sigma"][:, None] ** 2
-    w = np.exp(-d_y / sig2)[:, :, None] * np.exp(-d_x / sig2)[:, None, :]
-    w = w.reshape(len(voxel["x"]), size * size)
-    w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
-    # weights far out in the Gaussian's tail become float32 subnormals, which make every product
-    # with them about ten times slower; as zeros they leave every sum's float32 value unchanged
-    w[w < np.finfo(np.float32).tiny] = 0.0
-    return w
-
-
 GRID = 112  # the release's RF centres were estimated on a 112-px grid
 
 # bumped whenever the simulator writes different data for the same settings (cache key)
-SIMULATOR_VERSION = 3
+SIMULATOR_VERSION = 4
 
 
 def _on_grid(values):
     """Centres as the release stores them: cells of the 112-px grid, normalised to [-0.5, 0.5)."""
     return np.clip(np.round((values + 0.5) * GRID), 0, GRID - 1) / GRID - 0.5
-
-
-ROI_PARTS = tuple(roi + part for roi in ("V1", "V2", "V3") for part in ("d", "v"))
 
 
 def _place_voxels(voxels, n_nonvisual, rng):
@@ -267,11 +95,11 @@ def _place_voxels(voxels, n_nonvisual, rng):
     brain_index : ndarray of int, shape (n_visual,)
         Brain position of every visual voxel, in mask order (V1d, V1v, ..., V3v).
     """
-    n_visual = sum(len(voxels[k]["x"]) for k in ROI_PARTS)
+    n_visual = sum(len(voxels[k]["x"]) for k in MASK_KEYS)
     n_brain = n_visual + n_nonvisual
     order = rng.permutation(n_brain)  # where each voxel sits in the flattened brain
     masks, positions, start = {}, [], 0
-    for key in ROI_PARTS:
+    for key in MASK_KEYS:
         n = len(voxels[key]["x"])
         pos = np.sort(order[start:start + n])
         start += n
@@ -285,7 +113,7 @@ def _write_roi_files(out_dir, voxels, masks, sim, rng):
     """``roimask.mat`` and the centre files as the release writes them: col = x, row = y, on the
     112-px grid, with an estimation error and a few voxels without an estimate (NaN)."""
     cols_disk, rows_disk = {}, {}
-    for key in ROI_PARTS:
+    for key in MASK_KEYS:
         n = len(voxels[key]["x"])
         err = rng.normal(0.0, sim.centre_error_sd, (2, n))
         x = _on_grid(voxels[key]["x"] + err[0])
@@ -294,7 +122,7 @@ def _write_roi_files(out_dir, voxels, masks, sim, rng):
         x[missing] = np.nan
         y[missing] = np.nan
         cols_disk[key], rows_disk[key] = x[:, None], y[:, None]
-    write_mat(os.path.join(out_dir, "roimask.mat"), {k: masks[k][:, None] for k in ROI_PARTS},
+    write_mat(os.path.join(out_dir, "roimask.mat"), {k: masks[k][:, None] for k in MASK_KEYS},
               sim.mat_version)
     write_mat(os.path.join(out_dir, "col_centers_112px.mat"), cols_disk, sim.mat_version)
     write_mat(os.path.join(out_dir, "row_centers_112px.mat"), rows_disk, sim.mat_version)
@@ -313,14 +141,16 @@ class _Scanner:
 
     def __init__(self, voxels, brain_index, n_brain, sim, data, rng):
         self.size, self.max_ratio, self.noise_sd = data.image_size, data.max_ratio, sim.noise_sd
-        self.weights = np.concatenate([_prf_weights(voxels[k], self.size) for k in ROI_PARTS])
+        self.weights = np.concatenate([prf_weights(voxels[k]["x"], voxels[k]["y"],
+                                                   voxels[k]["sigma"], self.size)
+                                       for k in MASK_KEYS])
         self.brain_index, self.n_brain = brain_index, n_brain
         self.hrf = double_gamma_hrf(data.tr)
         self.gains = rng.uniform(0.5, 1.5, len(brain_index)).astype(np.float32)
         self.baseline = rng.uniform(50, 150, n_brain).astype(np.float32)
         self.drive_model = sim.drive
         roi_index = np.concatenate([np.full(len(voxels[k]["x"]), ROIS.index(k[:2]))
-                                    for k in ROI_PARTS])
+                                    for k in MASK_KEYS])
         # the voxels' hue preferences come from their own stream, so that every other draw (run
         # lengths, noise) is the one simulator version 2 made for the same seed
         self.cortex = VoxelModel(self.weights, roi_index, drive_table(sim), sim.css_exponent,
@@ -354,9 +184,17 @@ class _Scanner:
         return out + self.baseline
 
 
-def _simulate_run(out_dir, split, name, n_volumes, images, scanner, sim, data, ext, rng):
-    """Write one run's video and voxels (a test clip's repetitions); return its noise-free
-    BOLD and the number of frames it shows."""
+def _simulate_run(out_dir, split, name, n_volumes, world, scanner, sim, data, ext, rng,
+                  stimulus_rng):
+    """Write one run's video and voxels (a test clip's repetitions).
+
+    Returns
+    -------
+    signal : ndarray, shape (n_volumes, n_visual)
+        Noise-free BOLD.
+    labels : dict of str -> ndarray
+        The layout of the frames shown at the TR onsets (:func:`read_labels`' per-run keys).
+    """
     tail = int(round(rng.uniform(*sim.post_stimulus_s) / data.tr))
     n_tr_frames = n_volumes - max(tail, data.shift + data.n_trs)
     if n_tr_frames < 1:
@@ -366,10 +204,21 @@ def _simulate_run(out_dir, split, name, n_volumes, images, scanner, sim, data, e
     video_path = os.path.join(out_dir, split, f"{name}.{ext}")
     n_native = int(round(n_tr_frames * data.tr * sim.video_fps))
     width, height = sim.video_size
+    layouts = []
     with VideoWriter(video_path, width, height, sim.video_fps) as writer:
-        for shot in render_shots(images, n_native, width, height, sim.video_fps, rng):
-            writer.write(shot)
+        for frames, layout in render_world(world, n_native, width, height, sim.video_fps,
+                                           stimulus_rng):
+            writer.write(frames)
+            layouts.append(layout)
     decoded = read_video(video_path, data.image_size, data.tr)
+    # the frames shown at the TR onsets, as the reader picks them from the native rate
+    shown = fps_filter_selection(np.arange(n_native) / sim.video_fps, n_native / sim.video_fps,
+                                 data.tr)[:len(decoded)]
+    layout = Layout.concatenate(layouts).take(shown)
+    set_index, characters = frame_labels(world, layout, sim.video_size, data.image_size,
+                                         data.max_ratio, data.fisheye)
+    labels = {"set": set_index, "characters": characters, "shot": layout.shot,
+              "kind": layout.kind}
     signal = scanner.bold(decoded, n_volumes)
     if split == "train":
         np.save(os.path.join(out_dir, split, f"{name}.npy"), scanner.scan(signal, rng))
@@ -379,30 +228,55 @@ def _simulate_run(out_dir, split, name, n_volumes, images, scanner, sim, data, e
             run = (run - run.mean(0)) / run.std(0)
             np.save(os.path.join(out_dir, split, f"{name}_rep_{rep + 1:02d}.npy"),
                     run.astype(np.float32))
-    return signal, len(decoded)
+    return signal, labels
+
+
+LABELS_FILE = "labels.npz"
 
 
 def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
     """Write a simulated raw dataset to ``out_dir`` (see the module docstring).
 
     Steps: true pRFs, voxel placement and the ROI/centre files; then every training run and test
-    clip (video, BOLD, noisy volumes); then the truth files.
+    clip (video, per-frame labels, BOLD, noisy volumes); then the truth files. Everything is
+    written into ``<out_dir>.partial`` and renamed to ``out_dir`` only when complete, so a
+    failed or killed simulation never leaves a folder that looks like a dataset.
 
     Parameters
     ----------
     out_dir : str
+        Must not exist, or be an empty folder.
     sim : SimulationConfig, optional
     data : DataConfig, optional
-        ``image_size``, ``tr``, ``max_ratio``, ``shift`` and ``n_trs`` are used.
+        ``image_size``, ``tr``, ``max_ratio``, ``fisheye``, ``shift`` and ``n_trs`` are used.
     show_progress : bool
 
     Returns
     -------
     str
         ``out_dir``.
+
+    Raises
+    ------
+    DataError
+        When ``out_dir`` holds files already.
     """
-    sim = sim or SimulationConfig()
-    data = data or DataConfig()
+    from ..utils import replacing
+
+    out_dir = os.fspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise DataError(f"simulate: the output folder {out_dir} is not empty; choose another "
+                        f"--out or remove it (nothing was written)")
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"simulate: {out_dir} is a file; expected a folder to create")
+    with replacing(out_dir) as work:
+        remove_quietly(work)            # what a killed simulation left behind
+        _simulate_into(work, sim or SimulationConfig(), data or DataConfig(), show_progress)
+    get_logger().info("simulated dataset written to %s", out_dir)
+    return out_dir
+
+
+def _simulate_into(out_dir, sim, data, show_progress):
     rng = np.random.default_rng(sim.seed)
     for split in ("train", "test"):
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
@@ -417,24 +291,113 @@ def simulate_dataset(out_dir, sim=None, data=None, show_progress=True):
     n_brain = len(next(iter(masks.values())))
     _write_roi_files(out_dir, voxels, masks, sim, rng)
     scanner = _Scanner(voxels, brain_index, n_brain, sim, data, rng)
-    images = dict(zip(("train", "test"), split_stimulus_images(stimulus_images(), sim.seed)))
+    world = build_world()
+    # the films of the training runs and of the test clips come from streams of their own: the
+    # test clips are new scenes of the same world
+    stimulus_rngs = {"train": np.random.default_rng([sim.seed, 1]),
+                     "test": np.random.default_rng([sim.seed, 2])}
 
     jobs = [("train", f"run_{i + 1:03d}", sim.volumes_per_run) for i in range(sim.n_train_runs)]
     jobs += [("test", f"clip_{i + 1:02d}", sim.volumes_per_clip) for i in range(sim.n_test_clips)]
-    clean, n_frames = {}, []
+    clean, labels = {}, {}
     for split, name, n_volumes in progress(jobs, desc="simulate", enabled=show_progress, unit="run"):
-        clean[name], frames = _simulate_run(out_dir, split, name, n_volumes, images[split],
-                                            scanner, sim, data, ext, rng)
-        n_frames.append(frames)
+        clean[name], labels[name] = _simulate_run(out_dir, split, name, n_volumes, world, scanner,
+                                                  sim, data, ext, rng, stimulus_rngs[split])
     np.savez(os.path.join(out_dir, "truth.npz"),
-             **{f"{k}_x": voxels[k]["x"] for k in ROI_PARTS},
-             **{f"{k}_y": voxels[k]["y"] for k in ROI_PARTS},
-             **{f"{k}_sigma": voxels[k]["sigma"] for k in ROI_PARTS},
+             **{f"{k}_x": voxels[k]["x"] for k in MASK_KEYS},
+             **{f"{k}_y": voxels[k]["y"] for k in MASK_KEYS},
+             **{f"{k}_sigma": voxels[k]["sigma"] for k in MASK_KEYS},
              gains=scanner.gains, hrf=scanner.hrf, colour_polarity=scanner.cortex.polarity,
-             drive_mix=scanner.cortex.mix, css_exponent=scanner.cortex.exponent, run_names=np.array([j[1] for j in jobs]),
-             run_frames=np.array(n_frames), run_volumes=np.array([j[2] for j in jobs]))
+             drive_mix=scanner.cortex.mix, css_exponent=scanner.cortex.exponent,
+             run_names=np.array([j[1] for j in jobs]),
+             run_frames=np.array([len(labels[j[1]]["set"]) for j in jobs]),
+             run_volumes=np.array([j[2] for j in jobs]))
     # noise-free BOLD of every run, columns in mask order (V1d, V1v, ..., V3v): the oracle
     np.savez(os.path.join(out_dir, "truth_signals.npz"), **clean)
-    get_logger().info("simulated dataset written to %s (%d brain voxels, %d visual)", out_dir,
-                      n_brain, len(brain_index))
-    return out_dir
+    np.savez(os.path.join(out_dir, LABELS_FILE), set_names=np.array(SET_NAMES),
+             character_names=np.array(CHARACTER_NAMES), label_fields=np.array(LABEL_FIELDS),
+             shot_kinds=np.array(SHOT_KINDS),
+             **{f"{name}__{key}": value for name, run in labels.items()
+                for key, value in run.items()})
+    get_logger().info("simulated %d brain voxels (%d visual)", n_brain, len(brain_index))
+
+
+def read_labels(raw_dir):
+    """The embedded world's per-frame labels of a simulated dataset (``labels.npz``).
+
+    Parameters
+    ----------
+    raw_dir : str
+        A folder written by :func:`simulate_dataset`.
+
+    Returns
+    -------
+    dict
+        ``set_names``, ``character_names``, ``label_fields``, ``shot_kinds`` (lists of str) and
+        ``runs``: run or clip name -> ``{"set": (n_frames,) int, "characters": (n_frames,
+        n_characters, 4) float32 (:data:`~.world.LABEL_FIELDS`), "shot": (n_frames,) int,
+        "kind": (n_frames,) int}``, one row per frame shown at a TR onset (the prepared data's
+        ``frame`` index).
+
+    Raises
+    ------
+    DataError
+        When the file is missing (a dataset that is not simulated, or from a simulator before
+        the world) or damaged.
+    """
+    path = os.path.join(os.fspath(raw_dir), LABELS_FILE)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no per-frame labels; they are written by `brain2pix simulate` "
+                        f"(simulator version {SIMULATOR_VERSION} and later), real data have none")
+    try:
+        with np.load(path) as f:
+            out = {k: [str(v) for v in f[k]] for k in ("set_names", "character_names",
+                                                        "label_fields", "shot_kinds")}
+            runs = {}
+            for key in f.files:
+                if "__" in key:
+                    name, field = key.rsplit("__", 1)
+                    runs.setdefault(name, {})[field] = f[key]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: damaged labels file ({exc}); simulate the dataset again") \
+            from None
+    out["runs"] = runs
+    return out
+
+
+def labels_for(labels, run_names, samples):
+    """The labels of prepared samples or reconstructions, frame by frame.
+
+    Parameters
+    ----------
+    labels : dict
+        :func:`read_labels`.
+    run_names : sequence of str
+        The run (clip) names the samples' ``run`` column indexes.
+    samples : ndarray of int, shape (n, 5)
+        Prepared samples (``/samples`` of a split or a reconstruction file).
+
+    Returns
+    -------
+    sets : ndarray of int, shape (n,)
+    characters : ndarray, shape (n, n_characters, 4), float32
+
+    Raises
+    ------
+    DataError
+        When a run or a frame has no label (labels of another dataset).
+    """
+    from ..io.prepared import SAMPLE
+
+    samples = np.asarray(samples)
+    sets = np.empty(len(samples), np.int64)
+    n_chars = len(labels["character_names"])
+    characters = np.empty((len(samples), n_chars, len(labels["label_fields"])), np.float32)
+    for k, (run, frame) in enumerate(zip(samples[:, SAMPLE.run], samples[:, SAMPLE.frame])):
+        name = run_names[run]
+        if name not in labels["runs"] or frame >= len(labels["runs"][name]["set"]):
+            raise DataError(f"labels: no label for frame {frame} of run {name!r}; these labels "
+                            f"belong to another dataset (runs {sorted(labels['runs'])[:4]} ...)")
+        sets[k] = labels["runs"][name]["set"][frame]
+        characters[k] = labels["runs"][name]["characters"][frame]
+    return sets, characters

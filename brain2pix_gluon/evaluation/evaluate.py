@@ -287,8 +287,10 @@ def _evaluate(recon_path, out_dir, cfg, baselines, experiment, label, ctx, show_
                                              show_progress)
         results["baselines"][name] = _binomial_against(per_frame, theirs, path, origin)
     os.makedirs(out_dir, exist_ok=True)
-    write_json_atomic(os.path.join(out_dir, "results.json"), results)
+    # results.json last: it marks a complete evaluation (a rerun skips one whose results.json
+    # is newer than the reconstructions), so a kill between the two never leaves a stale csv
     _write_per_frame(os.path.join(out_dir, "per_frame.csv"), data.samples, per_frame)
+    write_json_atomic(os.path.join(out_dir, "results.json"), results)
     get_logger().info("evaluated %d frames of %s -> %s%s", len(runs), recon_path, out_dir,
                       caption_suffix(results["marks"]))
     return results

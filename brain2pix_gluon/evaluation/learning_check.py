@@ -20,7 +20,11 @@ information about the frames; a model that learned from fMRI must do better.
    of the same RFSimages (:mod:`brain2pix_gluon.baselines.ridge`) on that PixCorr and on
    pixel-space two-way identification (correlation of the valid field's RGB pixels), frame by
    frame, with the same paired tests;
-4. PixCorr and SSIM, over the whole frame and inside the valid field, of every one of them.
+4. PixCorr and SSIM, over the whole frame and inside the valid field, of every one of them;
+5. on data with per-frame labels (the embedded world), what a viewer recognises
+   (:mod:`.recognition`): which set each reconstruction shows and where its characters are, for
+   every one of them and for the ground truth, with per-frame tests of the model against the
+   control and the ridge decoder.
 
 The verdict that the model learns from the brain signal (``passed``) needs all of:
 
@@ -38,7 +42,7 @@ A second verdict (``floors_passed``) says whether the model is worth more than t
 * with a ridge decoder: the same against the ridge decoder's PixCorr inside the valid field and
   its pixel-space two-way identification.
 
-Nothing in (4) beyond these enters either verdict.
+Nothing in (4) and (5) beyond these enters either verdict.
 Consecutive test frames are alike, so the per-frame values are not independent and the paired
 tests' p-values are optimistic; the permutation test of identification does not assume
 independent comparisons but does treat frames as exchangeable.
@@ -119,7 +123,7 @@ def _beats(comparison, alpha):
 
 def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                    n_permutations=1000, seed=0, max_frames=0, batch_size=16, mask=None,
-                   ridge_path=None, extra_paths=None):
+                   ridge_path=None, extra_paths=None, labels=None):
     """Score a model's held-out reconstructions against chance, a control and the mean frame.
 
     Parameters
@@ -151,6 +155,10 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         Row label -> reconstruction file of the same test frames, scored like the others and
         shown in the table (``field``, ``twoway``, ``identification``) but not part of any
         verdict (e.g. the same model trained with the paper's losses).
+    labels : dict, optional
+        ``sets`` (n,), ``characters`` (n, n_characters, 4) of the test frames in the files'
+        order and ``classifier`` (:class:`~.recognition.SetClassifier`): adds what a viewer
+        recognises (information, in no verdict).
 
     Returns
     -------
@@ -165,7 +173,10 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         ``twoway`` (``model``/``control`` -> ``twoway_alexnet2``/``5`` -> summarize),
         ``per_frame`` (arrays of shape (n,) behind all of these), ``alpha``, ``n_frames``,
         ``chance`` (0.5), ``field_mask``, ``input_control`` (as each file's config records it),
-        ``tests`` (which test each verdict uses).
+        ``tests`` (which test each verdict uses); with ``labels`` also ``recognition`` (name
+        -> :func:`~.recognition.recognition_summary`, the ground truth included) and
+        ``recognition_tests`` (``vs_control``, ``vs_ridge`` ->
+        :func:`~.recognition.compare_recognition`).
 
     Raises
     ------
@@ -262,6 +273,23 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                          f"(difference {c['difference']:+.3f}; paired t-test p = {c['t_p']:.2g}, "
                          f"sign test {c['wins']}/{c['n']} frames p = {c['binomial_p']:.2g}; "
                          f"needs a positive difference and both p < {alpha})"})
+    recognition = {}
+    if labels is not None:
+        from .recognition import compare_recognition, recognition_per_frame, recognition_summary
+
+        seen = dict(images, mean_frame=np.broadcast_to(mean_frame, targets.shape),
+                    ground_truth=targets)
+        scored = {name: recognition_per_frame(img, labels["sets"], labels["characters"],
+                                              labels["classifier"])
+                  for name, img in seen.items()}
+        recognition = {
+            "recognition": {name: recognition_summary(v) for name, v in scored.items()},
+            "recognition_tests": {f"vs_{other}": compare_recognition(scored["model"],
+                                                                     scored[other])
+                                  for other in ("control", "ridge") if other in scored}}
+        for name, values in scored.items():
+            per_frame.setdefault(name, {}).update(
+                {f"recognition_{k}": v for k, v in values.items()})
     learns = [c for c in criteria if not c.get("floor")]
     passed = all(c["passed"] for c in learns)
     floors_passed = all(c["passed"] for c in criteria if c.get("floor"))
@@ -289,12 +317,13 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         "model_vs_mean_frame": versus_mean,
         "model_vs_ridge": versus_ridge,
         "field": {name: {k: summarize(per_frame[name][k]) for k in _FIELD}
-                  for name in per_frame},
+                  for name in per_frame if "pixcorr" in per_frame[name]},
         "twoway": {name: {k: summarize(per_frame[name][k])
                           for k in tuple(_TWOWAY.values()) + ("twoway_pixels",)
                           if k in per_frame[name]}
                    for name in per_frame},
         "per_frame": per_frame,
+        **recognition,
     }
 
 
@@ -484,6 +513,8 @@ def format_learning_check(check):
             row += (f"  {layer.split('_')[1]} {100 * t['accuracy']:.1f}% p {t['permutation_p']:.3g}"
                     f" (binom. {t['binomial_p']:.2g})")
         lines.append(row)
+    if check.get("recognition"):
+        lines += _format_recognition(check, rows)
     lines.append("  learns from the brain signal (vs chance and the time-shuffled control): "
                  + ("PASSED" if check["passed"] else "FAILED"))
     for c in check["criteria"]:
@@ -498,3 +529,27 @@ def format_learning_check(check):
     lines.append("  (each comparison: model minus the other per frame, one-sided paired t-test "
                  "and sign test)")
     return "\n".join(lines)
+
+
+def _format_recognition(check, rows):
+    """The learning check's block on what a viewer recognises (embedded world)."""
+    rec, tests = check["recognition"], check.get("recognition_tests", {})
+    first = next(iter(rec.values()))
+    lines = [f"  what a viewer recognises (information, in no verdict; {first['n_frames']} "
+             f"frames, {first['n_located']} with a character in view):",
+             f"  {'':<24}{'set':>9}{'location':>10}{'hit':>9}",
+             f"  {'':<24}{'correct':>9}{'error px':>10}{'rate':>9}"]
+    for name, label in list(rows) + [("ground_truth", "ground truth (ceiling)")]:
+        if name in rec:
+            r = rec[name]
+            lines.append(f"  {label:<24}{100 * r['set_accuracy']:8.1f}%{r['location_error']:10.1f}"
+                         f"{100 * r['location_hit_rate']:8.1f}%")
+    for key, test in tests.items():
+        other = key[3:].replace("_", " ")
+        err = test["error"]
+        lines.append(f"   model vs {other}: set McNemar p = {test['set']['p']:.2g} "
+                     f"({test['set']['model_only']} vs {test['set']['other_only']} frames only "
+                     f"one gets right); location error "
+                     + (f"{err['difference']:+.1f} px, t-test p = {err['t_p']:.2g}"
+                        if err else "not comparable"))
+    return lines

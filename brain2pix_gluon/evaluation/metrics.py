@@ -318,3 +318,54 @@ def mean_frame_metrics(mean_frame, targets, mask=None):
         out["pixcorr_disc"] = pixcorr(repeated, targets, mask)
         out["ssim_disc"] = ssim_gray(repeated, targets, mask)
     return out
+
+
+def fine_scale_share(images, mask, sigma=1.5):
+    """How noise-like images are: the share of their variance at the finest scales.
+
+    Per image, the grey levels inside ``mask`` minus a Gaussian blur of them (SD ``sigma``
+    pixels), its variance over the image's variance. White noise puts most of its variance
+    there; natural frames, whose power falls with spatial frequency, little.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, 3, H, W)
+    mask : ndarray of bool, shape (H, W)
+    sigma : float
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        In [0, 1] for real images; NaN for a flat image.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    gray = grayscale(np.asarray(images, np.float64))
+    fine = gray - gaussian_filter(gray, (0, sigma, sigma))
+    mask = np.asarray(mask, bool)
+    total = gray[:, mask].var(axis=1)
+    flat = total < 1e-12          # no variance to share (float rounding of a uniform image)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(flat, np.nan, fine[:, mask].var(axis=1) / np.where(flat, 1.0, total))
+
+
+def repetition(images, mask):
+    """How much a model repeats one pattern: each image's Pearson r with the mean of the others.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, 3, H, W)
+        A model's reconstructions of the test frames.
+    mask : ndarray of bool, shape (H, W)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Inside the mask, over the RGB values; near 1 when every output is the same picture.
+    """
+    pixels = masked_pixels(np.asarray(images, np.float64), mask)       # (n, d)
+    n = len(pixels)
+    if n < 2:
+        raise DataError(f"repetition: expected at least 2 images, got {n}")
+    others = (pixels.sum(axis=0, keepdims=True) - pixels) / (n - 1)
+    return pearson_rows(pixels, others)

@@ -6,7 +6,7 @@ from scipy import stats
 from ..errors import ConfigError, DataError
 
 __all__ = ["summarize", "ttest_vs_chance", "binomial_vs_baseline", "better", "paired_comparison",
-           "identification_test"]
+           "identification_test", "binomial_over_metrics", "mcnemar"]
 
 
 def summarize(values):
@@ -145,3 +145,70 @@ def identification_test(rec_features, gt_features, n_permutations=1000, seed=0):
                                                 alternative="greater").pvalue),
             "permutation_p": float((1 + (null >= successes).sum()) / (1 + n_permutations)),
             "n_permutations": int(n_permutations), "null_mean": float(null.mean() / comparisons)}
+
+
+def binomial_over_metrics(model, other, higher_is_better, two_sided=False):
+    """The paper's binomial test of one model against another over frames x metrics.
+
+    A success is a (frame, metric) where ``model`` is better than ``other`` (higher r, lower
+    distance); ties are failures; pairs where either value is NaN are left out.
+
+    Parameters
+    ----------
+    model, other : dict of str -> ndarray, shape (n,)
+        Per-frame values of the same metrics on the same frames.
+    higher_is_better : dict of str -> bool
+        The metrics to use (its keys) and their direction.
+    two_sided : bool
+        True asks whether either model wins more than half (for a claim of no difference).
+
+    Returns
+    -------
+    dict
+        ``successes``, ``n``, ``rate`` (successes / n) and ``p`` (one-sided: the model wins
+        more than half; or two-sided), ``metrics`` (the keys used).
+    """
+    wins, n = 0, 0
+    for key, higher in higher_is_better.items():
+        a, b = np.asarray(model[key], float), np.asarray(other[key], float)
+        if a.shape != b.shape:
+            raise DataError(f"binomial_over_metrics: {key}: expected the same frames, got shapes "
+                            f"{a.shape} and {b.shape}")
+        keep = np.isfinite(a) & np.isfinite(b)
+        wins += int(better(a[keep], b[keep], higher).sum())
+        n += int(keep.sum())
+    if n == 0:
+        raise DataError("binomial_over_metrics: no (frame, metric) pair with finite values")
+    p = stats.binomtest(wins, n, 0.5, alternative="two-sided" if two_sided else "greater").pvalue
+    return {"successes": wins, "n": n, "rate": wins / n, "p": float(p),
+            "metrics": sorted(higher_is_better)}
+
+
+def mcnemar(model_correct, other_correct):
+    """Exact McNemar test of two classifiers' per-frame hits on the same frames (one-sided: the
+    model is right more often).
+
+    Parameters
+    ----------
+    model_correct, other_correct : ndarray of {0, 1}, shape (n,)
+
+    Returns
+    -------
+    dict
+        ``model_rate``, ``other_rate``, ``model_only`` (frames only the model gets right),
+        ``other_only``, ``n`` and ``p`` (binomial test of ``model_only`` among the frames where
+        they disagree; 1.0 when they never disagree).
+    """
+    a = np.asarray(model_correct, float)
+    b = np.asarray(other_correct, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise DataError(f"mcnemar: expected two arrays of shape (n,), got {a.shape} and "
+                        f"{b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep] > 0.5, b[keep] > 0.5
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    p = 1.0 if only_a + only_b == 0 else float(
+        stats.binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue)
+    return {"model_rate": float(a.mean()) if a.size else float("nan"),
+            "other_rate": float(b.mean()) if b.size else float("nan"),
+            "model_only": only_a, "other_only": only_b, "n": int(a.size), "p": p}

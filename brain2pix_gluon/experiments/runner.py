@@ -3,9 +3,18 @@
 For every variant: train (or fit baseline 1), reconstruct the test set, evaluate, then write the
 experiment's tables. Every step is skipped when its output is already there and up to date, and
 training resumes from its last checkpoint, so re-running a script after a crash continues it.
-Results go to ``OUT/<experiment>/<variant>/{checkpoints,recon,eval}``.
+Results go to ``OUT/<experiment>/<variant>/{recon,eval}``.
+
+**Identical variants are trained once.** FixedRF in Table 1, V1-3 in Table 3, "full" in Table 5
+(and, when the settings make it equal, 100 % in Table 7) are the same model on the same data. A
+training run lives in ``OUT/trainings/<key>/`` (checkpoints, weights, log, config), where the key
+is a hash of the resolved settings that shape the model (:func:`training_key`: everything but
+the name, bookkeeping, devices and evaluation) and of the prepared training data; each variant
+records its key in ``OUT/<experiment>/<variant>/training.json`` and reconstructs from that run.
+A variant whose run another process is training waits for it.
 """
 
+import hashlib
 import json
 import os
 import signal
@@ -19,7 +28,16 @@ from .profiles import apply_profile
 from ..utils import get_logger, write_json_atomic
 from .registry import get_experiment, result_path, select_variants, variant_dir
 
-__all__ = ["run_experiment", "experiment_config"]
+__all__ = ["run_experiment", "experiment_config", "training_key", "training_dir",
+           "TRAININGS"]
+
+# the folder of the shared training runs under a results root
+TRAININGS = "trainings"
+# settings that never change what is trained: the label, bookkeeping, devices and what happens
+# after training (evaluation, pRF estimation, reading vim-2, simulating: the data's identity is
+# taken from the prepared file itself)
+_NOT_THE_MODEL = {"name", "train.num_workers", "train.grid_samples", "train.save_weights_every",
+                  "train.hybridize", "train.kvstore", "evaluation", "prf", "vim2", "simulation"}
 
 
 def experiment_config(variant_config, profile="paper", overrides=(), weights=None):
@@ -29,6 +47,102 @@ def experiment_config(variant_config, profile="paper", overrides=(), weights=Non
     if weights:
         extra = [f"loss.feature_weights={weights}", f"evaluation.feature_weights={weights}"]
     return apply_overrides(config, extra + list(overrides))
+
+
+def training_key(config, train_path):
+    """The identity of a training: a hash of the settings that shape the model and of the data.
+
+    Two variants with the same key train the same model on the same data (bit for bit on a
+    CPU), so one run serves both.
+
+    Parameters
+    ----------
+    config : Config
+        The variant's resolved configuration.
+    train_path : str
+        The prepared ``train.h5``: its identity is what ``prepare`` recorded about it (the
+        checksum of every raw file it was made from, and the data settings), not its path.
+
+    Returns
+    -------
+    str
+        16 hexadecimal digits.
+    """
+    from ..io.prepared import PreparedSplit
+
+    settings = config_to_dict(config)
+    for item in _NOT_THE_MODEL:
+        section, _, key = item.partition(".")
+        if key:
+            settings.get(section, {}).pop(key, None)
+        else:
+            settings.pop(section, None)
+    split = PreparedSplit(train_path)
+    data = {"sources": split.sources, "settings": split.config, "rois": list(split.rois),
+            "samples": len(split.samples)}
+    blob = json.dumps({"settings": settings, "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def training_dir(out_root, key):
+    """``OUT/trainings/<key>``: where the run of a training key lives."""
+    return os.path.join(os.fspath(out_root), TRAININGS, key)
+
+
+def _train_shared(config, data, run_dir, contexts, show_progress, what):
+    """Train (or resume, or find finished) the run in ``run_dir``; wait while another process
+    trains it. Returns the trainer's status and marks."""
+    from ..errors import FolderInUseError
+    from ..training.trainer import Trainer
+
+    from ..provenance import run_marks
+    from ..training.checkpoint import find_checkpoint, load_checkpoint_state
+
+    log = get_logger()
+    if find_checkpoint(run_dir)[0] is not None:
+        # a finished run needs no networks built: its checkpoint says it is done (the key
+        # guarantees the settings; epochs are part of it)
+        _, state, _ = load_checkpoint_state(run_dir)
+        if state["epoch"] >= config.train.epochs and state.get("step", 0) == 0:
+            weights = {"feature_loss": state.get("provenance", {}).get("feature_weights")}
+            return "done before", run_marks(weights, config.train.profile,
+                                            config.train.input_control)
+    stored = os.path.join(run_dir, "config.yaml")
+    if os.path.exists(stored):
+        # the run keeps the name of the variant that started it (its outputs carry it)
+        import yaml
+
+        with open(stored) as handle:
+            theirs = yaml.safe_load(handle) or {}
+        if isinstance(theirs, dict) and theirs.get("name"):
+            config = apply_overrides(config, [f"name={theirs['name']}"]) \
+                if theirs["name"] != config.name else config
+    trainer = Trainer(config, os.path.join(data, "train.h5"), run_dir,
+                      os.path.join(data, "test.h5"), ctx=contexts, show_progress=show_progress)
+    waited = False
+    while True:
+        try:
+            trainer.resume()
+            break
+        except FolderInUseError as exc:
+            if not waited:
+                log.info("%s: its training run %s is in use by another process; waiting for it "
+                         "(%s)", what, run_dir, exc)
+                waited = True
+            time.sleep(5.0)
+    try:
+        if trainer.epoch < config.train.epochs:
+            log.info("%s: training epochs %d..%d in %s", what, trainer.epoch + 1,
+                     config.train.epochs, run_dir)
+            if trainer.fit() == "interrupted":      # exit 143 after SIGTERM, 130 after Ctrl-C
+                stop = Terminated if trainer.stop_signal == signal.SIGTERM else KeyboardInterrupt
+                raise stop(f"{what} interrupted; run again to resume")
+            training = "trained"
+        else:
+            training = "done before"
+    finally:
+        trainer.folder_lock.release()       # taken by resume(); fit() gives it back itself
+    return training, trainer.marks()
 
 
 def _newer(path, than):
@@ -53,7 +167,6 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     from ..evaluation.evaluate import evaluate
     from ..training.inference import reconstruct
     from ..training.checkpoint import checkpoint_dir
-    from ..training.trainer import Trainer
 
     log = get_logger()
     ctx = contexts[0]           # training is data parallel over all; inference uses the first
@@ -82,22 +195,18 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
         marks = []
     else:
         config = with_recorded_tr(config, os.path.join(data, "train.h5"), sets_tr(overrides))
-        trainer = Trainer(config, os.path.join(data, "train.h5"), vdir,
-                          os.path.join(data, "test.h5"), ctx=contexts, show_progress=show_progress)
-        trainer.resume()
-        if trainer.epoch < config.train.epochs:
-            log.info("%s / %s: training epochs %d..%d", name, variant.label, trainer.epoch + 1,
-                     config.train.epochs)
-            if trainer.fit() == "interrupted":      # exit 143 after SIGTERM, 130 after Ctrl-C
-                stop = Terminated if trainer.stop_signal == signal.SIGTERM else KeyboardInterrupt
-                raise stop(f"{name} / {variant.label} interrupted; run again to resume")
-            status["training"] = "trained"
-        else:
-            status["training"] = "done before"
-        trainer.folder_lock.release()       # taken by resume(); fit() gives it back itself
-        marks = trainer.marks()
-        if not _newer(recon, os.path.join(checkpoint_dir(vdir), "state.json")):
-            reconstruct(vdir, data, recon_dir, ctx=ctx, show_progress=show_progress)
+        key = training_key(config, os.path.join(data, "train.h5"))
+        run_dir = training_dir(out_root, key)
+        os.makedirs(vdir, exist_ok=True)
+        write_json_atomic(os.path.join(vdir, "training.json"),
+                          {"key": key, "run": os.path.relpath(run_dir, vdir),
+                           "note": "the training run of this variant (shared by every variant "
+                                   "with the same settings and data)"})
+        status["key"], status["run"] = key, run_dir
+        status["training"], marks = _train_shared(config, data, run_dir, contexts, show_progress,
+                                                  f"{name} / {variant.label}")
+        if not _newer(recon, os.path.join(checkpoint_dir(run_dir), "state.json")):
+            reconstruct(run_dir, data, recon_dir, ctx=ctx, show_progress=show_progress)
     status["reconstructions"] = recon
     if not evaluate_it:
         status.update(evaluation="skipped", marks=marks, results=None)
