@@ -377,6 +377,15 @@ def test_bad_input_is_refused():
         fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))], TR)
     with pytest.raises(DataError, match="prf.grid_stride: expected 1 ... 8 pixels, got 9"):
         fit_prf([drive, drive], [np.zeros((10, 3))] * 2, TR, PRFConfig(grid_stride=9))
+    with pytest.raises(DataError, match="tr must be a positive number of seconds, got 0"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, 0)
+    # a power of a negative pooled drive is not a contrast energy (nor a real number)
+    negative = drive - 1.0
+    with pytest.raises(DataError, match=r"non-negative drive .*run 0 has values down to -1"):
+        fit_prf([negative, drive], [np.ones((10, 3))] * 2, TR, PRFConfig(drive="contrast"))
+    with pytest.raises(ConfigError, match=r"prf.css_exponents: expected one or more distinct "
+                                          r"values, each a finite number x with 0 < x <= 2"):
+        PRFConfig(css_exponents=(0.5, 0.0))
     # the section's own rules hold as soon as it is built (one rule, in config.RULES)
     with pytest.raises(ConfigError, match="prf.grid_stride: expected an integer >= 1, got 0"):
         PRFConfig(grid_stride=0)

@@ -628,9 +628,9 @@ def _fit_compressive(grid, drives, signals, hrf, config, folder, show_progress):
     """The compressive spatial summation (CSS) pRF: ``(Gaussian . drive) ** n`` before the HRF.
 
     The nonlinearity comes after the pooling, so the covariances cannot be pooled from a
-    cross-product map: every candidate's time course (pool, power, HRF, nuisance out) is computed
-    once per run and written to disk, and a voxel chunk's covariances with all of them are one
-    matrix product per run and exponent.
+    cross-product map: every candidate's time course (pool, power, HRF, centred; the responses
+    are already free of the rest of the nuisance) is computed once per run and written to disk,
+    and a voxel chunk's covariances with all of them are one matrix product per run and exponent.
     """
     n_voxels = signals[0].shape[1]
     n_runs = len(drives)
