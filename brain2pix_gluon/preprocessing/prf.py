@@ -537,7 +537,9 @@ def _store(out, start, stop, grid, best, offsets, flat, r, beta, exponent):
     d_s, d_y, d_x = offsets
     step = grid.stride / grid.size
     log_step = np.log(grid.sigmas[1] / grid.sigmas[0]) if len(grid.sigmas) > 1 else 0.0
-    top = np.nextafter(0.5, 0.0)
+    # the largest float32 below 0.5: prepared files store centres as float32, and anything closer
+    # to 0.5 would round to it there and leave the range [-0.5, 0.5)
+    top = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
     nan = np.float64(np.nan)
     out["x"][start:stop] = np.where(flat, nan, np.clip(grid.positions[i_x] + d_x * step, -0.5, top))
     out["y"][start:stop] = np.where(flat, nan, np.clip(grid.positions[i_y] + d_y * step, -0.5, top))
