@@ -1,14 +1,18 @@
 """pRF estimation speed (``brain2pix estimate-rf``'s fit) and its extrapolation to 10,000 x 10,000.
 
-Times :func:`brain2pix_gluon.preprocessing.prf.fit_prf` on random design drives and signals
+Times :func:`brain2pix_gluon.preprocessing.prf.fit_prf` on random stimulus drives and signals
 (96 x 96 frames, runs of ``--run-volumes`` volumes) streamed from memory maps on disk, as
-``estimate-rf`` does; video decoding is not included. The fit's work is one product
+``estimate-rf`` does; video decoding is not included. Settings on the command line choose the
+model (``prf.drive=contrast``: the compressive model). The linear model's work is one product
 ``signals^T drive`` per run and voxel chunk plus ``n_runs + 1`` poolings of every voxel's
-cross-product map, i.e. proportional to voxels x volumes (at a fixed run length), plus the
-candidate variances, proportional to volumes. Two sizes are measured to separate the two terms.
+cross-product map; the compressive model's is one product ``signals^T courses`` per run, exponent
+and chunk with every candidate's time course. Both are proportional to voxels x volumes (at a
+fixed run length), plus the model time courses and their variances, proportional to volumes. Two
+sizes are measured to separate the two terms.
 
-Run with ``python benchmarks/bench_prf.py`` (about 2 minutes on 2 cores); ``--full`` also fits
-10,000 voxels x 10,000 volumes once (a few minutes; ~1 GB on disk in a temporary folder).
+Run with ``python benchmarks/bench_prf.py [prf.drive=contrast]`` (a few minutes on 2 cores);
+``--full`` also fits 10,000 voxels x 10,000 volumes once (the linear model: a few minutes and
+~1 GB on disk in a temporary folder; the compressive model: up to 10 minutes and ~5 GB).
 
 ``--validate`` instead simulates the default dataset (``brain2pix simulate``: 96 px, V1-V3 with
 known pRFs), runs ``estimate-rf`` on it end to end (videos decoded, frames warped) and prints the
@@ -24,31 +28,31 @@ import time
 
 import numpy as np
 
-from brain2pix_gluon.config import PRFConfig
 from brain2pix_gluon.io.names import ROIS
 from brain2pix_gluon.preprocessing.prf import fit_prf
 
 
 def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0):
-    """Random drives and signals written as per-run .npy files, reopened as memory maps."""
+    """Random drives (non-negative, as a contrast energy is) and signals written as per-run .npy
+    files, reopened as memory maps."""
     rng = np.random.default_rng(seed)
     drives, signals = [], []
     for r, start in enumerate(range(0, n_volumes, run_volumes)):
         n = min(run_volumes, n_volumes - start)
         d_path = os.path.join(folder, f"run{r}_drive.npy")
         s_path = os.path.join(folder, f"run{r}_signals.npy")
-        np.save(d_path, rng.standard_normal((n, size, size), dtype=np.float32))
+        np.save(d_path, rng.random((n, size, size), dtype=np.float32))
         np.save(s_path, rng.standard_normal((n, n_voxels), dtype=np.float32))
         drives.append(np.load(d_path, mmap_mode="r"))
         signals.append(np.load(s_path, mmap_mode="r"))
     return drives, signals
 
 
-def time_fit(n_voxels, n_volumes, run_volumes, config):
+def time_fit(n_voxels, n_volumes, run_volumes, config, tr=0.7):
     with tempfile.TemporaryDirectory() as folder:
         drives, signals = make_runs(folder, n_voxels, n_volumes, run_volumes)
         start, cpu = time.perf_counter(), time.process_time()
-        fit_prf(drives, signals, config)
+        fit_prf(drives, signals, tr, config, work_dir=folder)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         del drives, signals
     return seconds, cpu
@@ -102,16 +106,23 @@ def main():
                         help="centre errors of estimate-rf on the simulated dataset instead")
     parser.add_argument("--sim-dir", help="with --validate: an existing simulated dataset")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
-                        help="with --validate: settings, e.g. prf.drive=contrast")
+                        help="settings, e.g. prf.drive=contrast (with --validate: of every "
+                             "section; else the prf section)")
     args = parser.parse_args()
     if args.validate:
         validate_on_simulator(args.sim_dir, args.overrides)
         return
-    config = PRFConfig()
+    from brain2pix_gluon.config import Config, apply_overrides
+    from brain2pix_gluon.preprocessing.prf import PRFGrid, is_compressive
+
+    config = apply_overrides(Config(), list(args.overrides)).prf
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    print(f"pRF fit, 96 x 96 frames, runs of {args.run_volumes} volumes, grid stride "
-          f"{config.grid_stride} px x {config.n_sigma} sigmas, chunks of {config.chunk_voxels} "
-          f"voxels; OMP_NUM_THREADS={threads}, {os.cpu_count()} CPUs")
+    model = (f"compressive (CSS), exponents {config.css_exponents}" if is_compressive(config)
+             else "linear")
+    print(f"pRF fit, drive {config.drive}: {model} model; 96 x 96 frames, runs of "
+          f"{args.run_volumes} volumes, grid stride {config.grid_stride} px x {config.n_sigma} "
+          f"sigmas ({int(np.prod(PRFGrid(96, config).shape))} candidates), chunks of "
+          f"{config.chunk_voxels} voxels; OMP_NUM_THREADS={threads}, {os.cpu_count()} CPUs")
     small_v = max(args.voxels // 4, config.chunk_voxels)
     t_small, cpu_small = time_fit(small_v, args.volumes, args.run_volumes, config)
     t_large, cpu_large = time_fit(args.voxels, args.volumes, args.run_volumes, config)

@@ -204,19 +204,25 @@ class PRFConfig:
     """Estimating receptive fields from the training data (``brain2pix estimate-rf``).
 
     The paper takes the released centres as given (section 2.3); these are our choices for data
-    without them: an isotropic Gaussian pRF (Dumoulin & Wandell 2008) on a per-pixel drive of the
-    fisheye-warped frames, convolved with a double-gamma HRF, fitted by a grid search on
-    correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
+    without them: an isotropic Gaussian pRF on a per-pixel drive of the fisheye-warped frames,
+    linear for luminance (Dumoulin & Wandell 2008), compressive for contrast (CSS, Kay et al.
+    2013), convolved with a double-gamma HRF, fitted by a grid search on correlation and a
+    parabolic refinement, with leave-one-run-out cross-validated R^2 (preprocessing/prf.py).
     """
 
-    drive: str = "luminance"        # what a pRF sums (preprocessing/prf.py)
+    drive: str = "luminance"        # what a pRF sums, and its model (preprocessing/prf.py)
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
+    # exponents n of the compressive (CSS) model (pooled contrast ** n) searched with the contrast
+    # drive; (1.0,) gives the linear model
+    css_exponents: typing.Tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     grid_stride: int = 2            # pixels between candidate centres along x and y
     n_sigma: int = 12               # log-spaced candidate sizes ...
     sigma_min: float = 0.008        # ... from (image units; 0.008 = 0.77 px at 96 px)
     sigma_max: float = 0.3          # ... to
     r2_threshold: float = 0.05      # centres of voxels below this cross-validated R^2 are NaN
     chunk_voxels: int = 256         # voxels fitted together; memory ~ n_runs * chunk * S^2 floats
+    chunk_memory_mb: int = 512      # CSS model: fewer voxels per chunk if their per-run covariances
+                                    # with every candidate (n_runs * chunk * candidates) need more
 
     def __post_init__(self):
         _check_section(self, "prf")
@@ -586,6 +592,8 @@ RULES = {
     "prf.sigma_max": _number(0, low_open=True),
     "prf.r2_threshold": _number(-1, 1),
     "prf.chunk_voxels": _int_at_least(1),
+    "prf.css_exponents": _tuple_of(_number(0, 2, low_open=True), distinct=True),
+    "prf.chunk_memory_mb": _int_at_least(1),
     # vim2
     "vim2.subject": _one_of(1, 2, 3),
     "vim2.stimulus_hz": _number(0, low_open=True),

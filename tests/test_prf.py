@@ -55,8 +55,10 @@ def _bar_frames(rng, n, size=S):
 
 
 def _bold(stimulus, weights, hrf, rng, noise):
-    """Responses (time, voxels): pRF-weighted stimulus, convolved with the HRF, plus noise."""
+    """Responses (time, voxels): pRF-weighted stimulus, convolved with the HRF, plus noise (the
+    run's mean stimulus is taken as what was shown before it: no onset response)."""
     drive = np.einsum("tyx,vyx->tv", stimulus, weights)
+    drive = drive - drive.mean(axis=0)
     bold = np.stack([np.convolve(drive[:, v], hrf)[: len(drive)] for v in range(drive.shape[1])], 1)
     bold = bold / bold.std(axis=0)
     return (bold + noise * rng.normal(size=bold.shape)).astype(np.float32)
@@ -80,8 +82,8 @@ def test_luminance_pRFs_recovered_within_a_pixel():
         frames = _texture_frames(rng, 150)
         luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
         signals.append(_bold(luminance, weights, hrf, rng, noise=0.7))
-        drives.append(model_drive(frames, 150, TR, PRFConfig(drive="luminance")))
-    fit = fit_prf(drives, signals, PRFConfig(drive="luminance"))
+        drives.append(model_drive(frames, 150, PRFConfig(drive="luminance")))
+    fit = fit_prf(drives, signals, TR, PRFConfig(drive="luminance"))
     error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
     assert np.median(error_px) <= 1.0
     assert np.percentile(error_px, 90) <= 2.0
@@ -99,8 +101,8 @@ def test_refinement_goes_below_the_grid_step():
         frames = _texture_frames(rng, 150)
         luminance = fisheye_warp(frames.astype(np.float32) / 255.0).mean(axis=-1)
         signals.append(_bold(luminance, weights, _hrf(TR), rng, noise=0.05))
-        drives.append(model_drive(frames, 150, TR, PRFConfig(drive="luminance")))
-    fit = fit_prf(drives, signals, PRFConfig(drive="luminance", grid_stride=2))
+        drives.append(model_drive(frames, 150, PRFConfig(drive="luminance")))
+    fit = fit_prf(drives, signals, TR, PRFConfig(drive="luminance", grid_stride=2))
     assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * S) <= 0.35
     assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.1)
 
@@ -120,12 +122,12 @@ def test_contrast_drive_finds_pRFs_of_flickering_bars():
         warped_aperture = fisheye_warp(apertures[..., None])[..., 0]
         signals.append(_bold(warped_aperture, weights, hrf, rng, noise=0.5))
         runs.append(frames)
-    fit = fit_prf([model_drive(f, 160, TR, config) for f in runs], signals, config)
+    fit = fit_prf([model_drive(f, 160, config) for f in runs], signals, TR, config)
     error_px = np.hypot(fit["x"] - xs, fit["y"] - ys) * S
     assert np.median(error_px) <= 1.5
     # the luminance drive cannot see these pRFs: the same fit with it goes astray
     lum_config = PRFConfig(drive="luminance")
-    luminance = fit_prf([model_drive(f, 160, TR, lum_config) for f in runs], signals, lum_config)
+    luminance = fit_prf([model_drive(f, 160, lum_config) for f in runs], signals, TR, lum_config)
     assert np.median(np.hypot(luminance["x"] - xs, luminance["y"] - ys) * S) > 3.0
 
 
@@ -152,6 +154,78 @@ def test_contrast_drive_is_linear_light_contrast_and_ignores_the_warp_rim():
     assert peaks[0] / peaks[1] == pytest.approx(0.7152 / 0.0722, rel=1e-3)
 
 
+def _patch_frames(rng, n, size):
+    """Grey frames with textured discs at random places: contrast that varies over space and
+    time, with a uniform grey elsewhere (no contrast)."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    frames = np.full((n, size, size, 3), 128, np.uint8)
+    for t in range(n):
+        texture = ndimage.gaussian_filter(rng.normal(size=(size, size)), 1)
+        inside = np.zeros((size, size), bool)
+        for _ in range(3):
+            cx, cy = rng.uniform(0, size, 2)
+            inside |= (xx - cx) ** 2 + (yy - cy) ** 2 < (rng.uniform(0.05, 0.25) * size) ** 2
+        grey = np.where(inside, 128 + 60 * texture / texture.std(), 128)
+        frames[t] = np.clip(grey, 0, 255)[..., None]
+    return frames
+
+
+def _css_runs(rng, xs, ys, sigmas, exponents, size, n_runs=3, n_t=150, history="blank",
+              noise=0.3):
+    """Contrast drives and responses of compressive voxels: (sum of contrast x Gaussian) ** n,
+    convolved with the HRF. ``history`` is what the voxels saw before each run: a blank screen
+    (no contrast: the run starts with an onset response) or the run's mean contrast."""
+    weights = _gaussians(xs, ys, sigmas, size)
+    config = PRFConfig(drive="contrast")
+    drives, signals = [], []
+    for _ in range(n_runs):
+        drive = model_drive(_patch_frames(rng, n_t, size), n_t, config)
+        neural = np.einsum("tyx,vyx->tv", drive, weights) ** exponents
+        if history == "mean":
+            neural = neural - neural.mean(axis=0)
+        bold = np.stack([np.convolve(v, _hrf(TR))[:n_t] for v in neural.T], axis=1)
+        bold /= bold[len(_hrf(TR)):].std(axis=0)
+        signals.append((bold + noise * rng.normal(size=bold.shape)).astype(np.float32))
+        drives.append(drive)
+    return drives, signals
+
+
+def test_compressive_fit_recovers_exponent_and_centre_and_fails_without_compression():
+    rng = np.random.default_rng(0)
+    size, n = 48, 24
+    xs, ys, sigmas = rng.uniform(-0.3, 0.3, n), rng.uniform(-0.25, 0.3, n), rng.uniform(0.03, 0.06, n)
+    exponents = np.tile([0.3, 0.6, 1.0], n // 3)
+    drives, signals = _css_runs(rng, xs, ys, sigmas, exponents, size)
+    fit = fit_prf(drives, signals, TR, PRFConfig(drive="contrast"))
+    assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * size) <= 0.5
+    found = {n_true: np.median(fit["exponent"][exponents == n_true]) for n_true in (0.3, 0.6, 1.0)}
+    assert found[0.3] == pytest.approx(0.3, rel=0.25) and found[0.6] == pytest.approx(0.6, rel=0.25)
+    # voxels without compression are found linear: the exponent is measured, not imposed
+    assert np.all(fit["exponent"][exponents == 1.0] >= 0.9)
+    assert np.median(np.abs(np.log(fit["sigma"] / sigmas))) < np.log(1.25)
+    # the linear model (no compression) on the same data: compressive voxels look larger than
+    # they are (sub-additive summation read as a wider pRF) and are predicted worse
+    linear = fit_prf(drives, signals, TR, PRFConfig(drive="contrast", css_exponents=(1.0,)))
+    compressive = exponents < 1
+    assert np.median(linear["sigma"][compressive] / sigmas[compressive]) > 1.3
+    assert np.all(fit["r2"][exponents == 0.3] > linear["r2"][exponents == 0.3])
+    assert np.all(linear["exponent"] == 1.0)
+
+
+@pytest.mark.parametrize("history", ["blank", "mean"])
+def test_what_preceded_a_run_does_not_bias_the_exponent(history):
+    # a blank screen before the run makes an onset response that the pooled contrast of the run
+    # alone does not predict; with the run's mean contrast before it there is none. Either way
+    # the run's onset response is a nuisance and the exponent comes out right.
+    rng = np.random.default_rng(5)
+    size, n = 48, 12
+    xs, ys, sigmas = rng.uniform(-0.3, 0.3, n), rng.uniform(-0.3, 0.3, n), np.full(n, 0.04)
+    drives, signals = _css_runs(rng, xs, ys, sigmas, np.full(n, 0.5), size, history=history)
+    fit = fit_prf(drives, signals, TR, PRFConfig(drive="contrast"))
+    assert np.median(fit["exponent"]) == pytest.approx(0.5, rel=0.2)
+    assert np.median(np.hypot(fit["x"] - xs, fit["y"] - ys) * size) <= 0.5
+
+
 def test_no_pRF_is_placed_where_the_stimulus_never_varies():
     # the drive is dead right of x = 0.25 (as the black corners of a warped frame are): pure-noise
     # voxels and real ones alike must be placed where there is evidence, never on a thin
@@ -166,32 +240,52 @@ def test_no_pRF_is_placed_where_the_stimulus_never_varies():
         drives.append(d - d.mean(axis=0))
         sig = rng.normal(size=(120, 40)).astype(np.float32)
         pooled = np.einsum("tyx,vyx->tv", d, _gaussians(xs, ys, sigmas))
-        sig[:, :2] += 3 * pooled / pooled.std(axis=0)
+        bold = np.stack([np.convolve(p, _hrf(TR))[:120] for p in pooled.T], axis=1)
+        sig[:, :2] += 3 * bold / bold.std(axis=0)
         signals.append(sig)
     config = PRFConfig(grid_stride=2, n_sigma=4, sigma_min=0.008, sigma_max=0.05)
-    fit = fit_prf(drives, signals, config)
+    fit = fit_prf(drives, signals, TR, config)
     assert np.all(fit["x"] <= 0.25)
     np.testing.assert_allclose(fit["x"][:2], xs, atol=1.5 / S)
     np.testing.assert_allclose(fit["y"][:2], ys, atol=1.5 / S)
     # a stimulus that never varies anywhere leaves no candidate: a clear error, not corner pRFs
     blank = [np.zeros_like(d) for d in drives]
     with pytest.raises(DataError, match="the drive varies over too few pixels"):
-        fit_prf(blank, signals, config)
+        fit_prf(blank, signals, TR, config)
 
 
-def _slow_grid_fit(drives, signals, grid, held=None):
-    """Reference: explicit model time courses of every candidate, then correlation / CV R^2."""
+def _nuisance_out(values, n_t, tr=TR):
+    """Residual of a least-squares fit of a constant and the onset response (the HRF's running
+    sum) per column: what a run's responses hold besides the pRF's."""
+    onset = np.cumsum(np.concatenate([_hrf(tr), np.zeros(n_t)]))[:n_t]
+    nuisance = np.stack([np.ones(n_t), onset], axis=1)
+    coef = np.linalg.lstsq(nuisance, values, rcond=None)[0]
+    return values - nuisance @ coef
+
+
+def _unit(signal):
+    """A run's responses, nuisance out, scaled to unit variance per voxel."""
+    out = _nuisance_out(np.asarray(signal, np.float64), len(signal))
+    return out / np.sqrt(np.mean(out ** 2, axis=0))
+
+
+def _slow_grid_fit(drives, signals, grid, exponents=(1.0,), held=None):
+    """Reference: the explicit model time course of every candidate (Gaussian-weighted sum of the
+    drive, raised to the exponent, HRF, nuisance out), then correlation and gain per voxel."""
     size = grid.size
     coords = (np.arange(size) + 0.5) / size - 0.5
-    cands = [(s, y, x) for s in grid.sigmas for y in grid.positions for x in grid.positions]
+    cands = [(n, s, y, x) for n in exponents for s in grid.sigmas for y in grid.positions
+             for x in grid.positions]
     runs = [r for r in range(len(drives)) if r != held]
-    ys = [(sig - sig.mean(0)) / sig.std(0) for sig in signals]
+    ys = [_unit(sig) for sig in signals]
+    h = _hrf(TR)
 
     def course(run, cand):
-        s, y, x = cand
+        n, s, y, x = cand
         g = np.exp(-((coords[:, None] - y) ** 2 + (coords[None, :] - x) ** 2) / (2 * s * s))
-        m = np.einsum("tyx,yx->t", drives[run].astype(np.float64), g)
-        return m - m.mean()
+        m = np.einsum("tyx,yx->t", drives[run].astype(np.float64), g) ** n
+        m = np.convolve(m, h)[: len(m)]
+        return _nuisance_out(m[:, None], len(m))[:, 0]
 
     best = []
     for v in range(signals[0].shape[1]):
@@ -204,56 +298,94 @@ def _slow_grid_fit(drives, signals, grid, held=None):
         m = np.concatenate([course(r, cands[i]) for r in runs])
         y = np.concatenate([ys[r][:, v] for r in runs])
         best.append((cands[i], m @ y / (m @ m), scores[i] / np.sqrt(y @ y)))
-    return best
+    return best, course
+
+
+def _check_against_explicit_fit(drives, signals, config, exponents):
+    grid = PRFGrid(drives[0].shape[1], config)
+    fit = fit_prf(drives, signals, TR, config)
+    full, _ = _slow_grid_fit(drives, signals, grid, exponents)
+    step = grid.stride / grid.size
+    log_steps = np.diff(np.log(exponents)) if len(exponents) > 1 else [0.0]
+    for v, ((n, s, y, x), _gain, r) in enumerate(full):
+        assert abs(fit["x"][v] - x) <= step / 2 + 1e-9 and abs(fit["y"][v] - y) <= step / 2 + 1e-9
+        # the exponent is refined within half a grid step (in log n) of the best grid exponent
+        assert abs(np.log(fit["exponent"][v] / n)) <= 0.5 * max(log_steps) + 1e-9
+        assert fit["r"][v] == pytest.approx(r, rel=1e-4)
+    # leave-one-run-out R^2, computed explicitly
+    n_voxels = signals[0].shape[1]
+    sse, sst = np.zeros(n_voxels), np.zeros(n_voxels)
+    for held in range(len(drives)):
+        fold, course = _slow_grid_fit(drives, signals, grid, exponents, held=held)
+        y_held = _unit(signals[held])
+        for v, (cand, gain, _r) in enumerate(fold):
+            sse[v] += np.sum((y_held[:, v] - gain * course(held, cand)) ** 2)
+            sst[v] += np.sum(y_held[:, v] ** 2)
+    np.testing.assert_allclose(fit["r2"], 1 - sse / sst, rtol=1e-4, atol=1e-5)
+    return fit
 
 
 def test_grid_search_and_cross_validation_match_explicit_time_courses():
     rng = np.random.default_rng(3)
-    size, n_runs, n_t = 24, 3, 40
+    size, n_runs, n_t = 24, 3, 100
     drives = [rng.normal(size=(n_t, size, size)).astype(np.float32) for _ in range(n_runs)]
-    drives = [d - d.mean(0) for d in drives]
     signals = [rng.normal(size=(n_t, 4)).astype(np.float32) for _ in range(n_runs)]
     xs, ys, sig = np.array([-0.3, 0.2, 0.1, 0.0]), np.array([0.25, -0.1, 0.3, 0.0]), np.full(4, 0.05)
     w = _gaussians(xs, ys, sig, size)
     for r in range(n_runs):
-        signals[r][:, :3] += 2 * np.einsum("tyx,vyx->tv", drives[r], w)[:, :3]
+        pooled = np.einsum("tyx,vyx->tv", drives[r], w)[:, :3]
+        signals[r][:, :3] += 2 * np.stack([np.convolve(p, _hrf(TR))[:n_t] for p in pooled.T], 1)
     config = PRFConfig(grid_stride=3, n_sigma=3, sigma_min=0.03, sigma_max=0.12, chunk_voxels=3)
-    grid = PRFGrid(size, config)
-    fit = fit_prf(drives, signals, config)
-    full = _slow_grid_fit(drives, signals, grid)
-    step = grid.stride / size
-    for v, ((s, y, x), _gain, r) in enumerate(full):
-        assert abs(fit["x"][v] - x) <= step / 2 + 1e-9 and abs(fit["y"][v] - y) <= step / 2 + 1e-9
-        assert fit["r"][v] == pytest.approx(r, rel=1e-4)
-    # leave-one-run-out R^2, computed explicitly
-    sse, sst = np.zeros(4), np.zeros(4)
-    coords = (np.arange(size) + 0.5) / size - 0.5
-    for held in range(n_runs):
-        fold = _slow_grid_fit(drives, signals, grid, held=held)
-        y_held = (signals[held] - signals[held].mean(0)) / signals[held].std(0)
-        for v, ((s, y, x), gain, _r) in enumerate(fold):
-            g = np.exp(-((coords[:, None] - y) ** 2 + (coords[None, :] - x) ** 2) / (2 * s * s))
-            m = np.einsum("tyx,yx->t", drives[held].astype(np.float64), g)
-            m -= m.mean()
-            sse[v] += np.sum((y_held[:, v] - gain * m) ** 2)
-            sst[v] += np.sum(y_held[:, v] ** 2)
-    np.testing.assert_allclose(fit["r2"], 1 - sse / sst, rtol=1e-4, atol=1e-5)
+    fit = _check_against_explicit_fit(drives, signals, config, (1.0,))
     assert fit["r2"][:3].min() > fit["r2"][3]
+    assert np.all(fit["exponent"] == 1.0)
     # a voxel without variance (NaN or constant in the data) gets no estimate at all
     signals = [np.concatenate([s, np.full((n_t, 1), np.nan, np.float32)], axis=1) for s in signals]
-    fit = fit_prf(drives, signals, config)
-    assert all(np.isnan(fit[name][4]) for name in ("x", "y", "sigma", "r", "r2", "beta"))
+    fit = fit_prf(drives, signals, TR, config)
+    assert all(np.isnan(fit[name][4]) for name in ("x", "y", "sigma", "exponent", "r", "r2",
+                                                   "beta"))
     assert np.isfinite(fit["x"][:4]).all()
+
+
+def test_compressive_grid_search_and_cross_validation_match_explicit_time_courses():
+    # the same check for the CSS model: every candidate's time course is (pooled drive) ** n
+    # before the HRF, over a grid of exponents; chunks of 2 voxels split the 5 voxels unevenly
+    rng = np.random.default_rng(8)
+    size, n_runs, n_t = 24, 3, 100
+    drives = [np.abs(rng.normal(size=(n_t, size, size))).astype(np.float32) for _ in range(n_runs)]
+    signals = [rng.normal(size=(n_t, 5)).astype(np.float32) for _ in range(n_runs)]
+    xs, ys, sig = np.array([-0.3, 0.2, 0.1, 0.0, 0.2]), np.array([0.25, -0.1, 0.3, 0.0, 0.2]), \
+        np.full(5, 0.05)
+    true_n = np.array([0.3, 1.0, 0.6, 0.5, 0.5])
+    w = _gaussians(xs, ys, sig, size)
+    for r in range(n_runs):
+        neural = np.einsum("tyx,vyx->tv", drives[r], w) ** true_n
+        signals[r][:, :3] += 3 * np.stack([np.convolve(p, _hrf(TR))[:n_t] / p.std()
+                                           for p in neural[:, :3].T], 1)
+    exponents = (0.3, 0.6, 1.0)
+    config = PRFConfig(drive="contrast", css_exponents=exponents, grid_stride=3, n_sigma=3,
+                       sigma_min=0.03, sigma_max=0.12, chunk_voxels=2)
+    fit = _check_against_explicit_fit(drives, signals, config, exponents)
+    assert fit["r2"][:3].min() > fit["r2"][3:].max()
 
 
 def test_bad_input_is_refused():
     drive = np.zeros((10, 8, 8), np.float32)
     with pytest.raises(DataError, match="at least 2 runs"):
-        fit_prf([drive], [np.zeros((10, 3), np.float32)])
+        fit_prf([drive], [np.zeros((10, 3), np.float32)], TR)
     with pytest.raises(DataError, match="signals of run 1"):
-        fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))])
+        fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))], TR)
     with pytest.raises(DataError, match="prf.grid_stride: expected 1 ... 8 pixels, got 9"):
-        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, PRFConfig(grid_stride=9))
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, TR, PRFConfig(grid_stride=9))
+    with pytest.raises(DataError, match="tr must be a positive number of seconds, got 0"):
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, 0)
+    # a power of a negative pooled drive is not a contrast energy (nor a real number)
+    negative = drive - 1.0
+    with pytest.raises(DataError, match=r"non-negative drive .*run 0 has values down to -1"):
+        fit_prf([negative, drive], [np.ones((10, 3))] * 2, TR, PRFConfig(drive="contrast"))
+    with pytest.raises(ConfigError, match=r"prf.css_exponents: expected one or more distinct "
+                                          r"values, each a finite number x with 0 < x <= 2"):
+        PRFConfig(css_exponents=(0.5, 0.0))
     # the section's own rules hold as soon as it is built (one rule, in config.RULES)
     with pytest.raises(ConfigError, match="prf.grid_stride: expected an integer >= 1, got 0"):
         PRFConfig(grid_stride=0)
@@ -291,7 +423,7 @@ def sim_dir(tmp_path_factory):
     return out
 
 
-def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
+def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir, capsys):
     raw_dir = sim_dir
     from brain2pix_gluon.cli import main
     from brain2pix_gluon.io.matlab import read_mat
@@ -300,6 +432,9 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     out = str(tmp_path / "estimated")
     overrides = ["data.image_size=32", "prf.r2_threshold=0.5", "prf.drive=luminance"]
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 0
+    # what a user without true pRFs can judge a fit by: R^2, orientation, size vs eccentricity
+    log = capsys.readouterr().err
+    assert "pRF fits per ROI" in log and "verdict: aligned" in log and "Spearman rho" in log
     masks = load_roi_masks(os.path.join(raw_dir, "roimask.mat"))
     cols, rows = load_rf_centres(os.path.join(out, "col_centers_112px.mat"),
                                  os.path.join(out, "row_centers_112px.mat"), masks)
@@ -337,3 +472,47 @@ def test_estimate_rf_writes_centres_that_prepare_reads(tmp_path, sim_dir):
     assert not [p for p in os.listdir(out) if "work" in p or "partial" in p]
     # existing centre files are kept unless --force
     assert main(["estimate-rf", raw_dir, "--out", out, "--no-progress", *overrides]) == 2
+
+
+def test_quality_report_reads_r2_retinotopy_and_size_against_eccentricity():
+    from brain2pix_gluon.config import Config
+    from brain2pix_gluon.preprocessing.estimate_rf import format_prf_quality, prf_quality_report
+
+    # V1: 101 voxels per part, R^2 0.00, 0.01, ... 1.00 (so its percentiles are 0.1 ... 0.9), one
+    # NaN; dorsal in the lower field, ventral in the upper; the compressive size sigma/sqrt(n)
+    # grows with eccentricity although sigma alone falls (the exponent falls faster).
+    # V2: dorsal and ventral swapped (upside down), size falling with eccentricity.
+    n = 101
+    ecc = np.linspace(0.02, 0.45, n)
+    estimates = {}
+    for key, sign in (("V1d", 1), ("V1v", -1), ("V2d", -1), ("V2v", 1)):
+        estimates[f"{key}_x"] = ecc * 0.6
+        estimates[f"{key}_y"] = sign * ecc * 0.8
+        estimates[f"{key}_r2"] = np.linspace(0.0, 1.0, n)
+        if key.startswith("V1"):
+            estimates[f"{key}_exponent"] = (0.5 - ecc) ** 2         # sqrt: 0.48 ... 0.05
+            estimates[f"{key}_sigma"] = 0.05 - 0.02 * ecc            # falls
+        else:
+            estimates[f"{key}_exponent"] = np.ones(n)
+            estimates[f"{key}_sigma"] = 0.06 - 0.1 * ecc
+    estimates["V1d_r2"] = estimates["V1d_r2"].copy()
+    estimates["V1d_r2"][0] = np.nan
+    parts = {"V1": ("V1d", "V1v"), "V2": ("V2d", "V2v")}
+    report = prf_quality_report(estimates, parts, "dorsal_ventral", Config())
+    v1, v2 = report["rois"]["V1"], report["rois"]["V2"]
+    # 201 finite values: 0.00 (once), 0.01 ... 1.00 (twice)
+    r2 = np.concatenate([np.linspace(0.01, 1.0, 100), np.linspace(0.0, 1.0, n)])
+    np.testing.assert_allclose(v1["r2_percentiles"], np.percentile(r2, [10, 25, 50, 75, 90]))
+    # kept: R^2 >= 0.05 (0.05 itself is 0.05000000000000000277, kept)
+    assert v1["n"] == 2 * n and v1["n_kept"] == 2 * (n - 5)
+    assert v1["size_eccentricity_rho"] == pytest.approx(1.0)
+    assert v2["size_eccentricity_rho"] == pytest.approx(-1.0)
+    # the median size in the band 0.1 <= eccentricity < 0.2: sigma / sqrt(n) at its middle voxel
+    band = (ecc >= 0.1) & (ecc < 0.2) & (np.linspace(0.0, 1.0, n) >= 0.05)
+    expected = np.median(((0.05 - 0.02 * ecc) / (0.5 - ecc))[band])
+    assert v1["size_by_eccentricity"][1] == pytest.approx(expected)
+    assert report["retinotopy"]["rois"]["V1"]["verdict"] == "aligned"
+    assert report["retinotopy"]["rois"]["V2"]["verdict"] == "flipped"
+    lines = format_prf_quality(report, size=96)
+    assert any(line.startswith("  V1:") and "-> rises" in line for line in lines)
+    assert any(line.startswith("  V2:") and "-> does not rise" in line for line in lines)

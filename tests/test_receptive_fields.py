@@ -88,6 +88,16 @@ def test_centres_outside_the_range_are_an_error_not_a_wrap(bad):
         RFMapper([0.0, bad], [0.0, 0.0], size=8)
 
 
+def test_the_largest_centre_below_one_half_lands_on_the_last_pixel():
+    # estimate-rf writes centres clipped to the largest float below 0.5; 0.5 + that is 1.0
+    top = np.nextafter(0.5, 0.0)
+    mapper = RFMapper([top, -0.5], [0.0, top], size=8)
+    expected = np.zeros((8, 8))
+    expected[4, 7] = 1.0        # x at the right edge, y at the centre (row 4)
+    expected[7, 0] = 2.0        # x at the left edge, y at the bottom edge
+    np.testing.assert_allclose(mapper.render(np.array([1.0, 2.0])), expected)
+
+
 def test_nan_centres_and_wrong_voxel_counts_are_rejected():
     with pytest.raises(DataError, match="NaN"):
         RFMapper([0.0, np.nan], [0.0, 0.0], size=8)

@@ -18,7 +18,8 @@ from ..io.sources import open_source
 from ..utils import get_logger, progress
 from .prf import PRFGrid, fit_prf, model_drive
 
-__all__ = ["estimate_rf", "write_prf_outputs", "plot_prf_summary"]
+__all__ = ["estimate_rf", "write_prf_outputs", "plot_prf_summary", "prf_quality_report",
+           "format_prf_quality"]
 
 
 def _training_runs(source):
@@ -85,8 +86,8 @@ def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=T
         for name, frames, run_signals in progress(_training_runs(source), total=n_runs,
                                                   desc="estimate-rf runs",
                                                   enabled=show_progress, unit="run"):
-            drive = model_drive(frames, run_signals.shape[0], source.tr, config.prf,
-                                config.data.max_ratio, config.data.fisheye)
+            drive = model_drive(frames, run_signals.shape[0], config.prf, config.data.max_ratio,
+                                config.data.fisheye)
             n_use = drive.shape[0]
             drive_path = os.path.join(work, f"{name}_drive.npy")
             signal_path = os.path.join(work, f"{name}_signals.npy")
@@ -95,10 +96,17 @@ def estimate_rf(raw_dir, out_dir=None, config=None, force=False, show_progress=T
             del drive, frames, run_signals
             drives.append(np.load(drive_path, mmap_mode="r"))
             signals.append(np.load(signal_path, mmap_mode="r"))
-        fit = fit_prf(drives, signals, config.prf, show_progress)
+        fit = fit_prf(drives, signals, source.tr, config.prf, work, show_progress)
         del drives, signals
         columns = {key: source.voxel_index(key) for key in source.keys}
         written = write_prf_outputs(paths, source.keys, columns, fit, config.prf)
+        report = prf_quality_report(dict(np.load(written["estimates"])), source.parts,
+                                    source.part_kind, config)
+        for line in format_prf_quality(report, config.data.image_size):
+            log.info("%s", line)
+        from .prepare import log_retinotopy
+
+        log_retinotopy(report["retinotopy"], log)
     finally:
         if keep_work:
             log.info("estimate-rf: per-run drive and signal files kept in %s", work)
@@ -144,7 +152,7 @@ def write_prf_outputs(paths, keys, columns, fit, config):
     by_key = {name: _split_by_key(keys, columns, values)
               for name, values in (("col", cols), ("row", rows))}
     estimates = {}
-    for name in ("x", "y", "sigma", "r", "r2", "beta"):
+    for name in ("x", "y", "sigma", "exponent", "r", "r2", "beta"):
         for key, values in _split_by_key(keys, columns, fit[name]).items():
             estimates[f"{key}_{name}"] = values
     for key in keys:
@@ -163,6 +171,117 @@ def write_prf_outputs(paths, keys, columns, fit, config):
                       "written to %s and %s", n_kept, kept.size, config.r2_threshold,
                       paths["col"], paths["row"])
     return dict(paths)
+
+
+# eccentricity bands (image units from the frame's centre; the frame's edge is at 0.5) in which
+# the report gives the median pRF size
+_ECCENTRICITY_BANDS = (0.0, 0.1, 0.2, 0.3, 0.5)
+
+
+def prf_quality_report(estimates, parts, part_kind, config):
+    """What can be checked of fitted pRFs without knowing the true ones, per ROI.
+
+    * the distribution of the cross-validated R^2;
+    * the orientation check that ``prepare`` makes of every centre file
+      (:func:`~brain2pix_gluon.preprocessing.receptive_fields.retinotopy_report`: dorsal voxels in
+      the lower visual field, ventral in the upper; for vim-2's hemispheres
+      :func:`~brain2pix_gluon.preprocessing.receptive_fields.hemisphere_report`), on the voxels
+      whose centres are written;
+    * pRF size against eccentricity: in early visual cortex it grows with eccentricity, and from
+      V1 to V2 to V3 (Dumoulin & Wandell 2008). The size is that of the compressive model's
+      response to a point, ``sigma / sqrt(n)`` (Kay et al. 2013; ``sigma`` for the linear model).
+
+    Parameters
+    ----------
+    estimates : dict
+        ``prf_estimates.npz`` as :func:`write_prf_outputs` writes it (``{key}_x``, ``_y``,
+        ``_sigma``, ``_exponent``, ``_r2``).
+    parts : dict of str -> tuple of str
+        ROI -> its mask keys (:attr:`DatasetSource.parts`).
+    part_kind : {"dorsal_ventral", "hemisphere"}
+    config : Config
+        ``prf.r2_threshold``; ``data.rf_swap_axes`` / ``data.rf_flip_y`` are quoted in the advice.
+
+    Returns
+    -------
+    dict
+        ``rois``: per ROI ``n``, ``n_kept``, ``r2_percentiles`` (10, 25, 50, 75, 90),
+        ``size_by_eccentricity`` (median size in image units per band of
+        ``eccentricity_bands``, NaN for an empty band), ``size_eccentricity_rho`` (Spearman) and
+        ``median_size``; ``eccentricity_bands``; ``retinotopy`` (the orientation report).
+    """
+    from scipy.stats import spearmanr
+
+    from .receptive_fields import hemisphere_report, retinotopy_report
+
+    threshold = config.prf.r2_threshold
+    rois, by_part = {}, {}
+    bands = np.asarray(_ECCENTRICITY_BANDS)
+    for roi, keys in parts.items():
+        cat = lambda name: np.concatenate([np.asarray(estimates[f"{k}_{name}"], float) for k in keys])
+        r2 = cat("r2")
+        kept = np.isfinite(r2) & (r2 >= threshold)
+        x, y = cat("x")[kept], cat("y")[kept]
+        exponent = cat("exponent")[kept] if f"{keys[0]}_exponent" in estimates else 1.0
+        size = cat("sigma")[kept] / np.sqrt(exponent)
+        eccentricity = np.hypot(x, y)
+        band = np.digitize(eccentricity, bands[1:-1])
+        finite = r2[np.isfinite(r2)]
+        rho = (float(spearmanr(eccentricity, size).correlation) if kept.sum() >= 3
+               and np.ptp(eccentricity) > 0 and np.ptp(size) > 0 else float("nan"))
+        rois[roi] = {
+            "n": int(r2.size), "n_kept": int(kept.sum()),
+            "r2_percentiles": (np.percentile(finite, [10, 25, 50, 75, 90]).tolist()
+                               if finite.size else [float("nan")] * 5),
+            "size_by_eccentricity": [float(np.median(size[band == b])) if np.any(band == b)
+                                     else float("nan") for b in range(len(bands) - 1)],
+            "size_eccentricity_rho": rho,
+            "median_size": float(np.median(size)) if size.size else float("nan"),
+        }
+        by_part[roi] = {}
+        for key in keys:
+            r2_key = np.asarray(estimates[f"{key}_r2"], float)
+            keep = np.isfinite(r2_key) & (r2_key >= threshold)
+            by_part[roi][key[len(roi):]] = (np.asarray(estimates[f"{key}_x"], float)[keep],
+                                            np.asarray(estimates[f"{key}_y"], float)[keep])
+    if part_kind == "hemisphere":
+        retinotopy = hemisphere_report(by_part)
+    else:
+        retinotopy = retinotopy_report(by_part, config.data.rf_swap_axes, config.data.rf_flip_y)
+    return {"rois": rois, "eccentricity_bands": list(_ECCENTRICITY_BANDS),
+            "r2_threshold": threshold, "retinotopy": retinotopy}
+
+
+def format_prf_quality(report, size=None):
+    """Printable lines of a :func:`prf_quality_report`, without its orientation part (which
+    :func:`~brain2pix_gluon.preprocessing.prepare.log_retinotopy` prints as ``prepare`` does).
+
+    Parameters
+    ----------
+    report : dict
+    size : int, optional
+        Frame side in pixels: sizes and eccentricities are then given in pixels too.
+    """
+    scale, unit = (size, "px") if size else (1.0, "")
+    bands = report["eccentricity_bands"]
+    names = " / ".join(f"{bands[i] * scale:g}-{bands[i + 1] * scale:g}" for i in range(len(bands) - 1))
+    lines = [f"pRF fits per ROI (cross-validated R^2 percentiles 10/25/50/75/90; centres written "
+             f"for R^2 >= {report['r2_threshold']:g}):"]
+    for roi, e in report["rois"].items():
+        q = e["r2_percentiles"]
+        lines.append(f"  {roi}: {e['n_kept']:>5}/{e['n']} voxels kept; R^2 "
+                     + " / ".join(f"{v:.2f}" for v in q))
+    lines.append(f"pRF size (sigma / sqrt(exponent){', ' + unit if unit else ''}) by eccentricity "
+                 f"{names}{' ' + unit if unit else ''}; it should rise with eccentricity, and "
+                 f"from V1 to V2 to V3:")
+    for roi, e in report["rois"].items():
+        sizes = " / ".join("-" if not np.isfinite(v) else f"{v * scale:.3g}"
+                           for v in e["size_by_eccentricity"])
+        rho = e["size_eccentricity_rho"]
+        verdict = ("rises" if rho > 0.1 else "does not rise") if np.isfinite(rho) else "unclear"
+        lines.append(f"  {roi}: {sizes} (median {e['median_size'] * scale:.3g}); Spearman rho "
+                     f"{rho:+.2f} -> {verdict}")
+    return lines
 
 
 def plot_prf_summary(estimates, keys, r2_threshold):

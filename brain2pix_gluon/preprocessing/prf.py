@@ -1,73 +1,93 @@
 """Population receptive fields (pRFs) estimated from the training data (``brain2pix estimate-rf``).
 
 Brain2Pix needs an RF centre for every voxel (paper section 2.3, eqs. 1-2); most datasets do not
-ship them. This module fits, for every voxel, an isotropic Gaussian pRF (Dumoulin & Wandell 2008):
+ship them. This module fits, for every voxel, an isotropic Gaussian pRF, linear (Dumoulin &
+Wandell 2008) or with compressive spatial summation (CSS; Kay, Winawer, Mezer & Wandell 2013):
 
-    prediction(t) = beta * [HRF * sum_p g(p; x, y, sigma) drive_p](t)  + one intercept per run,
+    prediction(t) = beta * [HRF * (sum_p g(p; x, y, sigma) drive_p) ** n](t)  + nuisance,
 
 where ``drive_p(t)`` is a per-pixel stimulus feature of the frame shown at volume ``t`` on the same
 fisheye-warped ``S x S`` frames the network is trained on (the released centres were estimated on
-warped frames), ``g`` is a Gaussian at ``(x, y)`` with size ``sigma`` and ``HRF`` a canonical
-double-gamma response sampled at the TR.
+warped frames), ``g`` is a Gaussian at ``(x, y)`` with size ``sigma``, ``n`` the exponent (1 for the
+linear model, below 1 for sub-additive summation) and ``HRF`` a canonical double-gamma response
+sampled at the TR. The nuisance of each run is its mean and its onset response (the HRF's running
+sum, :func:`run_nuisance`): what a run's first seconds hold depends on what was shown before it
+(a blank screen before a scan, the preceding part of a movie cut into blocks), which the drive of
+the run alone does not predict. Both are projected out of the responses and of every model time
+course. (With the mean alone, the onset that the model predicted after an assumed blank, and
+that data without it lack, pulled fitted exponents towards 1.)
 
-Drives (``PRFConfig.drive``)
-----------------------------
-``"luminance"`` (default)
-    Mean of R, G, B of the warped frame. On the package's simulator (version 3), whose voxels mix
-    compressed contrast energy, colour-opponent signals and luminance, it recovers the true
-    centres better than the contrast drive: on the embedded dataset's default settings, every
-    voxel fitted, the median error of V1 centres is 3.0 px of 96 with it (cross-validated R^2
-    0.26) and 6.0 px with the contrast drive (R^2 0.04, below the default ``r2_threshold`` of
-    0.05, so that most of its centres would be written as NaN).
-``"contrast"``
+Drives and models (``PRFConfig.drive``)
+--------------------------------------
+``"luminance"`` (default): linear model
+    Mean of R, G, B of the warped frame. The default is the drive with the higher cross-validated
+    R^2 on the package's simulated dataset, whose voxels mix compressed contrast energy,
+    colour-opponent signals and luminance (docs/method.md, section 9; docs/measurements.md).
+``"contrast"``: compressive (CSS) model
     Local RMS contrast (contrast energy) of the light: the relative luminance (Rec. 709 weights)
     of the linearised frame, minus its Gaussian blur (a centre-surround band-pass), squared,
     blurred again, square-rooted. The blurs are normalised over the warp's valid field, so the
     edge between the warped image and its black corners, which is not in the video, adds no
-    contrast. Early visual cortex responds to contrast rather than to mean luminance; try it on
-    real recordings (e.g. vim-2) and compare the cross-validated R^2 of both drives.
+    contrast. The pooled contrast is raised to the exponent ``n``, searched over
+    ``PRFConfig.css_exponents``; ``css_exponents=(1.0,)`` gives the linear contrast model. Early
+    visual cortex responds to contrast rather than to mean luminance; on real recordings (e.g.
+    vim-2) compare the cross-validated R^2 of both drives.
 
-Candidates (for either drive) are only those with at least half their in-frame weight on pixels
-where the drive varies: a
-Gaussian centred in the black corners would be fitted on the thin tail it has inside the image,
-and a correlation, which ignores scale, can prefer such a tail to the voxel's true pRF.
+Candidates are only those with at least half their in-frame weight on pixels where the drive
+varies: a Gaussian centred in the black corners would be fitted on the thin tail it has inside the
+image, and a correlation, which ignores scale, can prefer such a tail to the voxel's true pRF.
 
 Coordinates
 -----------
 ``x`` is horizontal (column of the upright frame, -0.5 left ... +0.5 right) and ``y`` vertical (row,
 -0.5 top ... +0.5 bottom), pixel ``k`` having its centre at ``(k + 0.5) / S - 0.5``; ``sigma`` is in
-the same image units. These are the ``col`` and ``row`` centres that ``prepare`` reads.
+the same image units. These are the ``col`` and ``row`` centres that ``prepare`` reads. The CSS
+model's pRF size in the sense of Kay et al. (the spread of its response to a point) is
+``sigma / sqrt(n)``.
 
 How the fit stays fast
 ----------------------
-The model is linear in the drive, so for a voxel with per-run z-scored response ``y`` and the
-HRF-convolved, per-run centred drive ``D`` (time x pixels) the covariance of every candidate with
-``y`` is ``g^T (D^T y)`` and the candidate's variance ``g^T (D^T D) g`` does not depend on the
-voxel. One pass over the runs gives ``C = D^T y`` for a chunk of voxels (one matrix product per
-run); pooling ``C`` with the separable Gaussian profiles (two matrix products per sigma) gives the
-correlation of *every* grid candidate (all grid positions x all sigmas) at once -- the same result
-as correlating with a precomputed (n_grid, T) matrix of model time courses, without ever holding
-it. The candidate variances are pooled once from the drive. Refinement fits a parabola through the
-correlations at the best grid point and its neighbours along x, y and log sigma.
+Responses ``y`` are taken per run with the nuisance projected out and scaled to unit variance.
+Every candidate is scored by its correlation with ``y`` over all runs; its gain is the
+least-squares scale.
+
+*Linear model.* The prediction is linear in the drive, so with the HRF-convolved, nuisance-free
+drive ``D`` (time x pixels) the covariance of every candidate with ``y`` is ``g^T (D^T y)`` and
+its variance ``g^T (D^T D) g`` does not depend on the voxel. One pass over the runs gives
+``C = D^T y`` for a chunk of voxels (one matrix product per run); pooling ``C`` with the separable
+Gaussian profiles (two matrix products per sigma) gives the covariance of *every* grid candidate
+(all positions x all sigmas) at once, without ever holding their time courses. Memory:
+``n_runs x chunk x S^2`` floats for the per-run ``C``.
+
+*CSS model.* The power comes after the pooling, so every candidate's time course (pooled drive,
+power, HRF) is computed once per run and exponent and written to disk (``work_dir``); a chunk's
+covariances with all of them are one matrix product per run and exponent. Memory:
+``n_runs x chunk x n_candidates`` floats (``PRFConfig.chunk_memory_mb`` caps the chunk); disk:
+``n_volumes x n_exponents x n_candidates`` floats.
+
+Refinement fits a parabola through the correlations at the best grid point and its neighbours
+along x and y, and for the CSS model a quadratic surface over (log n, log sigma) (the exponent and
+the size trade off: a smaller pRF with less compression predicts much the same), else a parabola
+along log sigma.
 
 Cross-validation (leave one run out): for each held-out run the grid search is repeated on the
-other runs (their ``C`` and variances are the totals minus the held-out run's), the gain ``beta``
-is the least-squares scale on those runs, and the held-out residuals give
+other runs (their covariances and variances are the totals minus the held-out run's), the gain
+``beta`` is the least-squares scale on those runs, and the held-out residuals give
 ``R^2 = 1 - sum SSE / sum SS`` pooled over folds. It is the R^2 of the grid fit (before the
 sub-grid refinement), so it is slightly conservative.
-
-Memory is bounded by the voxel chunk: ``n_runs x chunk x S^2`` floats for the per-run ``C``
-plus the drive of one run; the runs are read from disk (memory maps) for every chunk.
 """
+
+import os
 
 import numpy as np
 
 from ..config import PRFConfig
 from ..errors import DataError, check_array, check_choice
 from ..utils import progress
-from .hrf import double_gamma_hrf, hrf_convolve
+from .hrf import double_gamma_hrf, hrf_convolve, onset_response
 
-__all__ = ["DRIVES", "pixel_coordinates", "stimulus_drive", "model_drive", "PRFGrid", "fit_prf"]
+__all__ = ["DRIVES", "pixel_coordinates", "stimulus_drive", "model_drive", "run_nuisance", "PRFGrid",
+           "fit_prf"]
 
 DRIVES = ("luminance", "contrast")
 _REC709_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -133,21 +153,21 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
     return (np.sqrt(np.maximum(energy, 0.0)) * valid).astype(np.float32)
 
 
-def model_drive(frames, n_volumes, tr, config=None, max_ratio=None, fisheye=True):
-    """The design drive of one run: drive, HRF-convolved, centred per pixel over the run.
+def model_drive(frames, n_volumes, config=None, max_ratio=None, fisheye=True):
+    """The stimulus drive of one run at the volumes the fit uses (one frame per volume).
 
     Frame ``t`` is the frame shown during volume ``t`` (one frame per TR from the run's start).
     Only the first ``min(n_frames, n_volumes)`` volumes are used: frames after the last volume
-    were never measured, and volumes after the last frame saw no known stimulus.
+    were never measured, and volumes after the last frame saw no known stimulus. The HRF, the
+    compressive nonlinearity and the run's nuisance are applied by :func:`fit_prf`.
 
     Parameters
     ----------
     frames : ndarray, shape (n_frames, S, S, 3), uint8
     n_volumes : int
         Volumes of the run.
-    tr : float
-        Seconds per volume (HRF sampling).
     config : PRFConfig, optional
+        ``drive`` and ``contrast_sigma``.
     max_ratio : float, optional
         Fisheye warp strength (default ``data.max_ratio``'s default).
     fisheye : bool
@@ -161,10 +181,39 @@ def model_drive(frames, n_volumes, tr, config=None, max_ratio=None, fisheye=True
     config = config or PRFConfig()
     max_ratio = DataConfig.max_ratio if max_ratio is None else max_ratio
     n_use = min(int(n_volumes), len(frames))
-    drive = stimulus_drive(frames[:n_use], config.drive, max_ratio, fisheye, config.contrast_sigma)
-    drive = hrf_convolve(drive, double_gamma_hrf(tr))
-    drive -= drive.mean(axis=0, keepdims=True)
-    return drive
+    return stimulus_drive(frames[:n_use], config.drive, max_ratio, fisheye, config.contrast_sigma)
+
+
+def run_nuisance(n_volumes, hrf):
+    """What a run's responses hold besides the pRF's: an orthonormal basis of its mean and of
+    its onset response (:func:`~brain2pix_gluon.preprocessing.hrf.onset_response`).
+
+    Both are projected out of every run's responses and of every model time course, so that
+    neither the run's baseline nor what was on screen before the run (a blank before a scan, the
+    previous part of a movie cut into blocks) is mistaken for a pRF's response.
+
+    Parameters
+    ----------
+    n_volumes : int
+    hrf : ndarray, shape (n_taps,)
+
+    Returns
+    -------
+    ndarray, shape (n_volumes, 2) (shape (n_volumes, 1) when the run is too short for the
+    onset to differ from the mean), float64; the first column is the constant
+    """
+    basis = np.stack([np.ones(int(n_volumes)), onset_response(hrf, n_volumes)], axis=1)
+    q, upper = np.linalg.qr(basis)
+    keep = np.abs(np.diag(upper)) > 1e-8 * max(np.abs(upper[0, 0]), 1e-300)
+    return q[:, keep]
+
+
+def _project_out(values, basis):
+    """``values`` minus its projection on the orthonormal ``basis`` (time on axis 0), in place."""
+    flat = values.reshape(values.shape[0], -1)
+    basis = basis.astype(flat.dtype)
+    flat -= basis @ (basis.T @ flat)
+    return values
 
 
 class PRFGrid:
@@ -204,7 +253,12 @@ class PRFGrid:
         centres = np.atleast_1d(np.asarray(centres, float))
         sigma = np.broadcast_to(np.asarray(sigma, float), centres.shape)
         out = np.exp(-(coords[None, :] - centres[:, None]) ** 2 / (2.0 * sigma[:, None] ** 2))
-        return out.astype(np.float32)
+        out = out.astype(np.float32)
+        # weights far out in a narrow Gaussian's tail make float32 subnormals (themselves or in
+        # their products), each many times slower to compute with; below 1e-10 of the peak they
+        # are set to 0, which changes a pooled sum by less than float32 resolves
+        out[out < 1e-10] = 0.0
+        return out
 
     @property
     def shape(self):
@@ -226,14 +280,12 @@ class PRFGrid:
         maps = np.asarray(maps, dtype=np.float32)
         k, s = maps.shape[0], self.size
         n_s, n = len(self.sigmas), len(self.positions)
-        # all sigmas in one product along x (a wide matrix keeps BLAS efficient), then per sigma
-        # along y, batched over voxels
+        # all sigmas in one product along x, then one product along y per sigma over every map
+        # at once (wide matrices keep BLAS efficient; small batched products would not)
         over_x = maps.reshape(k * s, s) @ self._stacked_t                    # (k*y, n_s*n_x)
-        over_x = over_x.reshape(k, s, n_s, n)
-        out = np.empty((k,) + self.shape, np.float32)
-        for i, prof in enumerate(self.profiles):
-            np.matmul(prof, over_x[:, :, i, :], out=out[:, i])               # (k, n_y, n_x)
-        return out
+        over_x = np.ascontiguousarray(over_x.reshape(k, s, n_s, n).transpose(2, 1, 0, 3))
+        pooled = np.matmul(self.profiles, over_x.reshape(n_s, s, k * n))      # (n_s, n_y, k*n_x)
+        return np.ascontiguousarray(pooled.reshape(n_s, n, k, n).transpose(2, 0, 1, 3))
 
     def candidate_variance(self, drive, block=256):
         """Sum over time of the squared candidate time courses of one run's drive.
@@ -273,7 +325,7 @@ class PRFGrid:
 
 
 def _argmax_grid(scores):
-    """Per-voxel (sigma, y, x) index of the largest score; scores shape (k, n_s, n_y, n_x)."""
+    """Per-voxel index (one array per grid axis) of the largest score; scores shape (k, ...)."""
     flat = scores.reshape(scores.shape[0], -1).argmax(axis=1)
     return np.unravel_index(flat, scores.shape[1:])
 
@@ -285,59 +337,87 @@ def _inverse_sqrt(variance):
 
 
 def _parabola_offset(lower, centre, upper):
-    """Vertex of the parabola through (-1, lower), (0, centre), (1, upper), clipped to +-0.5."""
-    curvature = lower - 2.0 * centre + upper
+    """Vertex of the parabola through (-1, lower), (0, centre), (1, upper), clipped to +-0.5;
+    0 where a neighbour is not a candidate (-inf)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        offset = np.where(curvature < 0, 0.5 * (lower - upper) / curvature, 0.0)
+        curvature = lower - 2.0 * centre + upper
+        usable = (curvature < 0) & np.isfinite(lower) & np.isfinite(upper)
+        offset = np.where(usable, 0.5 * (lower - upper) / curvature, 0.0)
     return np.clip(np.nan_to_num(offset), -0.5, 0.5)
 
 
 def _refine(scores, index):
-    """Sub-grid offsets along (sigma, y, x) from the scores around each voxel's best candidate."""
-    k = scores.shape[0]
-    voxels = np.arange(k)
+    """Sub-grid offsets along every grid axis from the scores around each voxel's best candidate.
+
+    Parameters
+    ----------
+    scores : ndarray, shape (k, n_1, ..., n_d)
+    index : tuple of d ndarray, each shape (k,)
+
+    Returns
+    -------
+    list of d ndarray, each shape (k,), in [-0.5, 0.5]
+    """
+    voxels = np.arange(scores.shape[0])
     offsets = []
-    for axis in range(3):
-        idx = list(index)
+    for axis in range(scores.ndim - 1):
         n = scores.shape[axis + 1]
         inner = (index[axis] > 0) & (index[axis] < n - 1)
-        lo, hi = list(idx), list(idx)
+        lo, hi = list(index), list(index)
         lo[axis] = np.clip(index[axis] - 1, 0, n - 1)
         hi[axis] = np.clip(index[axis] + 1, 0, n - 1)
-        centre = scores[(voxels, *idx)]
+        centre = scores[(voxels, *index)]
         lower = scores[(voxels, *lo)]
         upper = scores[(voxels, *hi)]
         offsets.append(np.where(inner, _parabola_offset(lower, centre, upper), 0.0))
     return offsets
 
 
-def fit_prf(drives, signals, config=None, show_progress=False):
-    """Fit an isotropic Gaussian pRF to every voxel (see the module docstring).
-
-    Parameters
-    ----------
-    drives : sequence of array_like, each shape (n_volumes_r, S, S)
-        Design drive of each run (:func:`model_drive`); memory maps are read lazily.
-    signals : sequence of array_like, each shape (n_volumes_r, n_voxels)
-        Responses of each run, same volumes as the drive; z-scored per run here.
-    config : PRFConfig, optional
-    show_progress : bool
+def _refine_jointly(scores, index, axes=(0, 1)):
+    """Sub-grid offsets along two grid axes at once, from the quadratic surface through the 3 x 3
+    scores around each voxel's best candidate (used for the exponent and the size, which trade
+    off against each other: a smaller pRF with less compression predicts much the same).
 
     Returns
     -------
-    dict of str -> ndarray, each shape (n_voxels,)
-        ``x``, ``y`` (centres, image units, x = column, y = row), ``sigma``, ``r`` (in-sample
-        correlation of the best grid candidate), ``r2`` (leave-one-run-out cross-validated R^2,
-        NaN for voxels without variance) and ``beta`` (gain of the fit on all runs).
+    tuple of 2 ndarray, each shape (k,), in [-0.5, 0.5]; 0 where the best candidate is on the
+    grid's edge along either axis, a neighbour is no candidate, or the surface has no maximum
     """
-    config = config or PRFConfig()
+    k = scores.shape[0]
+    voxels = np.arange(k)
+    a, b = axes
+    n_a, n_b = scores.shape[a + 1], scores.shape[b + 1]
+    inner = (index[a] > 0) & (index[a] < n_a - 1) & (index[b] > 0) & (index[b] < n_b - 1)
+    du, dv = np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij")
+    du, dv = du.ravel(), dv.ravel()
+    values = np.empty((k, 9))
+    for j in range(9):
+        idx = list(index)
+        idx[a] = np.clip(index[a] + du[j], 0, n_a - 1)
+        idx[b] = np.clip(index[b] + dv[j], 0, n_b - 1)
+        values[:, j] = scores[(voxels, *idx)]
+    usable = inner & np.isfinite(values).all(axis=1)
+    values = np.where(usable[:, None], values, 0.0)
+    # least squares: f = c0 + c1 u + c2 v + c3 u^2 + c4 v^2 + c5 u v over the 9 points
+    design = np.stack([np.ones(9), du, dv, du ** 2, dv ** 2, du * dv], axis=1)
+    coef = values @ np.linalg.pinv(design).T                      # (k, 6)
+    h_uu, h_vv, h_uv = 2 * coef[:, 3], 2 * coef[:, 4], coef[:, 5]
+    det = h_uu * h_vv - h_uv ** 2
+    maximum = usable & (h_uu < 0) & (det > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(maximum, (-coef[:, 1] * h_vv + coef[:, 2] * h_uv) / det, 0.0)
+        v = np.where(maximum, (-coef[:, 2] * h_uu + coef[:, 1] * h_uv) / det, 0.0)
+    return np.clip(np.nan_to_num(u), -0.5, 0.5), np.clip(np.nan_to_num(v), -0.5, 0.5)
+
+
+def _check_runs(drives, signals):
+    """Frame size S and voxel count of matching drive and signal runs (DataError otherwise)."""
     if len(drives) != len(signals):
         raise DataError(f"fit_prf: got {len(drives)} drive runs but {len(signals)} signal runs")
     if len(drives) < 2:
         raise DataError(f"fit_prf: leave-one-run-out cross-validation needs at least 2 runs, "
                         f"got {len(drives)}")
-    size = None
-    n_voxels = None
+    size = n_voxels = None
     for r, (drive, sig) in enumerate(zip(drives, signals)):
         if drive.ndim != 3 or drive.shape[1] != drive.shape[2]:
             raise DataError(f"drive of run {r}: expected shape (n_volumes, S, S), got {drive.shape}")
@@ -349,29 +429,64 @@ def fit_prf(drives, signals, config=None, show_progress=False):
         if drive.shape[1] != size or sig.shape[1] != n_voxels:
             raise DataError(f"run {r}: drive {drive.shape} / signals {sig.shape} disagree with run 0 "
                             f"(S = {size}, {n_voxels} voxels)")
+    return size, n_voxels
+
+
+def is_compressive(config):
+    """Whether ``config`` asks for the compressive (CSS) model rather than the linear one."""
+    return config.drive == "contrast" and tuple(config.css_exponents) != (1.0,)
+
+
+def fit_prf(drives, signals, tr, config=None, work_dir=None, show_progress=False):
+    """Fit a Gaussian pRF to every voxel: linear, or compressive for the contrast drive (see the
+    module docstring).
+
+    Parameters
+    ----------
+    drives : sequence of array_like, each shape (n_volumes_r, S, S)
+        Stimulus drive of each run (:func:`model_drive`); memory maps are read lazily.
+    signals : sequence of array_like, each shape (n_volumes_r, n_voxels)
+        Responses of each run, same volumes as the drive; each run's mean and onset response
+        (:func:`run_nuisance`) are projected out and the rest is scaled to unit variance here.
+    tr : float
+        Seconds per volume (the HRF's sampling).
+    config : PRFConfig, optional
+    work_dir : str, optional
+        Folder for the model time courses of every run (memory-mapped files, removed at the end;
+        default: the system's temporary folder). The compressive model writes
+        ``n_volumes x n_exponents x n_candidates`` floats there (about 3 GB for 10,000 volumes).
+    show_progress : bool
+
+    Returns
+    -------
+    dict of str -> ndarray, each shape (n_voxels,)
+        ``x``, ``y`` (centres, image units, x = column, y = row), ``sigma`` (the Gaussian's SD),
+        ``exponent`` (``n``; 1 for the linear model), ``r`` (in-sample correlation of the best
+        grid candidate), ``r2`` (leave-one-run-out cross-validated R^2) and ``beta`` (gain of the
+        fit on all runs); NaN everywhere for voxels without variance.
+    """
+    import shutil
+    import tempfile
+
+    config = config or PRFConfig()
+    size, n_voxels = _check_runs(drives, signals)
+    if not (isinstance(tr, (int, float)) and tr > 0):
+        raise DataError(f"fit_prf: tr must be a positive number of seconds, got {tr!r}")
     grid = PRFGrid(size, config)
-    # one pass over every run's drive: its candidates' variances and its pixels' power
-    variances, power = [], np.zeros((size, size), np.float64)
-    for drive in progress(drives, desc="pRF model variances", enabled=show_progress, unit="run"):
-        drive = np.asarray(drive, np.float32)
-        variances.append(grid.candidate_variance(drive))
-        power += np.einsum("tyx,tyx->yx", drive, drive, dtype=np.float64)
-    variances = np.stack(variances)
-    total_variance = variances.sum(axis=0)
-    allowed = _supported_candidates(grid, power)
-    if not allowed.any():
-        raise DataError(f"fit_prf: the drive varies over too few pixels for any candidate pRF "
-                        f"(each needs half its weight there; sigma {grid.sigmas[0]:.3g} .. "
-                        f"{grid.sigmas[-1]:.3g}): is the stimulus blank or constant?")
-    out = {name: np.full(n_voxels, np.nan) for name in ("x", "y", "sigma", "r", "r2", "beta")}
-    chunks = range(0, n_voxels, config.chunk_voxels)
-    bar = progress(total=n_voxels, desc="pRF fit", enabled=show_progress, unit="voxel")
-    for start in chunks:
-        stop = min(start + config.chunk_voxels, n_voxels)
-        _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, allowed, out)
-        bar.update(stop - start)
-    bar.close()
-    return out
+    hrf = double_gamma_hrf(tr)
+    folder = tempfile.mkdtemp(prefix="prf-fit-", dir=work_dir)
+    try:
+        if is_compressive(config):
+            return _fit_compressive(grid, drives, signals, hrf, config, folder, show_progress)
+        return _fit_linear(grid, drives, signals, hrf, config, folder, show_progress)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _no_candidate_error(grid):
+    return DataError(f"fit_prf: the drive varies over too few pixels for any candidate pRF "
+                     f"(each needs half its weight there; sigma {grid.sigmas[0]:.3g} .. "
+                     f"{grid.sigmas[-1]:.3g}): is the stimulus blank or constant?")
 
 
 def _supported_candidates(grid, power, min_support=0.5):
@@ -395,17 +510,92 @@ def _masked_scores(covariance, variance, allowed):
         return np.where(allowed[None], covariance * _inverse_sqrt(variance)[None], -np.inf)
 
 
-def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, allowed, out):
-    from .signals import zscore
+def _chunk_signals(signals, bases, start, stop):
+    """Each run's responses of voxels ``start:stop``, nuisance projected out, unit variance.
 
-    size, k, n_runs = grid.size, stop - start, len(drives)
+    Returns
+    -------
+    ys : list of ndarray, each shape (n_volumes_r, k), float32
+    sum_sq : ndarray, shape (n_runs, k), float64
+        Sum of squares of each run (its number of volumes; 0 for a voxel without variance).
+    """
+    ys, sum_sq = [], []
+    for sig, basis in zip(signals, bases):
+        y = np.asarray(sig[:, start:stop], dtype=np.float64)
+        y = _project_out(np.array(y), basis)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y /= np.sqrt(np.mean(y * y, axis=0))
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+        ys.append(y.astype(np.float32))
+        sum_sq.append(np.einsum("tv,tv->v", y, y))
+    return ys, np.stack(sum_sq)
+
+
+def _store(out, start, stop, grid, best, offsets, flat, r, beta, exponent):
+    """Write one chunk's estimates: grid index ``best`` = (sigma, y, x) plus sub-grid offsets."""
+    i_s, i_y, i_x = best
+    d_s, d_y, d_x = offsets
+    step = grid.stride / grid.size
+    log_step = np.log(grid.sigmas[1] / grid.sigmas[0]) if len(grid.sigmas) > 1 else 0.0
+    # the largest float32 below 0.5: prepared files store centres as float32, and anything closer
+    # to 0.5 would round to it there and leave the range [-0.5, 0.5)
+    top = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
+    nan = np.float64(np.nan)
+    out["x"][start:stop] = np.where(flat, nan, np.clip(grid.positions[i_x] + d_x * step, -0.5, top))
+    out["y"][start:stop] = np.where(flat, nan, np.clip(grid.positions[i_y] + d_y * step, -0.5, top))
+    out["sigma"][start:stop] = np.where(flat, nan, grid.sigmas[i_s] * np.exp(d_s * log_step))
+    out["exponent"][start:stop] = np.where(flat, nan, exponent)
+    out["r"][start:stop] = np.where(flat, nan, r)
+    out["beta"][start:stop] = np.where(flat, nan, beta)
+
+
+def _new_estimates(n_voxels):
+    return {name: np.full(n_voxels, np.nan)
+            for name in ("x", "y", "sigma", "exponent", "r", "r2", "beta")}
+
+
+def _fit_linear(grid, drives, signals, hrf, config, folder, show_progress):
+    """The linear pRF: the HRF-convolved drive is linear in the pixels, so every candidate's
+    covariance with a voxel is a Gaussian pooling of the voxel's cross-product map."""
+    size = grid.size
+    n_voxels = signals[0].shape[1]
+    bases = [run_nuisance(d.shape[0], hrf) for d in drives]
+    # one pass over every run: its design drive (HRF, nuisance out) to disk, the candidates'
+    # variances and each pixel's power
+    designs, variances, power = [], [], np.zeros((size, size), np.float64)
+    for r, (drive, basis) in enumerate(progress(list(zip(drives, bases)), desc="pRF design",
+                                                enabled=show_progress, unit="run")):
+        design = _project_out(hrf_convolve(np.asarray(drive, np.float32), hrf), basis)
+        variances.append(grid.candidate_variance(design))
+        power += np.einsum("tyx,tyx->yx", design, design, dtype=np.float64)
+        path = os.path.join(folder, f"design_{r}.npy")
+        np.save(path, design)
+        del design
+        designs.append(np.load(path, mmap_mode="r"))
+    variances = np.stack(variances)
+    total_variance = variances.sum(axis=0)
+    allowed = _supported_candidates(grid, power)
+    if not allowed.any():
+        raise _no_candidate_error(grid)
+    out = _new_estimates(n_voxels)
+    bar = progress(total=n_voxels, desc="pRF fit", enabled=show_progress, unit="voxel")
+    for start in range(0, n_voxels, config.chunk_voxels):
+        stop = min(start + config.chunk_voxels, n_voxels)
+        _fit_chunk_linear(grid, designs, signals, bases, start, stop, variances, total_variance,
+                          allowed, out)
+        bar.update(stop - start)
+    bar.close()
+    return out
+
+
+def _fit_chunk_linear(grid, designs, signals, bases, start, stop, variances, total_variance,
+                      allowed, out):
+    size, k, n_runs = grid.size, stop - start, len(designs)
+    ys, sum_sq = _chunk_signals(signals, bases, start, stop)
     cross = np.empty((n_runs, k, size, size), np.float32)   # C_r = y_r^T D_r per run
-    sum_sq = np.empty((n_runs, k), np.float64)
-    for r, (drive, sig) in enumerate(zip(drives, signals)):
-        y = zscore(np.asarray(sig[:, start:stop]))
-        d = np.asarray(drive, np.float32).reshape(drive.shape[0], size * size)
+    for r, (design, y) in enumerate(zip(designs, ys)):
+        d = np.asarray(design, np.float32).reshape(design.shape[0], size * size)
         cross[r] = (y.T @ d).reshape(k, size, size)
-        sum_sq[r] = np.einsum("tv,tv->v", y, y, dtype=np.float64)
     total_cross = cross.sum(axis=0)
     total_sq = sum_sq.sum(axis=0)
 
@@ -417,17 +607,8 @@ def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, al
         picked = (np.arange(k), *best)
         r = scores[picked] / np.sqrt(total_sq)
         beta = covariance[picked] / total_variance[best]
-    d_sigma, d_y, d_x = _refine(scores, best)
-    step = grid.stride / size
-    log_step = np.log(grid.sigmas[1] / grid.sigmas[0]) if len(grid.sigmas) > 1 else 0.0
-    top = np.nextafter(0.5, 0.0)
     flat = total_sq <= 0   # voxels without variance (constant or NaN in the data): no estimate
-    nan = np.float64(np.nan)
-    out["x"][start:stop] = np.where(flat, nan, np.clip(grid.positions[best[2]] + d_x * step, -0.5, top))
-    out["y"][start:stop] = np.where(flat, nan, np.clip(grid.positions[best[1]] + d_y * step, -0.5, top))
-    out["sigma"][start:stop] = np.where(flat, nan, grid.sigmas[best[0]] * np.exp(d_sigma * log_step))
-    out["r"][start:stop] = r
-    out["beta"][start:stop] = np.where(flat, nan, beta)
+    _store(out, start, stop, grid, best, _refine(scores, best), flat, r, beta, 1.0)
 
     # Leave one run out: refit on the other runs, predict the held-out run.
     sse = np.zeros(k)
@@ -442,5 +623,153 @@ def _fit_chunk(grid, drives, signals, start, stop, variances, total_variance, al
         held_var = variances[held][fold_best]
         sse += sum_sq[held] - 2.0 * gain * held_cov + gain ** 2 * held_var
     with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)
-    out["r2"][start:stop] = r2
+        out["r2"][start:stop] = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)
+
+
+def _fit_compressive(grid, drives, signals, hrf, config, folder, show_progress):
+    """The compressive spatial summation (CSS) pRF: ``(Gaussian . drive) ** n`` before the HRF.
+
+    The nonlinearity comes after the pooling, so the covariances cannot be pooled from a
+    cross-product map: every candidate's time course (pool, power, HRF, centred; the responses
+    are already free of the rest of the nuisance) is computed once per run and written to disk,
+    and a voxel chunk's covariances with all of them are one matrix product per run and exponent.
+    """
+    n_voxels = signals[0].shape[1]
+    n_runs = len(drives)
+    exponents = np.asarray(sorted(config.css_exponents), np.float64)
+    bases = [run_nuisance(d.shape[0], hrf) for d in drives]
+    # pass 1: where the drive varies (the candidate rule), and that it is a non-negative energy
+    power = np.zeros((grid.size, grid.size), np.float64)
+    for r, drive in enumerate(drives):
+        drive = np.asarray(drive, np.float32)
+        if drive.size and float(drive.min()) < 0:
+            raise DataError(f"fit_prf: the compressive model (prf.drive=contrast, "
+                            f"prf.css_exponents={tuple(config.css_exponents)}) raises the pooled "
+                            f"drive to a power and needs a non-negative drive (contrast energy); "
+                            f"run {r} has values down to {float(drive.min()):.3g}")
+        centred = drive - drive.mean(axis=0, dtype=np.float64).astype(np.float32)
+        power += np.einsum("tyx,tyx->yx", centred, centred, dtype=np.float64)
+    allowed = _supported_candidates(grid, power)
+    if not allowed.any():
+        raise _no_candidate_error(grid)
+    candidates = np.flatnonzero(allowed.ravel())
+    # pass 2: every candidate's model time course, per run and exponent, to disk
+    courses, variances = [], np.empty((n_runs, len(exponents), len(candidates)), np.float64)
+    for r, (drive, basis) in enumerate(progress(list(zip(drives, bases)), desc="pRF model time "
+                                                "courses", enabled=show_progress, unit="run")):
+        pooled = _pooled_candidates(grid, drive, candidates)
+        with np.errstate(divide="ignore"):
+            log_pooled = np.log(pooled)       # a power as exp(n log p): several times faster
+        path = os.path.join(folder, f"courses_{r}.npy")
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                          shape=(len(exponents),) + pooled.shape)
+        for e, n in enumerate(exponents):
+            course = pooled if n == 1.0 else np.exp(log_pooled * np.float32(n))
+            store[e] = hrf_convolve(course, hrf)
+            variances[r, e] = _variance_without_nuisance(store[e], basis)
+        store.flush()
+        del store, pooled, log_pooled, course
+        courses.append(np.load(path, mmap_mode="r"))
+    # a chunk holds every run's covariances with every candidate of one exponent
+    per_voxel = n_runs * len(candidates) * 4
+    chunk = int(max(1, min(config.chunk_voxels, config.chunk_memory_mb * 2 ** 20 // per_voxel)))
+    out = _new_estimates(n_voxels)
+    bar = progress(total=n_voxels, desc="pRF fit", enabled=show_progress, unit="voxel")
+    for start in range(0, n_voxels, chunk):
+        stop = min(start + chunk, n_voxels)
+        _fit_chunk_compressive(grid, courses, variances, candidates, exponents, signals, bases,
+                               start, stop, out)
+        bar.update(stop - start)
+    bar.close()
+    return out
+
+
+def _variance_without_nuisance(courses, basis):
+    """Sum of squares of time courses once the run's nuisance is projected out; the courses are
+    centred in place (the rest of the projection need not be applied: the responses they are
+    correlated with are already free of it).
+
+    Parameters
+    ----------
+    courses : ndarray, shape (n_volumes, n), float32
+    basis : ndarray, shape (n_volumes, m), orthonormal, its first column constant
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+    """
+    courses -= courses.mean(axis=0, dtype=np.float64).astype(np.float32)
+    total = np.einsum("tc,tc->c", courses, courses, dtype=np.float64)
+    along = basis[:, 1:].T.astype(np.float32) @ courses                  # (m - 1, n)
+    return total - np.einsum("mc,mc->c", along, along, dtype=np.float64)
+
+
+def _pooled_candidates(grid, drive, candidates, block=256):
+    """Gaussian-weighted sums of one run's drive at the given candidates.
+
+    Returns
+    -------
+    ndarray, shape (n_volumes, n_candidates), float32, non-negative for a non-negative drive
+    """
+    n = drive.shape[0]
+    out = np.empty((n, len(candidates)), np.float32)
+    for start in range(0, n, block):
+        maps = np.asarray(drive[start:start + block], np.float32)
+        pooled = grid.pool(maps).reshape(len(maps), -1)
+        np.take(pooled, candidates, axis=1, out=out[start:start + len(maps)])
+    return np.maximum(out, 0.0, out=out)   # float rounding must not make a power NaN
+
+
+def _fit_chunk_compressive(grid, courses, variances, candidates, exponents, signals, bases,
+                           start, stop, out):
+    k, n_runs, n_exp = stop - start, len(courses), len(exponents)
+    voxels = np.arange(k)
+    ys, sum_sq = _chunk_signals(signals, bases, start, stop)
+    total_sq = sum_sq.sum(axis=0)
+    n_grid = int(np.prod(grid.shape))
+    scores = np.full((k, n_exp, n_grid), -np.inf, np.float32)   # fit on all runs, every candidate
+    # per held-out run: the best training score so far (over exponents) and what it predicts
+    fold_score = np.full((n_runs, k), -np.inf)
+    fold_gain = np.zeros((n_runs, k))
+    held_cov = np.zeros((n_runs, k))
+    held_var = np.zeros((n_runs, k))
+    cross = np.empty((n_runs, k, len(candidates)), np.float32)
+    train = np.empty((k, len(candidates)), np.float32)
+    for e in range(n_exp):
+        for r in range(n_runs):
+            np.matmul(ys[r].T, courses[r][e], out=cross[r])
+        total = cross.sum(axis=0)
+        total_var = variances[:, e].sum(axis=0)
+        scores[:, e, candidates] = total * _inverse_sqrt(total_var)[None]
+        for held in range(n_runs):
+            train_var = total_var - variances[held, e]
+            np.subtract(total, cross[held], out=train)
+            train *= _inverse_sqrt(train_var)[None]
+            best = train.argmax(axis=1)
+            score = train[voxels, best].astype(np.float64)
+            better = score > fold_score[held]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gain = np.nan_to_num(score / np.sqrt(train_var[best]))
+            fold_score[held] = np.where(better, score, fold_score[held])
+            fold_gain[held] = np.where(better, gain, fold_gain[held])
+            held_cov[held] = np.where(better, cross[held][voxels, best], held_cov[held])
+            held_var[held] = np.where(better, variances[held, e][best], held_var[held])
+    del cross, train
+    scores = scores.reshape((k, n_exp) + grid.shape)
+    best = _argmax_grid(scores)                                  # (exponent, sigma, y, x)
+    offsets = _refine(scores, best)
+    offsets[0], offsets[1] = _refine_jointly(scores, best, axes=(0, 1))
+    peak = scores[(voxels, *best)].astype(np.float64)
+    total_var = variances.sum(axis=0)                            # (exponent, candidate)
+    flat_index = np.ravel_multi_index(best[1:], grid.shape)
+    position = np.searchsorted(candidates, flat_index)
+    picked_var = total_var[best[0], position]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = peak / np.sqrt(total_sq)
+        beta = peak / np.sqrt(picked_var)
+    log_n = np.interp(best[0] + offsets[0], np.arange(n_exp), np.log(exponents))
+    flat = total_sq <= 0
+    _store(out, start, stop, grid, best[1:], offsets[1:], flat, r, beta, np.exp(log_n))
+    sse = (sum_sq - 2.0 * fold_gain * held_cov + fold_gain ** 2 * held_var).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["r2"][start:stop] = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)

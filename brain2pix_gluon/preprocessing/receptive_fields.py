@@ -65,8 +65,10 @@ def rf_pixel_indices(x_centers, y_centers, size=DataConfig.image_size, layout=Da
                 f"{name}{' in ' + str(source) if source else ''}: expected RF centres in "
                 f"[-0.5, 0.5), got {int(bad.sum())} outside (first: voxel {first} = "
                 f"{values[first]!r}); centres are never wrapped silently")
-    x_cell = np.floor((xs + 0.5) * size).astype(np.int64)
-    y_cell = np.floor((ys + 0.5) * size).astype(np.int64)
+    # a centre just below 0.5 (the largest float under it) sums to exactly 1.0 with 0.5: its cell
+    # is the last one, not one past it
+    x_cell = np.minimum(np.floor((xs + 0.5) * size), size - 1).astype(np.int64)
+    y_cell = np.minimum(np.floor((ys + 0.5) * size), size - 1).astype(np.int64)
     if layout == "aligned":
         return y_cell, x_cell
     if layout in RF_LAYOUTS:
