@@ -36,13 +36,15 @@ from .history import HistoryBuffer
 from .inference import generate
 from .losses import feature_distance, l1_loss
 from .steps import update_discriminator, update_generator
+from .tensorboard import tensorboard_log
 
 __all__ = ["Trainer", "make_contexts", "epoch_learning_rate"]
 
 # Iterations between two reads of the loss values (each read waits for the device).
 _READ_EVERY = 10
 # Keys that may differ between a checkpoint and the config of the run resuming it.
-_RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch")}
+_RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch"),
+                      ("train", "tensorboard")}
 
 
 def config_differences(mine, theirs):
@@ -211,6 +213,7 @@ class Trainer:
         self.folder_lock = FolderLock(self.run_dir, "brain2pix train")
         self._fresh = True          # neither resumed nor trained yet
         self.stop_signal = None     # the signal that interrupted the last fit(), if any
+        self.tensorboard = None     # the run's TensorBoard log while fit() runs (tensorboard.py)
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -387,6 +390,9 @@ class Trainer:
         try:
             return self._fit(epochs, stop_after_steps)
         finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
             self.folder_lock.release()
 
     def _fit(self, epochs, stop_after_steps):
@@ -400,6 +406,7 @@ class Trainer:
                                     f"pass --resume to continue it, or choose another --out")
         self._fresh = False
         self._write_run_files()
+        self.tensorboard = tensorboard_log(self)
         done_here = 0
         self.stop_signal = None
         with _StopRequest() as stop:
@@ -426,6 +433,7 @@ class Trainer:
                     self.epoch_seconds = time.time() - start
                     self.step += 1
                     self.global_step += 1
+                    self.tensorboard.add_step(self.global_step, losses)
                     done_here += 1
                     bar.update(1)
                     if self.step % _READ_EVERY == 0:   # reading a loss waits for its step
@@ -433,6 +441,7 @@ class Trainer:
                     if stop.requested or (stop_after_steps is not None and done_here >= stop_after_steps):
                         self._add_losses(pending, first, bar)
                         bar.close()
+                        self.tensorboard.flush()
                         path = self.save()
                         self.stop_signal = stop.signum
                         self.log.info("interrupted at epoch %d step %d; checkpoint %s; rerun with "
@@ -472,6 +481,8 @@ class Trainer:
                 f"--resume")
         for k, v in values.items():
             self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+        if self.tensorboard is not None:
+            self.tensorboard.write_steps()
         if bar is not None:
             n = max(self.step - first, 1)
             bar.set_postfix({k: f"{v / n:.3f}" for k, v in values.items()}, refresh=False)
@@ -550,6 +561,9 @@ class Trainer:
                 path = os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params")
                 with replacing(path) as tmp:
                     self.nets[name].save_parameters(tmp)
+        if self.tensorboard is not None:    # before the checkpoint: a resume purges what follows it
+            self.tensorboard.end_epoch(self, train_losses, test_losses)
+            self.tensorboard.flush()
         self.save()
         # after the checkpoint: a crash before this line loses no record (the checkpoint holds it)
         with open(self.log_path, "a") as handle:
