@@ -36,7 +36,7 @@ th{background:#f3f3f3} td.l,th.l{text-align:left}
 .gap{border:2px dashed #b3261e;background:#fff4f2;color:#8c1d18;padding:8px 12px;margin:8px 0;
      font-weight:600}
 .gaplist li{color:#8c1d18}
-.kv td{text-align:left}.kv th{text-align:left;width:240px}
+.kv td{text-align:left}.kv td:first-child{width:130px;font-weight:600}
 figure{margin:10px 0}figcaption{font-size:12px;color:#444}
 img.fig{max-width:100%;height:auto;border:1px solid #ddd}
 .pixelated{image-rendering:pixelated}
@@ -110,14 +110,21 @@ def png_file_uri(path):
     OSError
         When the file is missing or cannot be read; ValueError (PIL's) when it does not decode.
     """
-    from PIL import Image
+    from PIL import Image, ImageFile
 
     with open(path, "rb") as handle:
         data = handle.read()
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()            # decodes every pixel: a truncated file fails here
-        size = image.size
-        mime = Image.MIME.get(image.format, "image/png")
+    # gluoncv switches on Pillow's tolerance of truncated files for everyone; not here
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()      # the chunks' checksums
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()        # every pixel: a truncated file fails here
+            size = image.size
+            mime = Image.MIME.get(image.format, "image/png")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     return image_uri(data, mime), size
 
 
