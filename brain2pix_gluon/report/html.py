@@ -206,6 +206,8 @@ def line_chart(series, width=1000, height=170, x_label="", hlines=(), vlines=(),
                    f'y2="{py(value):.1f}" stroke="#777" stroke-dasharray="5,3"/>')
         out.append(f'<text x="{width - right - 2}" y="{py(value) - 3:.1f}" font-size="9" '
                    f'text-anchor="end" fill="#555">{esc(label)}</text>')
+    # legend entries side by side, leaving room for the x label at the right
+    spacing = max(80, min(230, (width - left - 60) // max(len(series), 1)))
     for k, ((label, _), x, y) in enumerate(zip(series.items(), xs, ys)):
         keep = np.isfinite(y)
         if not keep.any():
@@ -218,7 +220,7 @@ def line_chart(series, width=1000, height=170, x_label="", hlines=(), vlines=(),
             out += [f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="2.2" fill="{colour}">'
                     f'<title>{esc(label)}: {b:.3f} at {a:g}</title></circle>'
                     for a, b in zip(x[keep], y[keep])]
-        out.append(f'<text x="{left + 6 + 170 * k}" y="{height - 6}" font-size="11" '
+        out.append(f'<text x="{left + 6 + spacing * k}" y="{height - 6}" font-size="11" '
                    f'fill="{colour}">&#9644; {esc(label)}</text>')
     out.append(f'<text x="{width - right}" y="{height - 6}" font-size="10" text-anchor="end" '
                f'fill="#555">{esc(x_label)}</text>')
