@@ -217,7 +217,7 @@ def cmd_experiment(args):
                                  "name the experiment instead of all")
         summary = run_all(out, args.data, profile, args.overrides, args.weights, args.gpus,
                           jobs=args.jobs, show_progress=not args.no_progress)
-        _write_report(out)
+        _write_report(out, after_run=True)
         print(format_all(summary))
         return 0
     if args.jobs is not None:
@@ -241,19 +241,33 @@ def cmd_demo(args):
     from .experiments.demo import format_summary, run_demo
 
     summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
-    _write_report(args.out)
+    _write_report(args.out, after_run=True)
     print(format_summary(summary))
     return demo_exit_status(summary["learning_check"])
 
 
-def _write_report(folder, out=None, max_video_frames=None):
+def _write_report(folder, out=None, max_video_frames=None, after_run=False):
     """Write the results page of a run folder; print its path (first) and list its gaps on
-    stderr. Returns the :class:`~brain2pix_gluon.report.ReportResult`."""
+    stderr. Returns the :class:`~brain2pix_gluon.report.ReportResult`.
+
+    ``after_run``: the page of a run that just finished (demo, science): a page that cannot be
+    written is reported on stderr and the run's own result and exit status stand (its outputs
+    are all on disk; ``brain2pix report`` tries again)."""
     from .report import MAX_VIDEO_FRAMES, write_report
     from .report.html import human_size
 
-    result = write_report(folder, out, MAX_VIDEO_FRAMES if max_video_frames is None
-                          else max_video_frames)
+    try:
+        result = write_report(folder, out, MAX_VIDEO_FRAMES if max_video_frames is None
+                              else max_video_frames)
+    except Exception as exc:        # noqa: BLE001 -- see the docstring
+        if not after_run:
+            raise
+        import traceback
+
+        print(f"brain2pix: the run finished, but its results page could not be written "
+              f"({type(exc).__name__}: {exc}); try again with `brain2pix report {folder}`\n"
+              + traceback.format_exc(), file=sys.stderr)
+        return None
     gaps = f", {len(result.gaps)} gaps (listed on stderr)" if result.gaps else ""
     print(f"report          {result.path}  ({human_size(result.size)}{gaps}; open it in a "
           f"browser)", flush=True)

@@ -208,6 +208,7 @@ class _Builder:
         if "jobs" in s:
             rows.append(("units at a time", f"{s['jobs']} ({s.get('threads_per_job', '?')} "
                                             f"threads each)"))
+        rows.append(("this page", f"@@SIZE@@ (videos at most {self.cap} frames each)"))
         diff_html = self._settings_diff(main, config)
         headline = self._headline()
         return (summary_gap + f'<div class="marks">{banner}</div>\n' + headline +
