@@ -481,7 +481,7 @@ def build_parser():
                    "brain2pix experiment [all|NAME] --out, or one experiment's folder")
     p.add_argument("--out", metavar="FILE.html", help="the page (default RESULTS/report.html)")
     p.add_argument("--max-video-frames", type=int, default=None, metavar="N",
-                   help="frames of each variant's video at most (default 120: the page stays "
+                   help="frames of each variant's video at most (default 90: the page stays "
                    "small enough to e-mail at the paper's scale; it says when it caps)")
     p.set_defaults(func=cmd_report)
 

@@ -17,10 +17,13 @@ from .layout import Layout, find_layout, read_json
 
 __all__ = ["write_report", "build_report", "ReportResult", "MAX_VIDEO_FRAMES", "REPORT_NAME"]
 
-# frames of each variant's video at most (about 84 s at one frame per TR of 0.7 s): at the
-# paper's scale (seven test clips, about 1,000 frames per variant) the page stays small enough to
-# e-mail; the per-frame strip still covers every evaluated frame
-MAX_VIDEO_FRAMES = 120
+# frames of each variant's video at most (63 s at one frame per TR of 0.7 s) and their H.264
+# quality: 96-pixel frames of noisy reconstructions take about 4 kB a frame at CRF 30 (6.5 kB at
+# ffmpeg's default 23-26), so at the paper's scale (seven test clips, about 1,000 frames per
+# variant, 16 distinct trainings and baselines) the videos stay near 8 MB in all and the page
+# can be e-mailed; the per-frame strip still covers every evaluated frame
+MAX_VIDEO_FRAMES = 90
+VIDEO_CRF = 30
 # the page's name in a run folder (make demo, make science)
 REPORT_NAME = "report.html"
 # on-screen width of one picture of a video (pixels; frames are scaled up, not smoothed)
@@ -560,7 +563,7 @@ class _Builder:
         from ..io.video import encode_browser_video
 
         try:
-            data, mime = encode_browser_video(frames, fps=1.0 / tr)
+            data, mime = encode_browser_video(frames, fps=1.0 / tr, crf=VIDEO_CRF)
         except DataError as exc:
             return self.gaps.add(f"Video of {v.name}", f"could not be encoded ({exc})")
         scale = max(1, int(round(PANEL_WIDTH / size)))
