@@ -168,6 +168,9 @@ GAPS = {
     "summary damaged": (lambda d: _damage_json(d / "demo_summary.json"),
                         "Provenance: demo_summary.json is damaged",
                         ["Table 1.", "video/mp4", "Fig. 3", "DEMO RUN"]),
+    "summary missing (a demo stopped before its end)": (
+        lambda d: os.remove(d / "demo_summary.json"),
+        "Provenance: demo_summary.json is missing", ["Table 1.", "video/mp4", "Fig. 3"]),
     "per-frame scores damaged": (lambda d: (d / MODEL / "eval" / "per_frame.csv").write_text(
                                      "index,run\n0,zero\n"),
                                  "Per-frame scores of fixed_rf / B2P-FixedRF: "

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 __all__ = ["esc", "Gaps", "table", "image_uri", "png_file_uri", "array_png_uri", "video_tag",
-           "line_chart", "STYLE"]
+           "line_chart", "human_size", "relative", "STYLE"]
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;

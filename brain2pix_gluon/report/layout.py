@@ -120,7 +120,9 @@ def find_layout(folder):
         raise NoRunError(f"{folder}: no such folder; {expected}")
     control = os.path.join(folder, CONTROL_DIR)
     control = control if os.path.isdir(control) else None
-    if os.path.exists(os.path.join(folder, DEMO_SUMMARY)):
+    # a demo: its summary, or (a demo that stopped before writing it) its results folder
+    if os.path.exists(os.path.join(folder, DEMO_SUMMARY)) or \
+            DEMO_EXPERIMENT in _experiments_in(os.path.join(folder, "results")):
         return Layout("demo", folder, os.path.join(folder, "results"), control,
                       [DEMO_EXPERIMENT], os.path.join(folder, DEMO_SUMMARY))
     if os.path.exists(os.path.join(folder, SCIENCE_SUMMARY)):

@@ -2,6 +2,8 @@
 
 import csv
 import io
+import json
+import logging
 import os
 import time
 
@@ -294,6 +296,7 @@ class _Builder:
         return "\n".join(out)
 
     def _findings(self):
+        # a part's cell as findings.md writes it (one formatting of a test's numbers)
         from ..experiments.findings import _cell
 
         data, problem = read_json(os.path.join(self.layout.folder, "findings.json"))
@@ -338,8 +341,6 @@ class _Builder:
         lay = self.layout
         out = ["<h2>Tables 1-8</h2>"]
         skipped = []
-        import logging
-
         logger = logging.getLogger("brain2pix_gluon")
         level = logger.level
         logger.setLevel(logging.ERROR)      # the page names every skipped file itself
@@ -388,14 +389,10 @@ class _Builder:
             for title, caption, name in _FIGURE_FILES[lay.kind]:
                 out.append(self._figure_file(title, caption, os.path.join(lay.folder, name)))
             return "\n".join(out)
-        drawn = 0
         for figure, panels in FIGURES.items():
             wanted = [(e, label) for e, label in panels if e in lay.experiments]
-            if not wanted:
-                continue
-            html_, n = self._draw_figure(figure, wanted)
-            out.append(html_)
-            drawn += n
+            if wanted:
+                out.append(self._draw_figure(figure, wanted))
         if len(out) == 1:
             out.append("<p>No figure of the paper applies to these experiments.</p>")
         return "\n".join(out)
@@ -435,7 +432,7 @@ class _Builder:
                 out.append(self.gaps.add(title, f"panel {label}: "
                                                 f"{relative(path, self.layout.folder)} is missing"))
         if not found:
-            return "\n".join(out), 0
+            return "\n".join(out)
         try:
             if figure == "fig3":
                 path = next(iter(found.values()))
@@ -449,7 +446,7 @@ class _Builder:
             fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
             plt.close(fig)
         except (DataError, OSError, ValueError) as exc:
-            return "\n".join(out + [self.gaps.add(title, f"could not be drawn: {exc}")]), 0
+            return "\n".join(out + [self.gaps.add(title, f"could not be drawn: {exc}")])
         from PIL import Image
 
         image = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
@@ -458,7 +455,7 @@ class _Builder:
                    f'src="{array_png_uri(image)}"><figcaption><b>{esc(title)}</b>, drawn by '
                    f"the report from the reconstructions of {esc(', '.join(found))}."
                    f"</figcaption></figure>")
-        return "\n".join(out), 1
+        return "\n".join(out)
 
     # ------------------------------------------------------------------ variants
     def _config_of(self, v):
@@ -481,8 +478,6 @@ class _Builder:
             import h5py
 
             with h5py.File(v.recon, "r") as f:
-                import json
-
                 config = json.loads(f.attrs.get("config", "{}"))
             return (config if isinstance(config, dict) and config else None), key
         except (OSError, ValueError, TypeError):
@@ -603,8 +598,6 @@ class _Builder:
         if not os.path.exists(log):
             return "\n".join(out + [self.gaps.add(f"Learning curves of {v.name}",
                                                   f"{relative(log, lay.folder)} is missing")])
-        import json
-
         with open(log) as handle:
             for line in handle:
                 try:
