@@ -12,7 +12,7 @@ While :class:`~.trainer.Trainer` trains, :class:`TensorBoardLog` writes with ``t
   ``heldout/twoway_identification_pixels``: two-way identification on the valid field's pixels,
   chance 0.5) on up to :data:`HELDOUT_FRAMES` evenly spaced test frames, the learning rate, and
   an image grid of the same few held-out frames each epoch (``heldout/frames``: RFSImage input |
-  reconstruction | ground truth per row, as ``grids/``).
+  reconstruction | ground truth per row, as ``grids/``; the run's text says so).
 
 The run's name (the folder under ``tensorboard/``) carries the run's marks
 (:mod:`brain2pix_gluon.provenance`), so a random-weight, quick, demo, science or control run says
@@ -27,6 +27,7 @@ twice. Events are flushed before every checkpoint, so no step up to a checkpoint
 
 import os
 import re
+import time
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def run_name(name, marks):
         name or a glob pattern should not hold become ``_``; at most 200 characters).
     """
     text = name + (f" -- {'; '.join(sorted(set(marks)))}" if marks else "")
-    return _UNSAFE.sub("_", text.replace("'", ""))[:200].strip()
+    return _UNSAFE.sub("_", text.replace("'", "").replace(":", " -"))[:200].strip()
 
 
 class _NoLog:
@@ -111,7 +112,11 @@ class TensorBoardLog(_NoLog):
         os.makedirs(self.folder, exist_ok=True)
         # purge_step: TensorBoard hides every event of this step and later written before
         kwargs = {"purge_step": resume_step + 1} if resume_step > 0 else {}
-        self.writer = SummaryWriter(self.folder, flush_secs=30, **kwargs)
+        # tensorboardX names an event file by the second it was opened and opens it with "wb":
+        # a run resumed within the same second would wipe the file before it. A suffix of the
+        # nanosecond keeps every writer's file its own and in the order TensorBoard reads them
+        self.writer = SummaryWriter(self.folder, flush_secs=30,
+                                    filename_suffix=f".{time.time_ns():020d}", **kwargs)
         self._steps = []            # (global step, {term: loss}) not written yet
         if text:
             self.writer.add_text("run", text, resume_step)
@@ -179,8 +184,7 @@ class TensorBoardLog(_NoLog):
                             len(dataset.rois))
         gap = np.full((len(rows), 2) + grid.shape[2:], 255, np.uint8)
         image = np.concatenate([np.concatenate([g, s]) for g, s in zip(grid, gap)])
-        self.writer.add_image("heldout/frames (input | reconstruction | ground truth)", image,
-                              step, dataformats="HWC")
+        self.writer.add_image("heldout/frames", image, step, dataformats="HWC")
 
     def flush(self):
         """Write everything to disk (before every checkpoint)."""
@@ -211,5 +215,7 @@ def tensorboard_log(trainer):
     text = (f"**{trainer.config.name}** (profile {trainer.config.train.profile}, "
             f"variant {trainer.config.model.variant})" +
             ("  \nMarks: " + "; ".join(marks) if marks else "") +
-            f"  \nFolder: {trainer.run_dir}")
+            f"  \nFolder: {trainer.run_dir}"
+            "  \nImages (heldout/frames): one held-out frame per row, RFSImage input | "
+            "reconstruction | ground truth.")
     return TensorBoardLog(os.path.join(trainer.run_dir, FOLDER, name), trainer.global_step, text)
