@@ -4,7 +4,9 @@ screen, which is not blank), its videos decoded and compared with the reconstruc
 every damaged or missing input shown as a named gap while the rest renders."""
 
 import base64
+import contextlib
 import html.parser
+import io
 import os
 import re
 import shutil
@@ -32,8 +34,13 @@ def demo(tmp_path_factory):
     from brain2pix_gluon.cli import main
 
     out = tmp_path_factory.mktemp("report") / "demo"
-    code = main(["demo", "--out", str(out), "--weights", "random", "--no-progress"] + FAST)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--out", str(out), "--weights", "random", "--no-progress"] + FAST)
     assert code in (0, 3)                # 3: this tiny model did not learn; the page says so
+    # make demo writes the page at the end and prints its path first
+    assert printed.getvalue().startswith(f"report          {out / 'report.html'}")
+    assert (out / "report.html").stat().st_size > 0
     return out
 
 
