@@ -37,6 +37,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_evaluation.py
 	$(BIN)/python benchmarks/bench_prf.py
+	$(BIN)/python benchmarks/bench_distributed.py
 
 # on a machine with a GPU and `pip install -e ".[cu112]"`; `--dry-run` runs it on the CPU
 gpu-check: $(STAMP)

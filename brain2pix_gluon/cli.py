@@ -1,5 +1,5 @@
 """The ``brain2pix`` command, the package's one entry point: simulate, estimate-rf, prepare,
-inspect, train, reconstruct, evaluate, baseline, tables, experiment, demo, report.
+inspect, train, launch, reconstruct, evaluate, baseline, tables, experiment, demo, report.
 
 Every command that uses settings takes ``section.key=value`` overrides anywhere on its line (they
 win over ``--config`` and ``--profile``); ``brain2pix COMMAND --help`` lists its options."""
@@ -138,6 +138,24 @@ def cmd_train(args):
     print(f"{status}: {out}")
     if status == "interrupted":     # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
         sys.exit(128 + int(trainer.stop_signal or 2))
+
+
+def cmd_launch(args):
+    from .launch import check_launch, launch
+
+    command = list(args.training)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if command[:1] != ["train"]:
+        raise Brain2PixError(f"launch: expected the training to run after the options, as in "
+                             f"`brain2pix launch --workers 2 -- train --out RUN "
+                             f"train.kvstore=dist_sync`, got {' '.join(command) or 'nothing'!r}")
+    # the section.key=value items were taken out of the line wherever they stood: the training's
+    command += args.overrides
+    train = build_parser().parse_args(command)
+    check_launch(_config(train), args.workers)
+    return launch([sys.executable, "-m", "brain2pix_gluon.cli"] + command, args.workers,
+                  args.servers, args.grace, args.port)
 
 
 def cmd_reconstruct(args):
@@ -381,6 +399,23 @@ def build_parser():
     no_progress(p)
     settings(p, profile=True)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("launch", help="train one model across processes or machines with "
+                       "MXNet's parameter server: scheduler, servers and workers on this machine, "
+                       "or this task's under srun (one task per machine); every process's output "
+                       "with its name in front, and none outlives the launch")
+    p.add_argument("--workers", type=int, required=True, metavar="N",
+                   help="worker processes (under SLURM: the number of tasks)")
+    p.add_argument("--servers", type=int, default=1, metavar="S",
+                   help="parameter servers, each holding a part of the parameters (1)")
+    p.add_argument("--port", type=int, default=None, help="the scheduler's port (default: a free "
+                   "one; under SLURM 10000 + SLURM_JOB_ID %% 20000)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                   help="how long processes asked to stop get before SIGKILL (30)")
+    p.add_argument("training", nargs=argparse.REMAINDER, metavar="-- train ...",
+                   help="the training, with train.kvstore=dist_sync; train.batch_size is the "
+                   "batch over all workers and must be a multiple of N")
+    p.set_defaults(func=cmd_launch, overrides=[])
 
     p = sub.add_parser("reconstruct", help="test-set reconstructions as HDF5, MP4 and GIF")
     p.add_argument("checkpoint", metavar="RUN", help="run folder or checkpoint folder")

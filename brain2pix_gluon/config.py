@@ -14,13 +14,37 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from .errors import ConfigError
-from .io.names import ROIS
 
 __all__ = [
     "DataConfig", "SimulationConfig", "ModelConfig", "LossConfig", "TrainConfig", "EvalConfig",
     "PRFConfig", "Vim2Config", "Config",
     "load_config", "apply_overrides", "check_overrides_once", "config_to_dict", "config_from_dict",
+    "ROIS", "RF_LAYOUTS", "ASPECT_MODES", "REENCODE_MODES", "VIDEO_BACKENDS", "INPUT_CONTROLS",
+    "PROFILES",
 ]
+
+# The allowed values of settings that other modules check or name too: they import them from
+# here, the lowest layer of the package.
+ROIS = ("V1", "V2", "V3")                       # the release's ROIs (io/names.py: their files)
+# RFSimage / target orientation (preprocessing/receptive_fields.py)
+RF_LAYOUTS = ("aligned", "authors_fixed_rf", "authors_learned_rf")
+ASPECT_MODES = ("squash", "crop")               # io/video.py
+REENCODE_MODES = ("none", "webm")
+VIDEO_BACKENDS = ("auto", "ffmpeg", "opencv")
+INPUT_CONTROLS = ("none", "time_shuffled")      # data/controls.py
+
+# Run profiles: the overrides each applies (why each departs from the paper:
+# experiments/profiles.py; every output of a profile but paper is marked, provenance.py).
+_SHORT_CPU_RUN = ["train.epochs=4", "train.lr=0.001", "model.ngf=32", "model.ndf=32",
+                  "loss.feature_resize=64", "train.grid_samples=4"]
+PROFILES = {
+    "paper": [],
+    "quick": ["train.profile=quick", "train.epochs=4", "train.max_steps_per_epoch=40",
+              "train.lr=0.001", "loss.feature_resize=64", "train.grid_samples=4",
+              "evaluation.max_frames=48"],
+    "science": ["train.profile=science", *_SHORT_CPU_RUN, "simulation.n_test_clips=4"],
+    "demo": ["train.profile=demo", *_SHORT_CPU_RUN, "train.save_weights_every=1"],
+}
 
 
 @dataclass(frozen=True)
@@ -28,7 +52,7 @@ class DataConfig:
     """How raw fMRI and video become RFSimage samples (paper section 3.4; docs/method.md
     sections 1-3)."""
 
-    dataset: str = "raw"            # raw (the package's raw layout) | vim2 (the vim-2 release)
+    dataset: str = "raw"            # the package's raw layout, or the vim-2 release
     image_size: int = 96
     tr: float = 0.7                 # seconds; one stimulus frame per TR
     shift: int = 4                  # [code!=paper] volumes t+4 ... t+8 for frame t
@@ -75,9 +99,8 @@ class SimulationConfig:
     video_size: typing.Tuple[int, ...] = (128, 72)   # width, height: 16:9 like the episodes
     post_stimulus_s: typing.Tuple[float, ...] = (10.0, 20.0)   # scanning goes on after the video
     mat_version: str = "5"          # MATLAB files as v5 ("5") or v7.3 ("7.3", HDF5)
-    # what a voxel responds to (docs/method.md, "The simulated cortex"); per ROI V1, V2, V3
-    # cortex: contrast energy, colour opponency and a little luminance (docs/method.md, "The
-    # simulated cortex") | luminance: linear pRF luminance alone (simulator version 2)
+    # what a voxel responds to (docs/method.md section 9b): contrast energy, colour opponency
+    # and a little luminance, weighted per ROI (V1, V2, V3) below; or its pRF luminance alone
     drive: str = "cortex"
     drive_contrast: typing.Tuple[float, ...] = (1.0, 1.0, 1.0)      # compressed contrast energy
     drive_red_green: typing.Tuple[float, ...] = (0.6, 0.4, 0.3)     # L-M opponency
@@ -93,8 +116,8 @@ class SimulationConfig:
 class ModelConfig:
     """Networks (paper section 3.2.1; docs/method.md section 4)."""
 
-    variant: str = "fixed_rf"       # fixed_rf | learned_rf | shen | fully_connected
-    input: str = "fmri"             # fmri | synthetic (experiment 1: RF-sampled target pixels)
+    variant: str = "fixed_rf"       # the generator (shen, fully_connected: baselines 2, 3)
+    input: str = "fmri"             # synthetic: experiment 1's RF-sampled target pixels
     ngf: int = 64
     ndf: int = 64
     fc_hidden: typing.Tuple[int, ...] = (512, 256, 512)   # baseline 3's dense widths
@@ -118,7 +141,7 @@ class LossConfig:
     feature_resize: int = 224
     feature_layers: int = 22        # VGG-19 features[:22] = conv4_2 before its ReLU
     imagenet_normalize: bool = False
-    feature_weights: str = "auto"   # auto | pretrained | random | path to a .params file
+    feature_weights: str = "auto"   # VGG-19's weights (model_zoo/pretrained.py), or a .params path
 
     def __post_init__(self):
         _check_section(self, "loss")
@@ -140,13 +163,14 @@ class TrainConfig:
     num_workers: int = 0
     hybridize: bool = True
     amp: bool = False               # mixed precision (MXNet AMP, dynamic loss scaling), GPU only
-    kvstore: str = "device"         # gradient reduction over --gpus: device | nccl | local
+    kvstore: str = "device"         # where gradients are reduced (dist_sync: one model over the
+                                    # workers of `brain2pix launch`)
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     save_weights_every: int = 1     # weights/*_epochNNN.params every N epochs and after the last
                                     # (0 = never; checkpoints are kept regardless)
     grid_samples: int = 6
     profile: str = "paper"          # the run profile (experiments/profiles.py); outputs of any but paper say so
-    input_control: str = "none"     # none | time_shuffled (inputs re-paired with other targets)
+    input_control: str = "none"     # time_shuffled: inputs re-paired with other targets
     tensorboard: bool = True        # event files in RUN/tensorboard (training/tensorboard.py)
 
     def __post_init__(self):
@@ -161,7 +185,7 @@ class EvalConfig:
     are our fixed choices (README, "Evaluation").
     """
 
-    feature_weights: str = "auto"   # auto | pretrained | random | a folder with alexnet/c3d .params
+    feature_weights: str = "auto"   # AlexNet's and C3D's, or a folder with their .params
     alexnet_size: int = 224         # frames bilinearly resized to this for AlexNet
     c3d_size: int = 112             # and to this for C3D
     clip_length: int = 16           # consecutive frames per C3D clip, centred on the frame
@@ -186,7 +210,7 @@ class PRFConfig:
     correlation and a parabolic refinement, with leave-one-run-out cross-validated R^2.
     """
 
-    drive: str = "luminance"        # luminance | contrast (local contrast energy); see prf.py
+    drive: str = "luminance"        # what a pRF sums (preprocessing/prf.py)
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     grid_stride: int = 2            # pixels between candidate centres along x and y
     n_sigma: int = 12               # log-spaced candidate sizes ...
@@ -455,12 +479,12 @@ RULES = {
     "data.rois": _tuple_of(_one_of(*ROIS), distinct=True),
     "data.max_ratio": _number(1, low_open=True),
     "data.fisheye": _boolean(),
-    "data.rf_layout": _one_of("aligned", "authors_fixed_rf", "authors_learned_rf"),
+    "data.rf_layout": _one_of(*RF_LAYOUTS),
     "data.rf_swap_axes": _boolean(),
     "data.rf_flip_y": _boolean(),
-    "data.video_aspect": _one_of("squash", "crop"),
-    "data.video_backend": _one_of("auto", "ffmpeg", "opencv"),
-    "data.reencode": _one_of("none", "webm"),
+    "data.video_aspect": _one_of(*ASPECT_MODES),
+    "data.video_backend": _one_of(*VIDEO_BACKENDS),
+    "data.reencode": _one_of(*REENCODE_MODES),
     "data.max_unused_s": _number(0),
     "data.zscore_test": _boolean(),
     "data.compression": _one_of("gzip", "lzf", "none"),
@@ -537,9 +561,9 @@ RULES = {
                                   "an integer >= 0 (0 = the whole epoch)"),
     "train.grid_samples": ((lambda v: isinstance(v, int) and v >= 0),
                            "an integer >= 0 (0 = no grid pictures)"),
-    "train.profile": _one_of("paper", "quick", "demo", "science"),
-    "train.input_control": _one_of("none", "time_shuffled"),
-    "train.kvstore": _one_of("device", "nccl", "local"),
+    "train.profile": _one_of(*PROFILES),
+    "train.input_control": _one_of(*INPUT_CONTROLS),
+    "train.kvstore": _one_of("device", "nccl", "local", "dist_sync"),
     # evaluation
     "evaluation.feature_weights": _weights_setting(
         "a folder holding alexnet.params and c3d_kinetics400.params"),
@@ -554,7 +578,7 @@ RULES = {
     "evaluation.max_frames": ((lambda v: isinstance(v, int) and (v == 0 or v >= 2)),
                               "0 (every test frame) or an integer >= 2 (chance needs two)"),
     "evaluation.seed": _seed(),
-    "evaluation.feature_cache": _text(),       # auto | off | a folder
+    "evaluation.feature_cache": _text(),       # "auto", "off" or a folder
     # prf
     "prf.drive": _one_of("luminance", "contrast"),
     "prf.contrast_sigma": _number(0, low_open=True),

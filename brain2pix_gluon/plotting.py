@@ -14,7 +14,7 @@ from .io.reconstructions import read_reconstructions
 from .provenance import marks_from_attrs
 from .utils import replacing
 
-__all__ = ["busiest_window", "consecutive_frames", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
+__all__ = ["busiest_window", "consecutive_frames", "learning_curves", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
            "save_figure", "input_preview", "side_by_side", "save_grid"]
 
 
@@ -46,8 +46,17 @@ def evenly_spaced(n_frames, count):
     return np.linspace(0, n_frames - 1, min(count, n_frames)).astype(int)
 
 
-def _title(fig, text, marks):
-    fig.suptitle(text + (f"  [{', '.join(sorted(set(marks)))}]" if marks else ""), fontsize=9)
+def _title(fig, text, marks, width=90):
+    """The figure's title, with its marks wrapped under it (a long line would widen the figure
+    far beyond its panels)."""
+    import textwrap
+
+    lines = [text]
+    if marks:
+        lines += textwrap.wrap("[" + ", ".join(sorted(set(marks))) + "]", width)
+    fig.suptitle("\n".join(lines), fontsize=8)
+    # room for the title above the panels' own titles (about 0.17 inch per line at 8 pt)
+    fig.subplots_adjust(top=max(0.3, 1.0 - (0.17 * len(lines) + 0.25) / fig.get_figheight()))
 
 
 def busiest_window(targets, count=8):
@@ -149,6 +158,56 @@ def panel_grid(files, indices=None, count=6):
                     ax.set_title(f"{label} {name}", fontsize=7)
     _title(fig, "reconstructions per model (in | re | gt)", marks)
     return fig
+
+
+def learning_curves(curves, path, marks=(), note=""):
+    """Learning curves of model and control: held-out two-way identification and PixCorr.
+
+    Parameters
+    ----------
+    curves : dict of str -> list of dict
+        Label (e.g. ``"model"``, ``"time-shuffled control"``) ->
+        :func:`~brain2pix_gluon.evaluation.learning_check.learning_curve`.
+    path : str
+        PNG written here.
+    marks : sequence of str
+        Written in the title (random weights, quick run, control).
+    note : str
+        A line under the title (e.g. the simulator's noise level).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = (("twoway_alexnet2", "two-way identification, AlexNet pool2", 0.5),
+              ("twoway_alexnet5", "two-way identification, AlexNet pool5", 0.5),
+              ("pixcorr_disc", "PixCorr inside the valid field", None))
+    fig = Figure(figsize=(12, 4.2))       # no pyplot state: safe inside notebooks and threads
+    axes = fig.subplots(1, 3)
+    for ax, (key, title, chance) in zip(axes, panels):
+        for label, curve in curves.items():
+            ax.plot([p["epoch"] for p in curve], [p[key] for p in curve], marker="o", label=label)
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    import textwrap
+
+    head = ["Held-out test clips after every epoch"]
+    if marks:
+        head += textwrap.wrap("[" + ", ".join(sorted(set(marks))) + "]", 120)
+    if note:
+        head += textwrap.wrap(note, 120)
+    fig.suptitle("\n".join(head), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.035 * len(head)))
+    return save_figure(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------- image grids

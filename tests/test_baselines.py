@@ -41,8 +41,15 @@ def test_ridge_recovers_a_linear_map_and_picks_a_penalty(rng):
     w = rng.normal(size=(20, 6))
     y = x @ w + 3.0 + rng.normal(0, 0.1, (400, 6))
     chunks = lambda a, b: (lambda: ((x[s:s + 50], y[s:s + 50]) for s in range(a, b, 50)))  # noqa: E731
-    enc = RidgeEncoder(alphas=(1e-3, 1e6)).fit(chunks(0, 300), chunks(300, 400), chunks(0, 400))
-    assert enc.alpha == 1e-3 and enc.validation[1e-3] > enc.validation[1e6]
+    enc = RidgeEncoder(penalties=(1e-3, 1e6)).fit(chunks(0, 300), chunks(300, 400),
+                                                   chunks(0, 400))
+    assert enc.penalty == 1e-3 and enc.validation[1e-3] > enc.validation[1e6]
+    # the validation score is the mean over voxels of Pearson r over the held-out samples
+    coef, intercept = enc._predictor(enc._moments(chunks(0, 300)()),
+                                     enc._solve(enc._moments(chunks(0, 300)()), 1e6))
+    pred = x[300:] @ coef + intercept
+    by_hand = np.mean([np.corrcoef(pred[:, v], y[300:, v])[0, 1] for v in range(6)])
+    assert enc.validation[1e6] == pytest.approx(by_hand, rel=1e-5)
     np.testing.assert_allclose(enc.predict(x[:5]), (x @ w + 3.0)[:5], atol=0.1)
 
 
@@ -97,7 +104,7 @@ def test_oracle_encoding_model_finds_the_right_frames(raw_dir, prepared_dir):
 def test_baseline1_reconstructs_from_retrieved_training_frames(prepared_dir, tmp_path):
     baseline = NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=3,
                                  chunk=25, show_progress=False)
-    baseline.fit(alphas=(1.0, 100.0))
+    baseline.fit(penalties=(1.0, 100.0))
     path, index, _ = baseline.reconstruct(str(tmp_path / "reconstructions.h5"))
     data = read_reconstructions(path)
     with open_prepared(os.path.join(prepared_dir, "train.h5")) as f:
@@ -135,7 +142,7 @@ def test_baseline1_reconstructs_from_retrieved_training_frames(prepared_dir, tmp
     # with k=1 every reconstruction is exactly one training frame
     one = NishimotoBaseline(prepared_dir, str(tmp_path), extractor=PixelClipFeatures(), k=1,
                             show_progress=False)
-    one.fit(alphas=(1.0,))
+    one.fit(penalties=(1.0,))
     _, idx1, _ = one.reconstruct(str(tmp_path / "k1.h5"))
     np.testing.assert_allclose(read_reconstructions(str(tmp_path / "k1.h5"))["reconstructions"],
                                train_frames[idx1[:, 0]], atol=1e-6)

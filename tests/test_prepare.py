@@ -93,12 +93,28 @@ def test_training_runs_are_zscored_per_run(prepared_dir):
     np.testing.assert_allclose(v1[n:].std(0), 1, atol=1e-3)
 
 
-def test_rf_images_carry_the_stimulus_at_the_hemodynamic_delay(prepared_dir):
-    """V1's RFSimages must correlate with the frame's luminance at its RF pixels (the simulator's
-    ground truth), and far better at the aligned window than at a wrong alignment."""
+@pytest.fixture(scope="module")
+def luminance_prepared(tmp_path_factory):
+    """The tiny dataset with voxels that follow their pRF's luminance alone (a known truth)."""
+    from brain2pix_gluon.data.simulation import simulate_dataset
+
+    from conftest import tiny_config
+
+    config = tiny_config("simulation.drive=luminance")
+    raw = str(tmp_path_factory.mktemp("luminance") / "raw")
+    simulate_dataset(raw, config.simulation, config.data, show_progress=False)
+    out = str(tmp_path_factory.mktemp("luminance_prepared"))
+    prepare_dataset(raw, out, config, show_progress=False)
+    return out
+
+
+def test_rf_images_carry_the_stimulus_at_the_hemodynamic_delay(luminance_prepared):
+    """V1's RFSimages must correlate with the frame's luminance at its RF pixels (what these
+    simulated voxels respond to), and far better at the aligned window than at a wrong
+    alignment."""
     from brain2pix_gluon.data import RFSImageDataset
 
-    ds = RFSImageDataset(os.path.join(prepared_dir, "train.h5"))
+    ds = RFSImageDataset(os.path.join(luminance_prepared, "train.h5"))
     mask = ds.rf_masks[0] > 0
     lum = np.stack([ds[i][1].mean(0)[mask] for i in range(len(ds))])
     rf = np.stack([ds[i][0][4][mask] for i in range(len(ds))])   # V1, 5th TR of the window

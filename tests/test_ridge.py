@@ -23,7 +23,7 @@ def _problem(rng, n=80, f=30, size=4):
 def test_predictions_equal_scikit_learn_ridge_on_standardised_inputs(rng):
     x, y = _problem(rng)
     lam = 3.0
-    dec = RidgeDecoder(lambdas=(lam,)).fit(x, y)
+    dec = RidgeDecoder(penalties=(lam,)).fit(x, y)
     xs = (x - x.mean(0)) / (x.std(0) + 1e-8)
     ref = Ridge(alpha=lam * x.shape[1], fit_intercept=True).fit(xs, y.reshape(len(y), -1))
     x_new = rng.normal(size=(7, x.shape[1])) + x.mean(0)
@@ -34,7 +34,7 @@ def test_predictions_equal_scikit_learn_ridge_on_standardised_inputs(rng):
 def test_penalty_is_chosen_on_the_trailing_block_by_correlation(rng):
     x, y = _problem(rng, n=100)
     lambdas = (0.01, 1.0, 100.0)
-    dec = RidgeDecoder(lambdas=lambdas, validation_fraction=0.2).fit(x, y)
+    dec = RidgeDecoder(penalties=lambdas, validation_fraction=0.2).fit(x, y)
     # by hand: fit on the first 80 samples (standardised with all 100), score the last 20
     xs = (x - x.mean(0)) / (x.std(0) + 1e-8)
     flat = y.reshape(100, -1)[:, ::7]
@@ -44,12 +44,12 @@ def test_penalty_is_chosen_on_the_trailing_block_by_correlation(rng):
         pred = ref.predict(xs[80:])
         scores[lam] = np.mean([np.corrcoef(p, t)[0, 1] for p, t in zip(pred, flat[80:])])
     assert dec.validation == pytest.approx(scores, abs=1e-4)
-    assert dec.lam == max(scores, key=scores.get)
+    assert dec.penalty == max(scores, key=scores.get)
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ConfigError, match="lambdas"):
-        RidgeDecoder(lambdas=(1.0, -2.0))
+    with pytest.raises(ConfigError, match="penalties"):
+        RidgeDecoder(penalties=(1.0, -2.0))
     with pytest.raises(ConfigError, match="validation_fraction"):
         RidgeDecoder(validation_fraction=1.0)
 

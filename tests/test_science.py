@@ -4,7 +4,6 @@ an uninterrupted one, and leaves no worker behind."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -124,6 +123,14 @@ def test_identical_variants_share_one_training(runs):
     with open(run / "log.jsonl") as handle:
         assert [json.loads(line)["epoch"] for line in handle] == [1, 2]
     assert run_of("roi", "v1") != run and run_of("roi", "v1").parent == run.parent
+    # ... and evaluated once: the others take the per-frame metrics of the same reconstructions
+    evaluations = [_json(out / e / v / "eval" / "results.json")
+                   for e, v in (("fixed_rf", "b2p_fixedrf"), ("roi", "v1_3"), ("ablation", "full"),
+                                ("data_size", "100"))]
+    assert sum(r["per_frame_metrics_from"] == "computed" for r in evaluations) == 1
+    assert len({r["reconstructions_sha256"] for r in evaluations}) == 1
+    assert len({json.dumps(r["metrics"], sort_keys=True) for r in evaluations}) == 1
+    assert {r["experiment"] for r in evaluations} == {"baseline", "roi", "ablation", "data_size"}
     units = _json(out / "science_summary.json")["units"]
     trained = [u for u in units if u["stage"] == "train" and u["status"].get("key")]
     keys = [u["status"]["key"] for u in trained]

@@ -28,10 +28,11 @@ from ..data.dataset import RFSImageDataset
 from ..errors import DataError
 from ..evaluation.feature_cache import weights_sha256
 from ..evaluation.features import clip_indices, feature_extractor
-from ..evaluation.metrics import zscore_rows
+from ..evaluation.metrics import pearson_rows, zscore_rows
 from ..io.prepared import PreparedSplit
-from ..io.reconstructions import write_reconstructions
+from ..io.reconstructions import RECONSTRUCTION_FILES, write_reconstructions
 from ..utils import array_sha256, get_logger, progress, replacing, reserve_space, write_json_atomic
+from .penalty import check_penalties, choose_penalty
 
 __all__ = ["sample_patterns", "RidgeEncoder", "TopK", "retrieve_top_k", "NishimotoBaseline",
            "run_nishimoto_baseline"]
@@ -52,18 +53,29 @@ def sample_patterns(path, rois=None):
     return ((cumulative[starts + ds.n_trs] - cumulative[starts]) / ds.n_trs).astype(np.float32)
 
 
+# penalties of the encoding model, tried on the last training run
+DEFAULT_PENALTIES = (1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
+
+
 class RidgeEncoder:
     """Closed-form ridge regression fitted from streamed (features, responses) chunks.
 
     Parameters
     ----------
-    alphas : sequence of float
-        Penalties tried on the held-out samples.
+    penalties : sequence of float
+        Penalties tried on the held-out samples (:func:`~.penalty.choose_penalty`).
+
+    Attributes
+    ----------
+    penalty : float
+        The chosen one.
+    validation : dict of float -> float
+        Mean validation Pearson r (over voxels) of every penalty tried.
     """
 
-    def __init__(self, alphas=(1e0, 1e1, 1e2, 1e3, 1e4, 1e5)):
-        self.alphas = tuple(float(a) for a in alphas)
-        self.alpha = None
+    def __init__(self, penalties=DEFAULT_PENALTIES):
+        self.penalties = check_penalties(penalties)
+        self.penalty = None
         self.weights = None
         self.validation = {}
 
@@ -91,10 +103,9 @@ class RidgeEncoder:
         return {"n": n, "mean_x": mx_, "mean_y": my_, "scale": scale, "cxx": cxx, "cxy": cxy}
 
     @staticmethod
-    def _solve(m, alpha):
+    def _solve(m, penalty):
         evals, evecs = np.linalg.eigh(m["cxx"])
-        w = evecs @ ((evecs.T @ m["cxy"]) / (evals + alpha)[:, None])
-        return w
+        return evecs @ ((evecs.T @ m["cxy"]) / (evals + penalty)[:, None])
 
     def _predictor(self, m, w):
         coef = (w / m["scale"][:, None]).astype(np.float32)
@@ -102,32 +113,30 @@ class RidgeEncoder:
         return coef, intercept
 
     def fit(self, train_chunks, val_chunks=None, all_chunks=None):
-        """Fit; choose alpha on ``val_chunks`` when given, then refit on ``all_chunks``.
+        """Fit; choose the penalty on ``val_chunks`` when given, then refit on ``all_chunks``.
 
-        Each argument is a callable returning a fresh iterator of (features, responses) chunks.
+        Each argument is a callable returning a fresh iterator of (features, responses) chunks:
+        features (b, n_features) and responses (b, n_voxels).
         """
-        if val_chunks is not None and len(self.alphas) > 1:
+        if val_chunks is not None and len(self.penalties) > 1:
             m = self._moments(train_chunks())
             evals, evecs = np.linalg.eigh(m["cxx"])
             proj = evecs.T @ m["cxy"]
-            scores = {}
-            for alpha in self.alphas:
-                coef, intercept = self._predictor(m, evecs @ (proj / (evals + alpha)[:, None]))
+
+            def validation_r(penalty):
+                coef, intercept = self._predictor(m, evecs @ (proj / (evals + penalty)[:, None]))
                 preds, truth = [], []
                 for x, y in val_chunks():
                     preds.append(np.asarray(x, np.float32) @ coef + intercept)
                     truth.append(np.asarray(y, np.float32))
-                p, t = np.concatenate(preds), np.concatenate(truth)
-                p, t = p - p.mean(0), t - t.mean(0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    r = (p * t).sum(0) / np.sqrt((p * p).sum(0) * (t * t).sum(0))
-                scores[alpha] = float(np.nanmean(r))
-            self.validation = scores
-            self.alpha = max(scores, key=scores.get)
+                # per voxel, over the held-out samples
+                return pearson_rows(np.concatenate(preds).T, np.concatenate(truth).T)
+
+            self.penalty, self.validation = choose_penalty(self.penalties, validation_r)
         else:
-            self.alpha = self.alphas[0]
+            self.penalty = self.penalties[0]
         m = self._moments((all_chunks or train_chunks)())
-        self.weights = self._predictor(m, self._solve(m, self.alpha))
+        self.weights = self._predictor(m, self._solve(m, self.penalty))
         return self
 
     def predict(self, features):
@@ -293,7 +302,7 @@ class NishimotoBaseline:
                                  "encoding_features": self.sources.get("c3d")})
         return np.memmap(path, np.float32, "r", shape=shape)
 
-    def fit(self, alphas=(1e0, 1e1, 1e2, 1e3, 1e4, 1e5)):
+    def fit(self, penalties=DEFAULT_PENALTIES):
         """Encoding model on the training runs (penalty chosen on the last run)."""
         feats = self.features()
         patterns = sample_patterns(self.train_path, self.rois)
@@ -308,11 +317,12 @@ class NishimotoBaseline:
             return lambda: ((feats[idx[s:s + self.chunk]], patterns[idx[s:s + self.chunk]])
                             for s in range(0, len(idx), self.chunk))
 
-        self.encoder = RidgeEncoder(alphas).fit(chunks(~held), chunks(held),
+        self.encoder = RidgeEncoder(penalties).fit(chunks(~held), chunks(held),
                                                 chunks(np.ones(len(runs), bool)))
         os.makedirs(self.work_dir, exist_ok=True)
         write_json_atomic(os.path.join(self.work_dir, "encoder.json"),
-                          {"alpha": self.encoder.alpha, "validation_mean_r": self.encoder.validation,
+                          {"penalty": self.encoder.penalty,
+                           "validation_mean_r": self.encoder.validation,
                            "n_train": int(len(runs)), "n_voxels": int(patterns.shape[1]),
                            "encoding_features": self.sources.get("c3d")})
         return self
@@ -331,7 +341,7 @@ class NishimotoBaseline:
         test_samples, test_frames, names = self._test_frames()
         attrs = {"model": label, "variant": "nishimoto",
                  "weights": {"encoding_features": self.sources.get("c3d")},
-                 "k": self.k, "alpha": self.encoder.alpha, "source": os.path.abspath(self.test_path),
+                 "k": self.k, "penalty": self.encoder.penalty, "source": os.path.abspath(self.test_path),
                  "retrieved": index.tolist()[:50]}
         write_reconstructions(out_path, recon, test_frames, test_samples.array, names, attrs)
         np.save(os.path.join(os.path.dirname(out_path), "retrieved_index.npy"), index)
@@ -348,5 +358,5 @@ def run_nishimoto_baseline(prepared_dir, out_dir, settings=None, k=10, show_prog
     baseline = NishimotoBaseline(prepared_dir, out_dir, extractor, settings, k,
                                  show_progress=show_progress, ctx=ctx)
     baseline.fit()
-    path, _, _ = baseline.reconstruct(os.path.join(out_dir, "reconstructions.h5"))
+    path, _, _ = baseline.reconstruct(os.path.join(out_dir, RECONSTRUCTION_FILES["h5"]))
     return path

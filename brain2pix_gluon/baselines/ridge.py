@@ -7,9 +7,9 @@ RGB target frame is predicted by ridge regression,
     W = argmin ||X W - Y||^2 + lambda ||W||^2,
 
 solved in its dual form ``W = X^T (X X^T + lambda I)^-1 Y`` (there are fewer samples than
-features). ``lambda`` is chosen from a log grid on the last ``validation_fraction`` of the
-training samples (a contiguous block, so that autocorrelated neighbours do not leak into it), then
-the decoder is refitted on every training sample. Predictions are clipped to [0, 1] and written in
+features). The penalty ``lambda`` is chosen from a log grid on the last ``validation_fraction``
+of the training samples (a contiguous block, so that autocorrelated neighbours do not leak into
+it; :func:`~.penalty.choose_penalty`), then the decoder is refitted on every training sample. Predictions are clipped to [0, 1] and written in
 the reconstruction schema, so ``evaluate``, the learning check and the tables treat the ridge
 decoder like any other model.
 """
@@ -20,13 +20,15 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
+from ..evaluation.metrics import pearson_rows
 from ..utils import get_logger, progress
+from .penalty import check_penalties, choose_penalty
 
 __all__ = ["RidgeDecoder", "pooled_inputs", "run_ridge_baseline", "RIDGE_MODEL",
-           "DEFAULT_LAMBDAS"]
+           "DEFAULT_PENALTIES"]
 
 RIDGE_MODEL = "ridge"
-DEFAULT_LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+DEFAULT_PENALTIES = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
 def pooled_inputs(dataset, pool=None, batch=64, show_progress=False):
@@ -65,18 +67,24 @@ class RidgeDecoder:
 
     Parameters
     ----------
-    lambdas : sequence of float
-        Candidate penalties (in units of the standardised inputs' squared norm per feature).
+    penalties : sequence of float
+        Candidate penalties ``lambda`` (in units of the standardised inputs' squared norm per
+        feature).
     validation_fraction : float
-        Trailing share of the training samples used to choose ``lambda``.
+        Trailing share of the training samples used to choose the penalty.
+
+    Attributes
+    ----------
+    penalty : float
+        The chosen ``lambda``.
+    validation : dict of float -> float
+        Mean validation Pearson r (over frames) of every penalty tried.
     """
 
-    def __init__(self, lambdas=DEFAULT_LAMBDAS, validation_fraction=0.15):
-        if not lambdas or any(not np.isfinite(v) or v <= 0 for v in lambdas):
-            raise ConfigError(f"lambdas: expected positive finite numbers, got {list(lambdas)}")
+    def __init__(self, penalties=DEFAULT_PENALTIES, validation_fraction=0.15):
         if not 0 < validation_fraction < 1:
             raise ConfigError(f"validation_fraction: expected 0 < x < 1, got {validation_fraction}")
-        self.lambdas = tuple(float(v) for v in lambdas)
+        self.penalties = check_penalties(penalties)
         self.validation_fraction = validation_fraction
         self.validation = {}
 
@@ -92,9 +100,10 @@ class RidgeDecoder:
         return np.maximum(s, 0.0).astype(np.float32), u, u.T @ y
 
     @staticmethod
-    def _alpha(dual, lam, n_features):
+    def _dual_coefficients(dual, penalty, n_features):
+        """``(X X^T + lambda F I)^-1 Y`` from :meth:`_dual`: shape (n, outputs)."""
         s, u, uty = dual
-        return u @ (uty / (s + np.float32(lam * n_features))[:, None])
+        return u @ (uty / (s + np.float32(penalty * n_features))[:, None])
 
     def fit(self, inputs, targets):
         """Fit on ``inputs`` (n, F) and ``targets`` (n, 3, S, S); returns self."""
@@ -106,7 +115,7 @@ class RidgeDecoder:
         x = self._standardise(inputs)
         n_features = x.shape[1]
         n_val = int(round(self.validation_fraction * n))
-        if len(self.lambdas) > 1 and 2 <= n_val <= n - 2:
+        if len(self.penalties) > 1 and 2 <= n_val <= n - 2:
             centre = x[:-n_val].mean(axis=0)     # the intercept of the validation fit
             fit_x, val_x = x[:-n_val] - centre, x[-n_val:] - centre
             # every 7th output value is plenty to rank the penalties, at a 7th of the cost
@@ -114,31 +123,38 @@ class RidgeDecoder:
             y_mean = y_sub[:-n_val].mean(axis=0)
             dual = self._dual(fit_x, y_sub[:-n_val] - y_mean)
             cross = val_x @ fit_x.T
-            for lam in self.lambdas:
-                pred = cross @ self._alpha(dual, lam, n_features) + y_mean
-                self.validation[lam] = float(np.mean(_row_corr(pred, y_sub[-n_val:])))
-            self.lam = max(self.validation, key=self.validation.get)
+
+            def validation_r(penalty):
+                pred = cross @ self._dual_coefficients(dual, penalty, n_features) + y_mean
+                return pearson_rows(pred, y_sub[-n_val:])
+
+            self.penalty, self.validation = choose_penalty(self.penalties, validation_r)
         else:
-            self.lam = self.lambdas[0]
+            self.penalty = self.penalties[0]
         self.y_mean = y.mean(axis=0)
         # the primal weights (F x 3 S^2) would take gigabytes: keep the dual coefficients
         self.train_x = x
-        self.alpha = self._alpha(self._dual(x, y - self.y_mean), self.lam, n_features)
+        self.dual_coef = self._dual_coefficients(self._dual(x, y - self.y_mean), self.penalty,
+                                                 n_features)
         return self
 
     def predict(self, inputs):
-        """Frames, shape (n, 3, S, S), clipped to [0, 1]."""
-        out = (self._standardise(inputs) @ self.train_x.T) @ self.alpha + self.y_mean
+        """Frames from pooled RFSimages.
+
+        Parameters
+        ----------
+        inputs : ndarray, shape (n, F)
+            :func:`pooled_inputs` of the samples to reconstruct.
+
+        Returns
+        -------
+        ndarray, shape (n, 3, S, S), float32, clipped to [0, 1]
+        """
+        out = (self._standardise(inputs) @ self.train_x.T) @ self.dual_coef + self.y_mean
         return np.clip(out, 0.0, 1.0).astype(np.float32).reshape((len(inputs),) + self.shape)
 
 
-def _row_corr(a, b):
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)
-
-
-def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, lambdas=DEFAULT_LAMBDAS,
+def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, penalties=DEFAULT_PENALTIES,
                        show_progress=True):
     """Fit the ridge decoder on ``train.h5`` and write ``OUT/reconstructions.h5`` for ``test.h5``.
 
@@ -160,7 +176,7 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, lambdas=DEFAULT
     """
     from ..data.dataset import RFSImageDataset
     from ..io.prepared import PreparedSplit
-    from ..io.reconstructions import write_reconstructions
+    from ..io.reconstructions import RECONSTRUCTION_FILES, write_reconstructions
 
     log = get_logger()
     start = time.time()
@@ -169,19 +185,19 @@ def run_ridge_baseline(prepared_dir, out_dir, config, pool=None, lambdas=DEFAULT
     pool = train.size // 4 if pool is None else pool
     x_train, y_train = pooled_inputs(train, pool, show_progress=show_progress)
     x_test, y_test = pooled_inputs(test, pool, show_progress=show_progress)
-    decoder = RidgeDecoder(lambdas).fit(x_train, y_train)
+    decoder = RidgeDecoder(penalties).fit(x_train, y_train)
     recon = decoder.predict(x_test)
     run_names = PreparedSplit(test.path).run_names
     os.makedirs(out_dir, exist_ok=True)
     attrs = {"model": RIDGE_MODEL, "variant": RIDGE_MODEL, "weights": {},
-             "profile": "not in the paper", "config": {"pool": pool, "lambda": decoder.lam,
+             "profile": "not in the paper", "config": {"pool": pool, "lambda": decoder.penalty,
                                                          "validation": decoder.validation,
                                                          "rois": list(train.rois)},
              "source": os.path.abspath(test.path), "checkpoint": "", "epoch": 0, "step": 0}
-    path = write_reconstructions(os.path.join(out_dir, "reconstructions.h5"), recon, y_test,
+    path = write_reconstructions(os.path.join(out_dir, RECONSTRUCTION_FILES["h5"]), recon, y_test,
                                  test.samples.array, run_names, attrs)
     log.info("ridge decoder: %d training samples, %d features, lambda %g (validation r %s), "
-             "%.1f s; %d test reconstructions in %s", len(x_train), x_train.shape[1], decoder.lam,
+             "%.1f s; %d test reconstructions in %s", len(x_train), x_train.shape[1], decoder.penalty,
              {k: round(v, 3) for k, v in decoder.validation.items()}, time.time() - start,
              len(recon), path)
     return path

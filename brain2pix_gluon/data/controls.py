@@ -16,11 +16,11 @@ the link.
 import numpy as np
 from mxnet import gluon
 
+from ..config import INPUT_CONTROLS
 from ..errors import ConfigError, DataError, check_choice
 
 __all__ = ["INPUT_CONTROLS", "shuffled_pairing", "TimeShuffledDataset", "apply_input_control"]
 
-INPUT_CONTROLS = ("none", "time_shuffled")
 
 
 def shuffled_pairing(runs, seed=0, min_separation=16):

@@ -9,7 +9,7 @@ from ..errors import ConfigError, DataError, check_choice
 from ..io.prepared import PreparedArrays, PreparedSplit
 from ..preprocessing.receptive_fields import rf_pixel_indices, target_is_transposed
 
-__all__ = ["RFSImageDataset", "EpochSampler", "with_recorded_tr", "sets_tr"]
+__all__ = ["RFSImageDataset", "EpochSampler", "Subset", "with_recorded_tr", "sets_tr"]
 
 MODES = ("rf", "voxels", "synthetic")
 
@@ -126,6 +126,30 @@ class RFSImageDataset(gluon.data.Dataset):
             state["_arrays"] = None
         state["_pid"] = None
         return state
+
+
+class Subset(gluon.data.Dataset):
+    """The first ``n`` samples of a dataset; every other attribute is the dataset's.
+
+    Parameters
+    ----------
+    dataset : RFSImageDataset
+    n : int
+    """
+
+    def __init__(self, dataset, n):
+        self.dataset, self.n = dataset, min(int(n), len(dataset))
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["dataset"], name)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, idx):
+        if not 0 <= idx < self.n:
+            raise IndexError(idx)
+        return self.dataset[idx]
 
 
 def with_recorded_tr(config, path, explicit=False):

@@ -5,18 +5,18 @@ as the Doctor Who release's are:
 
 * **Stimuli**: 16:9 WebM videos at their native 25 fps (``simulation.video_fps``,
   ``simulation.video_size``), never one frame per TR: ``prepare`` resamples them as the authors
-  did. A video is a sequence of shots separated by cuts: pans and zooms over natural images that
-  ship inside installed packages (scikit-image, scikit-learn), moving shapes over noise textures,
-  and drifting gratings. The images are split once between training and test, and procedural
-  scenes are drawn anew for every shot, so the test clips show nothing that training runs show.
+  did. They film the embedded world (:mod:`brain2pix_gluon.data.world`): a fixed cast of
+  characters and sets, built from images that ship with scikit-image and scikit-learn, in
+  scenes of shots with pans, zooms and cuts. The test clips are new scenes of the same world,
+  drawn from a random stream of their own.
 * **Runs keep scanning** ``simulation.post_stimulus_s`` (10-20 s) after their video ends, as real
   runs do; the number of samples therefore comes from the video.
 * **Voxels**: V1, V2 and V3, each with a dorsal part in the lower visual field (y > 0) and a
   ventral part in the upper field (y < 0), with isotropic Gaussian pRFs on the fisheye-warped
-  frame whose size grows with eccentricity and from V1 to V3. A voxel's neural drive is its
-  pRF-weighted luminance of the frame shown at each TR (``simulation.drive=luminance``, the
-  default) or, with ``simulation.drive=cortex``, a per-ROI mixture of compressed contrast energy,
-  colour opponency and luminance (:mod:`brain2pix_gluon.data.cortex`); a uniform grey follows the
+  frame whose size grows with eccentricity and from V1 to V3. A voxel's neural drive is a per-ROI
+  mixture of compressed contrast energy, colour opponency and luminance of the frame shown at
+  each TR (:mod:`brain2pix_gluon.data.cortex`; ``simulation.drive=cortex``, the default) or its
+  pRF-weighted luminance alone (``simulation.drive=luminance``); a uniform grey follows the
   video. The BOLD signal is that drive convolved with a canonical double-gamma HRF, times a gain,
   plus a baseline and white noise. Non-visual voxels carry noise only.
 * **Files**: ``roimask.mat``, ``col_centers_112px.mat`` (x) and ``row_centers_112px.mat`` (y) as
@@ -31,6 +31,8 @@ as the Doctor Who release's are:
   voxels in mask order), ``hrf`` (sampled at the TR), and per run ``run_names``, ``run_frames``
   (frames at one per TR that the video decodes to) and ``run_volumes``. ``truth_signals.npz``
   holds every run's noise-free BOLD (volumes x visual voxels in mask order).
+* **Labels** (``labels.npz``, :func:`read_labels`): for every frame shown at a TR onset, the
+  set and each character's centre, area and visible fraction in the warped target.
 """
 
 import os
@@ -40,7 +42,7 @@ import numpy as np
 from ..config import DataConfig, SimulationConfig
 from ..errors import DataError
 from ..io.matlab import write_mat
-from ..io.names import MASK_KEYS, ROIS
+from ..io.names import COL_CENTRES, MASK_FILES, MASK_KEYS, ROIS, ROW_CENTRES
 from ..io.video import VideoWriter, ffmpeg_executable, fps_filter_selection, read_video
 from ..preprocessing.hrf import double_gamma_hrf
 from ..preprocessing.retina import fisheye_warp
@@ -122,10 +124,10 @@ def _write_roi_files(out_dir, voxels, masks, sim, rng):
         x[missing] = np.nan
         y[missing] = np.nan
         cols_disk[key], rows_disk[key] = x[:, None], y[:, None]
-    write_mat(os.path.join(out_dir, "roimask.mat"), {k: masks[k][:, None] for k in MASK_KEYS},
+    write_mat(os.path.join(out_dir, MASK_FILES[0]), {k: masks[k][:, None] for k in MASK_KEYS},
               sim.mat_version)
-    write_mat(os.path.join(out_dir, "col_centers_112px.mat"), cols_disk, sim.mat_version)
-    write_mat(os.path.join(out_dir, "row_centers_112px.mat"), rows_disk, sim.mat_version)
+    write_mat(os.path.join(out_dir, COL_CENTRES), cols_disk, sim.mat_version)
+    write_mat(os.path.join(out_dir, ROW_CENTRES), rows_disk, sim.mat_version)
 
 
 class _Scanner:

@@ -172,13 +172,19 @@ def field_mask(attrs, size):
                   "n_pixels": int(mask.sum()), "fraction": float(mask.mean())}
 
 
-def stored_per_frame(recon_path, recon_sha256, feature_key, n_frames):
+def stored_per_frame(recon_path, recon_sha256, feature_key, n_frames, folders=None,
+                     columns=METRICS):
     """Per-frame metrics of an earlier evaluation of the same reconstructions, if there is one.
 
-    Looks for ``results.json`` + ``per_frame.csv`` in ``<recon folder>/../eval`` (the layout of
-    the experiments) and in the reconstruction's own folder. An evaluation is used only when it
-    recorded the same reconstructions (sha256 of the evaluated arrays), the same ground-truth
-    feature key and the same number of frames.
+    Looks for ``results.json`` + ``per_frame.csv`` in ``folders``, by default
+    ``<recon folder>/../eval`` (the layout of the experiments) and the reconstruction's own
+    folder. An evaluation is used only when it recorded the same reconstructions (sha256 of the
+    evaluated arrays), the same ground-truth feature key and the same number of frames.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        The per-frame columns to read (default the 12 feature metrics).
 
     Returns
     -------
@@ -187,8 +193,10 @@ def stored_per_frame(recon_path, recon_sha256, feature_key, n_frames):
     """
     if feature_key is None:
         return None, None
-    here = os.path.dirname(os.path.abspath(recon_path))
-    for folder in (os.path.join(os.path.dirname(here), "eval"), here):
+    if folders is None:
+        here = os.path.dirname(os.path.abspath(recon_path))
+        folders = (os.path.join(os.path.dirname(here), "eval"), here)
+    for folder in folders:
         try:
             with open(os.path.join(folder, "results.json")) as handle:
                 stored = json.load(handle)
@@ -200,14 +208,14 @@ def stored_per_frame(recon_path, recon_sha256, feature_key, n_frames):
                 rows = list(csv.DictReader(handle))
             if len(rows) != n_frames:
                 continue
-            return {k: np.array([float(row[k]) for row in rows]) for k in METRICS}, folder
+            return {k: np.array([float(row[k]) for row in rows]) for k in columns}, folder
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None, None
 
 
 def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="misc", label=None,
-             ctx=None, show_progress=True, extractor=None, cache_dir=None):
+             ctx=None, show_progress=True, extractor=None, cache_dir=None, reuse_from=()):
     """Evaluate a reconstruction file (and compare it with baselines).
 
     Parameters
@@ -230,6 +238,10 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     cache_dir : str, optional
         Folder of the ground-truth feature cache; default from ``eval_config.feature_cache``
         (see :func:`~.feature_cache.resolve_cache_dir`).
+    reuse_from : sequence of str
+        Results folders of other evaluations: one of the same reconstructions (the same arrays,
+        ground-truth features and frames, :func:`stored_per_frame`) gives its per-frame metrics
+        instead of computing them again (variants that share a training).
 
     Returns
     -------
@@ -238,11 +250,11 @@ def evaluate(recon_path, out_dir, eval_config=None, baselines=None, experiment="
     """
     with FolderLock(out_dir, "brain2pix evaluate"):     # one writer per results folder
         return _evaluate(recon_path, out_dir, eval_config or EvalConfig(), baselines, experiment,
-                         label, ctx or mx.cpu(), show_progress, extractor, cache_dir)
+                         label, ctx or mx.cpu(), show_progress, extractor, cache_dir, reuse_from)
 
 
 def _evaluate(recon_path, out_dir, cfg, baselines, experiment, label, ctx, show_progress,
-              extractor, cache_dir):
+              extractor, cache_dir, reuse_from=()):
     data, others = _load_matched(recon_path, baselines or {}, cfg.max_frames)
     extractor, sources = _feature_extractor(cfg, ctx, extractor)
     runs, frames = data.samples.run, data.samples.frame
@@ -255,8 +267,15 @@ def _evaluate(recon_path, out_dir, cfg, baselines, experiment, label, ctx, show_
     if cache.get("cache") == "miss":
         _say_where_the_cache_is(cache_dir, out_dir)
     mask, mask_info = field_mask(data["attrs"], data["targets"].shape[-1])
-    per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
-                              cfg.batch_size, show_progress, gt_features, mask)
+    recon_sha = array_sha256(np.asarray(data["reconstructions"], np.float32))
+    per_frame, reused = stored_per_frame(recon_path, recon_sha, feature_key, len(runs),
+                                         list(reuse_from), _PER_FRAME_COLUMNS)
+    if per_frame is None:
+        per_frame = frame_metrics(data["reconstructions"], data["targets"], runs, extractor,
+                                  cfg.batch_size, show_progress, gt_features, mask)
+    else:
+        get_logger().info("%s: per-frame metrics of the same reconstructions from %s", recon_path,
+                          reused)
     results = {
         "label": label or data["attrs"].get("model", os.path.basename(recon_path)),
         "experiment": experiment,
@@ -267,7 +286,8 @@ def _evaluate(recon_path, out_dir, cfg, baselines, experiment, label, ctx, show_
         "evaluation_config": config_to_dict(cfg) if hasattr(cfg, "__dataclass_fields__") else {},
         **_rules(cfg),
         "n_frames": int(len(runs)),
-        "reconstructions_sha256": array_sha256(np.asarray(data["reconstructions"], np.float32)),
+        "reconstructions_sha256": recon_sha,
+        "per_frame_metrics_from": reused or "computed",
         "targets_sha256": targets_checksum(data["targets"]),
         "feature_key": feature_key,
         "feature_cache": {"dir": cache_dir, "ground_truth": cache.get("cache")},
@@ -394,8 +414,12 @@ def _baseline_per_frame(path, other, targets, feature_key, gt_features, extracto
     return theirs, "computed"
 
 
+_PER_FRAME_COLUMNS = list(METRICS) + ["chance_" + k for k in METRICS] + list(FIELD_METRICS) \
+    + list(TWOWAY)
+
+
 def _write_per_frame(path, samples, per_frame):
-    columns = list(METRICS) + ["chance_" + k for k in METRICS] + list(FIELD_METRICS) + list(TWOWAY)
+    columns = _PER_FRAME_COLUMNS
     with replacing(path, path + ".partial") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "run", "frame"] + columns)

@@ -48,25 +48,20 @@ tests' p-values are optimistic; the permutation test of identification does not 
 independent comparisons but does treat frames as exchangeable.
 
 :func:`learning_curve` scores the generator saved after every epoch
-(``RUN_DIR/weights/net_g_epochNNN.params``) on the same test set, and
-:func:`plot_learning_curves` draws model and control together.
+(``RUN_DIR/weights/net_g_epochNNN.params``) on the same test set;
+:func:`brain2pix_gluon.plotting.learning_curves` draws model and control together.
 """
-
-import glob
-import os
-import re
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.reconstructions import read_reconstructions
-from ..utils import progress
 from .features import LAYERS as FEATURE_LAYERS
 from .metrics import (masked_pixels, pixcorr, ssim_gray, two_way_identification,
                       mean_frame_metrics)
 from .stats import identification_test, paired_comparison, summarize
 
-__all__ = ["CHECK_LAYERS", "alexnet_layers", "learning_check", "learning_curve", "plot_learning_curves",
+__all__ = ["CHECK_LAYERS", "alexnet_layers", "learning_check", "learning_curve",
            "format_learning_check"]
 
 # the evaluation's AlexNet pool2 and pool5 (features.LAYERS): the layers two-way identification uses
@@ -327,41 +322,15 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     }
 
 
-def _epoch_files(run_dir):
-    files = glob.glob(os.path.join(run_dir, "weights", "net_g_epoch*.params"))
-    found = []
-    for path in files:
-        match = re.fullmatch(r"net_g_epoch(\d+)\.params", os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-class _Head:
-    """The first ``n`` items of a dataset."""
-
-    def __init__(self, dataset, n):
-        self.dataset, self.n = dataset, min(int(n), len(dataset))
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, idx):
-        if not 0 <= idx < self.n:
-            raise IndexError(idx)
-        return self.dataset[idx]
-
-
 def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_frames=0,
                    batch_size=16, ctx=None, show_progress=False):
-    """Held-out two-way identification and PixCorr of the generator saved after every epoch.
+    """Held-out two-way identification and PixCorr of the generator kept after every epoch.
 
     Parameters
     ----------
     run_dir : str
-        A training run's folder: its checkpoint gives the networks' configuration and
-        ``weights/net_g_epochNNN.params`` (and ``learned_rf_epochNNN.params`` where there is a
-        learned RF layer) the weights of each epoch.
+        A training run's folder (:func:`~brain2pix_gluon.training.inference.reconstruct_saved_epochs`
+        sweeps the generators it kept).
     test_path : str
         Prepared ``test.h5``.
     extractor : FeatureExtractor
@@ -375,35 +344,21 @@ def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_fr
     Returns
     -------
     list of dict
-        One per saved epoch, in order: ``epoch``, ``twoway_alexnet2``, ``twoway_alexnet5``
+        One per kept epoch, in order: ``epoch``, ``twoway_alexnet2``, ``twoway_alexnet5``
         (mean accuracy), ``pixcorr``, ``pixcorr_disc`` (mean over frames).
     """
-    import mxnet as mx
-
-    from ..data.dataset import RFSImageDataset
-    from ..training.inference import load_generator, reconstruct_dataset
+    from ..data.dataset import RFSImageDataset, Subset
     from ..training.builder import dataset_mode
     from ..training.checkpoint import load_checkpoint_state
+    from ..training.inference import reconstruct_saved_epochs
 
-    ctx = ctx or mx.cpu()
-    epochs = _epoch_files(run_dir)
-    if not epochs:
-        raise DataError(f"learning_curve: {os.path.join(run_dir, 'weights')} holds no "
-                        f"net_g_epochNNN.params; train the run first")
     _, _, config = load_checkpoint_state(run_dir)
     dataset = RFSImageDataset(test_path, config.data.rois, 1.0, dataset_mode(config))
     if max_frames:
-        dataset = _Head(dataset, max_frames)
-    nets, config, _ = load_generator(run_dir, dataset.n_voxels, dataset.in_channels,
-                                     dataset.n_trs, dataset.size, ctx)
+        dataset = Subset(dataset, max_frames)
     curve = []
-    for epoch, path in progress(epochs, desc="learning curve", enabled=show_progress,
-                                unit="epoch"):
-        nets["net_g"].load_parameters(path, ctx=ctx)
-        if nets["learned_rf"] is not None:
-            nets["learned_rf"].load_parameters(
-                os.path.join(run_dir, "weights", f"learned_rf_epoch{epoch:03d}.params"), ctx=ctx)
-        _, recon, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx, False)
+    for epoch, recon, targets in reconstruct_saved_epochs(run_dir, dataset, batch_size, ctx,
+                                                          show_progress):
         if gt_features is None:
             gt_features = alexnet_layers(extractor, targets, batch_size)
         feats = alexnet_layers(extractor, recon, batch_size)
@@ -415,55 +370,6 @@ def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_fr
         point["pixcorr_disc"] = float(np.nanmean(pixcorr(recon, targets, mask)))
         curve.append(point)
     return curve
-
-
-def plot_learning_curves(curves, path, marks=(), note=""):
-    """Learning curves of model and control: held-out two-way identification and PixCorr.
-
-    Parameters
-    ----------
-    curves : dict of str -> list of dict
-        Label (e.g. ``"model"``, ``"time-shuffled control"``) -> :func:`learning_curve`.
-    path : str
-        PNG written here.
-    marks : sequence of str
-        Written in the title (random weights, quick run, control).
-    note : str
-        A line under the title (e.g. the simulator's noise level).
-
-    Returns
-    -------
-    str
-        ``path``.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    panels = (("twoway_alexnet2", "two-way identification, AlexNet pool2", 0.5),
-              ("twoway_alexnet5", "two-way identification, AlexNet pool5", 0.5),
-              ("pixcorr_disc", "PixCorr inside the valid field", None))
-    fig = Figure(figsize=(12, 4.2))       # no pyplot state: safe inside notebooks and threads
-    axes = fig.subplots(1, 3)
-    for ax, (key, title, chance) in zip(axes, panels):
-        for label, curve in curves.items():
-            ax.plot([p["epoch"] for p in curve], [p[key] for p in curve], marker="o", label=label)
-        if chance is not None:
-            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(fontsize=8)
-    head = ["Held-out test clips after every epoch"]
-    if marks:
-        head.append("[" + ", ".join(sorted(set(marks))) + "]")
-    if note:
-        head.append(note)
-    fig.suptitle("\n".join(head), fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.035 * len(head)))
-    from ..plotting import save_figure
-
-    return save_figure(fig, path, dpi=110)
 
 
 _ROWS = (("model", "model"), ("control", "time-shuffled control"), ("ridge", "ridge floor"),

@@ -107,14 +107,15 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     from ..data.simulation import labels_for
     from ..evaluation.evaluate import field_mask
     from ..evaluation.features import feature_extractor
-    from ..evaluation.learning_check import (alexnet_layers, learning_check, learning_curve,
-                                            plot_learning_curves)
+    from ..evaluation.learning_check import alexnet_layers, learning_check, learning_curve
     from ..evaluation.metrics import mean_training_frame
     from ..evaluation.recognition import world_classifier
     from ..io.reconstructions import read_reconstructions
     from ..model_zoo.pretrained import resolve_config_weights
-    from ..plotting import busiest_window, consecutive_frames, model_grid, save_figure
+    from ..plotting import (busiest_window, consecutive_frames, learning_curves, model_grid,
+                            save_figure)
     from ..training.builder import dataset_mode
+    from ..io.reconstructions import RECONSTRUCTION_FILES
     from .runner import experiment_config
 
     log = get_logger()
@@ -130,7 +131,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     run_settings = settings + resolved
     data = simulated_dataset(config, os.path.join(out, "data"), show_progress)
     # the linear floor (seconds; before the networks, so that it never competes with them)
-    ridge_recon = os.path.join(out, "ridge", "reconstructions.h5")
+    ridge_recon = os.path.join(out, "ridge", RECONSTRUCTION_FILES["h5"])
     if not os.path.exists(ridge_recon):
         run_ridge_baseline(data, os.path.dirname(ridge_recon), config,
                            show_progress=show_progress)
@@ -176,7 +177,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
             f"{sim.n_repetitions} test repetitions averaged; {check['n_frames']} held-out test "
             f"frames; {model_status['label']}, profile {profile}"
             f"{': ' + ' '.join(settings) if settings else ''}")
-    curve_png = plot_learning_curves(curves, os.path.join(out, "learning_curves.png"), marks, note)
+    curve_png = learning_curves(curves, os.path.join(out, "learning_curves.png"), marks, note)
     per_frame = check.pop("per_frame")
     recon_dir = os.path.dirname(model_recon)
     summary = {
@@ -201,8 +202,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
         "figure": figure,
         "floors_figure": comparison,
         "ridge_reconstructions": ridge_recon,
-        "gif": os.path.join(recon_dir, "reconstructions.gif"),
-        "mp4": os.path.join(recon_dir, "reconstructions.mp4"),
+        **{kind: os.path.join(recon_dir, RECONSTRUCTION_FILES[kind]) for kind in ("gif", "mp4")},
         "reconstructions": model_recon,
         "control_reconstructions": control_recon,
         "results": model_status["results"],

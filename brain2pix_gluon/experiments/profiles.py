@@ -27,35 +27,10 @@ control on the default embedded data (two test clips), with the generator saved 
 epoch for the learning curves. Every output it writes is marked "DEMO RUN".
 """
 
-from ..config import apply_overrides
+from ..config import PROFILES, apply_overrides
 from ..errors import ConfigError
 
 __all__ = ["PROFILES", "apply_profile"]
-
-# the science run's departures from the paper (see the module docstring)
-_SHORT_CPU_RUN = [
-    "train.epochs=4",
-    "train.lr=0.001",
-    "model.ngf=32",
-    "model.ndf=32",
-    "loss.feature_resize=64",
-    "train.grid_samples=4",
-]
-
-PROFILES = {
-    "paper": [],
-    "quick": [
-        "train.profile=quick",
-        "train.epochs=4",
-        "train.max_steps_per_epoch=40",
-        "train.lr=0.001",
-        "loss.feature_resize=64",
-        "train.grid_samples=4",
-        "evaluation.max_frames=48",
-    ],
-    "science": ["train.profile=science", *_SHORT_CPU_RUN, "simulation.n_test_clips=4"],
-    "demo": ["train.profile=demo", *_SHORT_CPU_RUN, "train.save_weights_every=1"],
-}
 
 
 def apply_profile(config, profile):

@@ -10,6 +10,7 @@ import os
 import re
 
 from ..errors import Brain2PixError
+from ..io.reconstructions import RECONSTRUCTION_FILES
 
 __all__ = ["Variant", "Experiment", "EXPERIMENTS", "TABLE_GROUPS", "FIGURES", "get_experiment",
            "table_rows", "select_variants", "variant_dir", "result_path", "figure_inputs",
@@ -151,7 +152,7 @@ def variant_dir(results_root, experiment, variant):
     return os.path.join(os.fspath(results_root), exp.name, exp.variant(variant).slug)
 
 
-_FILES = {"recon": ("recon", "reconstructions.h5"), "results": ("eval", "results.json"),
+_FILES = {"recon": ("recon", RECONSTRUCTION_FILES["h5"]), "results": ("eval", "results.json"),
           "per_frame": ("eval", "per_frame.csv"), "run": ("run.json",)}
 
 

@@ -146,6 +146,28 @@ def _train_shared(config, data, run_dir, contexts, show_progress, what):
     return training, trainer.marks()
 
 
+def _evaluations_sharing(out_root, key, vdir):
+    """Results folders of the other variants trained by the run of ``key`` (their per-frame
+    metrics are those of the same reconstructions: evaluate reuses them)."""
+    import glob
+
+    if key is None:
+        return []
+    found = []
+    for pointer in sorted(glob.glob(os.path.join(os.fspath(out_root), "*", "*",
+                                                 "training.json"))):
+        folder = os.path.dirname(pointer)
+        if os.path.abspath(folder) == os.path.abspath(vdir):
+            continue
+        try:
+            with open(pointer) as handle:
+                if json.load(handle).get("key") == key:
+                    found.append(os.path.join(folder, "eval"))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def _newer(path, than):
     return os.path.exists(path) and (than is None or not os.path.exists(than)
                                      or os.path.getmtime(path) >= os.path.getmtime(than))
@@ -169,7 +191,6 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     from ..training.inference import reconstruct
     from ..training.checkpoint import checkpoint_dir
 
-    log = get_logger()
     ctx = contexts[0]           # training is data parallel over all; inference uses the first
     group = get_experiment(name).table_group
     vdir = variant_dir(out_root, name, variant.label)
@@ -224,7 +245,8 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
             current = None
     if current is None:
         current = evaluate(recon, os.path.dirname(results), config.evaluation, baselines, group,
-                           variant.label, ctx, show_progress)
+                           variant.label, ctx, show_progress,
+                           reuse_from=_evaluations_sharing(out_root, status.get("key"), vdir))
         status["evaluation"] = "evaluated"
     else:
         status["evaluation"] = "done before"

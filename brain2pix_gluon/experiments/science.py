@@ -31,7 +31,7 @@ from .. import __version__
 from ..provenance import code_version, machine
 from ..utils import get_logger, write_json_atomic
 from .demo import CONTROL
-from .registry import EXPERIMENTS, get_experiment
+from .registry import EXPERIMENTS
 
 __all__ = ["run_all", "plan", "Unit", "CONTROL_DIR", "format_all", "write_science_outputs"]
 
@@ -87,7 +87,9 @@ def plan(data, out, profile, overrides, weights):
     trainings : list of Unit
         One per distinct training key (plus baseline fits and the control), longest first.
     evaluations : list of Unit
-        One per variant, the baselines' first.
+        One per variant, in the order of their ``order`` attribute: 0 the baselines (the
+        others are tested against them), 1 one variant per training, 2 the variants sharing a
+        training with an earlier one.
     """
     from ..data.dataset import sets_tr, with_recorded_tr
     from ..io.prepared import PreparedSplit
@@ -98,7 +100,11 @@ def plan(data, out, profile, overrides, weights):
     trainings, evaluations, by_key = [], [], {}
     for experiment in EXPERIMENTS.values():
         for variant in experiment.variants:
-            evaluations.append(Unit(experiment.name, variant.label, "evaluate"))
+            evaluation = Unit(experiment.name, variant.label, "evaluate")
+            # the baselines first (the others are tested against them), then one variant per
+            # training, then those sharing a training (they reuse its per-frame metrics)
+            evaluation.order = 0 if experiment.name == "baselines" else 1
+            evaluations.append(evaluation)
             if variant.kind != "train":
                 trainings.append(Unit(experiment.name, variant.label, "train",
                                       cost=n_samples / 200.0))
@@ -108,6 +114,7 @@ def plan(data, out, profile, overrides, weights):
             key = training_key(config, train_path)
             if key in by_key:
                 by_key[key].shared.append(f"{experiment.name} / {variant.label}")
+                evaluation.order = 2
                 continue
             unit = Unit(experiment.name, variant.label, "train",
                         _training_cost(config, int(n_samples * config.train.train_fraction)))
@@ -118,9 +125,8 @@ def plan(data, out, profile, overrides, weights):
         sets_tr(overrides)), train_path)]
     trainings.append(Unit(*MAIN_MODEL, "train", main.cost, control=True))
     trainings.sort(key=lambda u: -u.cost)
-    baseline_first = sorted(evaluations, key=lambda u: get_experiment(u.experiment).name
-                            != "baselines")
-    return trainings, baseline_first
+    evaluations.sort(key=lambda u: u.order)
+    return trainings, evaluations
 
 
 def _worker_start(parent, log_level):
@@ -169,6 +175,8 @@ def _minutes(seconds):
 def _execute(units, jobs, args, log, what, done_before=0, total=None):
     """Run units ``jobs`` at a time (in worker processes; in order for jobs=1 too, so that every
     unit runs with the same threads whatever ``jobs`` is), one log line per start and end."""
+    if not units:
+        return []
     total = total or len(units)
     results, spent, cost_done = [], 0.0, 0.0
     remaining = sum(u.cost for u in units)
@@ -267,11 +275,11 @@ def run_all(out, data=None, profile="paper", overrides=(), weights=None, gpus=""
              "profile) -> %s", len(trainings), len(evaluations), jobs, profile, out)
     trained = _execute(trainings, jobs, args, log, "training")
     train_at = time.time()
-    n_base = sum(get_experiment(u.experiment).name == "baselines" for u in evaluations)
-    evaluated = _execute(evaluations[:n_base], jobs, args, log, "evaluation",
-                         total=len(evaluations))
-    evaluated += _execute(evaluations[n_base:], jobs, args, log, "evaluation",
-                          done_before=n_base, total=len(evaluations))
+    evaluated = []
+    for order in (0, 1, 2):         # each group waits for the one before it
+        group = [u for u in evaluations if u.order == order]
+        evaluated += _execute(group, jobs, args, log, "evaluation", done_before=len(evaluated),
+                              total=len(evaluations))
     eval_at = time.time()
     outputs = write_science_outputs(out, data, config, embedded=embedded,
                                     control_root=os.path.join(out, CONTROL_DIR))

@@ -9,7 +9,7 @@ __all__ = ["ROIS", "RAW_PARTS", "MASK_KEYS", "VIM2_PARTS", "VIM2_KEYS", "VIM2_RO
            "COL_CENTRE_CHOICES", "ROW_CENTRE_CHOICES",
            "PRF_ESTIMATES", "PRF_FIGURE"]
 
-ROIS = ("V1", "V2", "V3")
+from ..config import ROIS
 
 # The raw layout (the authors' release): each ROI is a dorsal and a ventral part.
 RAW_PARTS = {roi: (roi + "d", roi + "v") for roi in ROIS}

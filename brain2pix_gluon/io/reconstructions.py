@@ -31,7 +31,11 @@ from .hdf5 import create_h5, discard_h5, finish_h5, names_array, read_names
 from .prepared import check_free_space
 
 __all__ = ["write_reconstructions", "read_reconstructions", "Reconstructions", "targets_checksum",
-           "SCHEMA"]
+           "SCHEMA", "RECONSTRUCTION_FILES"]
+
+# what a reconstruction folder holds (``brain2pix reconstruct``; baselines write the HDF5 only)
+RECONSTRUCTION_FILES = {"h5": "reconstructions.h5", "mp4": "reconstructions.mp4",
+                        "gif": "reconstructions.gif"}
 
 SCHEMA = "brain2pix-reconstructions"
 SCHEMA_VERSION = 1

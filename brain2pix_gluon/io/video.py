@@ -22,16 +22,13 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import ASPECT_MODES, REENCODE_MODES, VIDEO_BACKENDS, DataConfig
 from ..errors import DataError
 from ..utils import disk_nearly_full, replacing
 
 __all__ = ["read_video", "write_video", "VideoWriter", "write_gif", "encode_browser_video", "ffmpeg_executable", "fps_filter_selection",
            "ASPECT_MODES", "REENCODE_MODES", "VIDEO_BACKENDS"]
 
-ASPECT_MODES = ("squash", "crop")
-REENCODE_MODES = ("none", "webm")
-VIDEO_BACKENDS = ("auto", "ffmpeg", "opencv")
 
 
 def ffmpeg_executable():

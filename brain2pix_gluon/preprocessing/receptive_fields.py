@@ -19,15 +19,12 @@ so any eq. 3 weights can be used instead.
 import numpy as np
 from scipy import sparse
 
-from ..config import DataConfig
+from ..config import RF_LAYOUTS, DataConfig
 from ..errors import DataError, check_array
 
 __all__ = ["rf_pixel_indices", "RFMapper", "render_dense_reference", "RF_LAYOUTS",
            "target_is_transposed", "retinotopy_report", "hemisphere_report",
            "format_retinotopy", "plot_rf_coverage"]
-
-RF_LAYOUTS = ("aligned", "authors_fixed_rf", "authors_learned_rf")
-
 
 def target_is_transposed(layout):
     """True for the layout whose targets are transposed (the authors' FixedRF training)."""

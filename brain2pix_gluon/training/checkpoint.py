@@ -38,7 +38,7 @@ from ..errors import CheckpointError, params_load_problem
 from ..utils import as_os_error, replacing
 
 __all__ = ["save_checkpoint", "find_checkpoint", "load_checkpoint_state", "restore_checkpoint",
-           "checkpoint_dir", "checkpoints_root"]
+           "checkpoint_dir", "checkpoints_root", "epoch_weights_path", "saved_epochs"]
 
 FILES = ("net_g.params", "net_d.params", "trainer_g.states", "trainer_d.states", "history.npz",
          "state.json")
@@ -100,6 +100,31 @@ def find_checkpoint(run_dir):
     if broken:
         return broken[0], "incomplete"
     return None, "none"
+
+
+def epoch_weights_path(run_dir, name, epoch):
+    """``RUN_DIR/weights/<name>_epochNNN.params``: a network's weights after ``epoch`` (kept every
+    ``train.save_weights_every`` epochs, beside the checkpoints)."""
+    return os.path.join(os.fspath(run_dir), "weights", f"{name}_epoch{int(epoch):03d}.params")
+
+
+def saved_epochs(run_dir, name="net_g"):
+    """The epochs whose weights of network ``name`` a run kept, in order.
+
+    Returns
+    -------
+    list of int
+    """
+    import re
+
+    folder = os.path.dirname(epoch_weights_path(run_dir, name, 0))
+    pattern = re.compile(re.escape(name) + r"_epoch(\d+)\.params")
+    found = []
+    for entry in os.listdir(folder) if os.path.isdir(folder) else ():
+        match = pattern.fullmatch(entry)
+        if match:
+            found.append(int(match.group(1)))
+    return sorted(found)
 
 
 def checkpoint_dir(run_dir):

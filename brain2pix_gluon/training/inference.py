@@ -14,17 +14,18 @@ from ..config import DataConfig
 from ..data.dataset import RFSImageDataset
 from ..errors import CheckpointError, params_load_problem
 from ..io.prepared import PreparedSplit
-from ..io.reconstructions import write_reconstructions
+from ..io.reconstructions import RECONSTRUCTION_FILES, write_reconstructions
 from ..io.video import write_gif, write_video
 from ..locking import FolderLock
 from ..plotting import input_preview, side_by_side
 from ..provenance import run_marks
 from ..utils import get_logger, progress
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
-from .checkpoint import load_checkpoint_state
+from .checkpoint import epoch_weights_path, load_checkpoint_state, saved_epochs
 from .steps import generator_input
 
-__all__ = ["generate", "load_generator", "reconstruct", "reconstruct_dataset"]
+__all__ = ["generate", "load_generator", "reconstruct", "reconstruct_dataset",
+           "reconstruct_saved_epochs"]
 
 
 def generate(nets, rf_images, voxels=None, include_rf=True, rf_mask=None):
@@ -104,6 +105,44 @@ def reconstruct_dataset(nets, config, dataset, batch_size=16, ctx=None, show_pro
     return np.concatenate(inputs), np.concatenate(recons), np.concatenate(targets)
 
 
+def reconstruct_saved_epochs(run_dir, dataset, batch_size=16, ctx=None, show_progress=False):
+    """The generator a run kept after each epoch, applied to a dataset: a checkpoint sweep.
+
+    Parameters
+    ----------
+    run_dir : str
+        A training run's folder: its checkpoint gives the networks' configuration, and
+        ``weights/`` (:func:`~.checkpoint.epoch_weights_path`) the weights of each kept epoch
+        (of ``net_g`` and, where there is one, of the LearnedRF layers).
+    dataset : RFSImageDataset
+        The samples to reconstruct (e.g. the test split).
+
+    Yields
+    ------
+    epoch : int
+    reconstructions, targets : ndarray, shape (n, 3, S, S)
+
+    Raises
+    ------
+    CheckpointError
+        When the run kept no epoch's weights.
+    """
+    ctx = ctx or mx.cpu()
+    epochs = saved_epochs(run_dir)
+    if not epochs:
+        raise CheckpointError(f"{os.path.dirname(epoch_weights_path(run_dir, 'net_g', 0))} holds "
+                              f"no net_g_epochNNN.params; train the run first (with "
+                              f"train.save_weights_every > 0)")
+    nets, config, _ = load_generator(run_dir, dataset.n_voxels, dataset.in_channels,
+                                     dataset.n_trs, dataset.size, ctx)
+    for epoch in progress(epochs, desc="epochs", enabled=show_progress, unit="epoch"):
+        for name in ("net_g", "learned_rf"):
+            if nets[name] is not None:
+                nets[name].load_parameters(epoch_weights_path(run_dir, name, epoch), ctx=ctx)
+        _, recon, targets = reconstruct_dataset(nets, config, dataset, batch_size, ctx, False)
+        yield epoch, recon, targets
+
+
 def reconstruct(checkpoint, prepared_dir, out_dir, split="test", batch_size=16, gif_frames=300,
                 ctx=None, show_progress=True):
     """Write ``OUT/reconstructions.h5``, ``OUT/reconstructions.mp4`` and ``.gif``.
@@ -147,11 +186,12 @@ def _reconstruct(checkpoint, prepared_dir, out_dir, split, batch_size, gif_frame
              "source": os.path.abspath(path), "checkpoint": os.path.abspath(checkpoint),
              "epoch": int(state["epoch"]), "step": int(state["step"])}
     previews = (input_preview(inputs, len(dataset.rois)) * 255 + 0.5).astype(np.uint8)
-    h5_path = write_reconstructions(os.path.join(out_dir, "reconstructions.h5"), recons, targets,
-                                    dataset.samples.array, run_names, attrs, previews)
+    h5_path = write_reconstructions(os.path.join(out_dir, RECONSTRUCTION_FILES["h5"]), recons,
+                                    targets, dataset.samples.array, run_names, attrs, previews)
     frames = side_by_side(inputs, recons, targets, len(dataset.rois))
-    mp4 = write_video(os.path.join(out_dir, "reconstructions.mp4"), frames, fps=1.0 / config.data.tr)
-    gif = write_gif(os.path.join(out_dir, "reconstructions.gif"), frames[:gif_frames],
+    mp4 = write_video(os.path.join(out_dir, RECONSTRUCTION_FILES["mp4"]), frames,
+                      fps=1.0 / config.data.tr)
+    gif = write_gif(os.path.join(out_dir, RECONSTRUCTION_FILES["gif"]), frames[:gif_frames],
                     fps=1.0 / config.data.tr)
     get_logger().info("reconstructions of %d %s samples written to %s", len(recons), split, out_dir)
     return {"h5": h5_path, "mp4": mp4, "gif": gif}

@@ -198,7 +198,8 @@ class TensorBoardLog(_NoLog):
 
 def tensorboard_log(trainer):
     """The TensorBoard log of a trainer's run (a no-op one when ``train.tensorboard`` is
-    false), continuing from the trainer's current global step.
+    false, or in a worker of a distributed run that does not write), continuing from the
+    trainer's current global step.
 
     Parameters
     ----------
@@ -208,7 +209,9 @@ def tensorboard_log(trainer):
     -------
     TensorBoardLog or an object with the same methods that writes nothing
     """
-    if not trainer.config.train.tensorboard:
+    # train.tensorboard=false; or a worker of `brain2pix launch` other than rank 0 (it writes
+    # nothing into the run folder)
+    if not trainer.config.train.tensorboard or not getattr(trainer, "writes", True):
         return _NoLog()
     marks = trainer.marks()
     name = run_name(trainer.config.name, marks)

@@ -30,8 +30,9 @@ from ..provenance import is_random, run_marks
 from ..utils import get_logger, progress, replacing, write_json_atomic, write_text_atomic
 from .amp import loss_scaling
 from .builder import build_networks, dataset_mode, learned_rf_mask, uses_rf_images
-from .checkpoint import (find_checkpoint, load_checkpoint_state, restore_checkpoint,
-                         save_checkpoint, state_for)
+from .checkpoint import (epoch_weights_path, find_checkpoint, load_checkpoint_state,
+                         restore_checkpoint, save_checkpoint, state_for)
+from .distributed import NoFolderLock, join_workers, run_facts
 from .history import HistoryBuffer
 from .inference import generate
 from .losses import feature_distance, l1_loss
@@ -43,8 +44,10 @@ __all__ = ["Trainer", "make_contexts", "epoch_learning_rate"]
 # Iterations between two reads of the loss values (each read waits for the device).
 _READ_EVERY = 10
 # Keys that may differ between a checkpoint and the config of the run resuming it.
+# (train.kvstore: the batch means the same over GPUs, processes or machines; train.tensorboard:
+# event files beside the run)
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch"),
-                      ("train", "tensorboard")}
+                      ("train", "kvstore"), ("train", "tensorboard")}
 
 
 def config_differences(mine, theirs):
@@ -176,6 +179,11 @@ class Trainer:
             if config.train.hybridize:
                 self.feature_net.hybridize(static_alloc=True)
         self.weights_source = getattr(self.feature_net, "weights_source", "not used (feature weight 0)")
+        # train.kvstore=dist_sync: one model over the workers of `brain2pix launch`
+        # (distributed.py); only rank 0 writes into the run folder or draws progress
+        self.dist = join_workers(config) if config.train.kvstore == "dist_sync" else None
+        self.writes = self.dist is None or self.dist.writes
+        self.show_progress = show_progress and self.writes
         opt = {"learning_rate": config.train.lr, "beta1": config.train.beta1}
         g_params = self.nets["net_g"].collect_params()
         opt_g = dict(opt)
@@ -194,9 +202,9 @@ class Trainer:
         # AMP unscales the gradients in the update, so they must not be applied on the kvstore
         kv = {"kvstore": config.train.kvstore,
               "update_on_kvstore": False if config.train.amp else None}
-        self.trainers = {"trainer_g": gluon.Trainer(g_params, "adam", opt_g, **kv),
-                         "trainer_d": gluon.Trainer(self.nets["net_d"].collect_params(), "adam",
-                                                    dict(opt), **kv)}
+        make = self.dist.trainer if self.dist else lambda *a: gluon.Trainer(*a, **kv)
+        self.trainers = {"trainer_g": make(g_params, "adam", opt_g),
+                         "trainer_d": make(self.nets["net_d"].collect_params(), "adam", dict(opt))}
         # AMP's dynamic loss scaling (one scaler per trainer) or plain fp32 backward and step
         self.scalers = {name: loss_scaling(trainer, config.train.amp)
                         for name, trainer in self.trainers.items()}
@@ -210,7 +218,8 @@ class Trainer:
         # a dict of arrays, ``set(arrays)`` restores it on resume (e.g. an AMP loss scaler).
         self.extra_states = {}
         # one writer per run folder: taken by resume() or fit(), given back when fit() ends
-        self.folder_lock = FolderLock(self.run_dir, "brain2pix train")
+        self.folder_lock = FolderLock(self.run_dir, "brain2pix train") if self.writes else \
+            NoFolderLock()
         self._fresh = True          # neither resumed nor trained yet
         self.stop_signal = None     # the signal that interrupted the last fit(), if any
         self.tensorboard = None     # the run's TensorBoard log while fit() runs (tensorboard.py)
@@ -241,7 +250,11 @@ class Trainer:
         return min(n, cap) if cap > 0 else n
 
     def save(self):
-        """Write a checkpoint of the current (epoch, step), with the epoch's loss sums so far."""
+        """Write a checkpoint of the current (epoch, step), with the epoch's loss sums so far
+        (on a worker other than rank 0: nothing, and None is returned)."""
+        if not self.writes:     # rank 0 writes; this worker's last exchanges must still go out
+            mx.nd.waitall()
+            return None
         state = state_for(self.config, epoch=self.epoch, step=self.step,
                           global_step=self.global_step, provenance=self.provenance(),
                           epoch_sums=self.epoch_sums, epoch_steps=self.epoch_steps,
@@ -279,7 +292,8 @@ class Trainer:
         self.last_record = state.get("log_record")
         for name, scaler in self.scalers.items():
             scaler.load_state(state.get("loss_scaling", {}).get(name, {}))
-        self._sync_log()
+        if self.writes:
+            self._sync_log()
         self._fresh = False
         self.log.info("resumed from %s (%s) at epoch %d, step %d", directory, how, self.epoch,
                       self.step)
@@ -405,8 +419,13 @@ class Trainer:
                 raise TrainingError(f"{self.run_dir} already holds a checkpoint ({existing}): "
                                     f"pass --resume to continue it, or choose another --out")
         self._fresh = False
-        self._write_run_files()
-        self.tensorboard = tensorboard_log(self)
+        if self.writes:
+            self._write_run_files()
+        self.tensorboard = tensorboard_log(self)       # writes nothing where self.writes is false
+        if self.dist is not None:
+            self.dist.start(self.nets, run_facts(self.config, len(self.train_set),
+                                                 self.steps_per_epoch(), self.epoch, self.step,
+                                                 self.global_step))
         done_here = 0
         self.stop_signal = None
         with _StopRequest() as stop:
@@ -416,7 +435,10 @@ class Trainer:
                     trainer.set_learning_rate(epoch_learning_rate(cfg, self.epoch))
                 sampler = EpochSampler(len(self.train_set), cfg.seed, self.epoch,
                                        skip=self.step * cfg.batch_size)
-                loader = self._loader(self.train_set, sampler, cfg.batch_size, "discard")
+                batch_size = cfg.batch_size
+                if self.dist is not None:       # this worker's share of each batch
+                    sampler, batch_size = self.dist.shard(sampler, batch_size)
+                loader = self._loader(self.train_set, sampler, batch_size, "discard")
                 if self.step == 0:
                     self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
                 start = time.time() - self.epoch_seconds
@@ -438,7 +460,9 @@ class Trainer:
                     bar.update(1)
                     if self.step % _READ_EVERY == 0:   # reading a loss waits for its step
                         pending, first = self._add_losses(pending, first, bar), self.step
-                    if stop.requested or (stop_after_steps is not None and done_here >= stop_after_steps):
+                    requested = stop.requested if self.dist is None else \
+                        self.dist.agree_to_stop(stop.requested)     # all workers stop together
+                    if requested or (stop_after_steps is not None and done_here >= stop_after_steps):
                         self._add_losses(pending, first, bar)
                         bar.close()
                         self.tensorboard.flush()
@@ -451,6 +475,8 @@ class Trainer:
                 bar.close()
                 self._end_epoch({k: v / max(self.epoch_steps, 1) for k, v in self.epoch_sums.items()},
                                 time.time() - start)
+        if self.dist is not None:
+            self.dist.finished()
         return "complete"
 
     def _add_losses(self, pending, first, bar=None):
@@ -543,6 +569,9 @@ class Trainer:
     def _end_epoch(self, train_losses, seconds):
         self.epoch += 1
         self.step = 0
+        if not self.writes:
+            self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
+            return
         test_losses = self.evaluate()
         record = {"epoch": self.epoch, "global_step": self.global_step, "seconds": round(seconds, 3),
                   "train": train_losses, "test": test_losses, "marks": self.marks(),
@@ -551,14 +580,13 @@ class Trainer:
         self.epoch_sums, self.epoch_steps, self.epoch_seconds = {}, 0, 0.0
         self.last_record = record
         self._save_grid()
-        weights_dir = os.path.join(self.run_dir, "weights")
-        os.makedirs(weights_dir, exist_ok=True)
         every = self.config.train.save_weights_every
         keep = every and (self.epoch % every == 0 or self.epoch == self.config.train.epochs)
         for name in ("net_g", "learned_rf"):
             if keep and self.nets[name] is not None:
                 # through a temporary name: a kill or a full disk never leaves a truncated file
-                path = os.path.join(weights_dir, f"{name}_epoch{self.epoch:03d}.params")
+                path = epoch_weights_path(self.run_dir, name, self.epoch)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with replacing(path) as tmp:
                     self.nets[name].save_parameters(tmp)
         if self.tensorboard is not None:    # before the checkpoint: a resume purges what follows it
