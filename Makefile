@@ -18,6 +18,7 @@ $(STAMP): $(BIN)/python setup.py
 
 install: $(STAMP)
 
+# ... and the results page, DEMO_OUT/report.html (its path is printed first)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --out $(DEMO_OUT)
 
@@ -26,6 +27,9 @@ science: $(STAMP)
 	$(BIN)/brain2pix experiment all --profile science --out $(SCIENCE_OUT)
 
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  command -v google-chrome >/dev/null 2>&1 || echo "NOTE: no headless browser (chromium): \
+	the results page's browser test is SKIPPED (Debian: apt-get install chromium)"
 	$(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)

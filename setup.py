@@ -29,7 +29,15 @@ INSTALL_REQUIRES = [
     "tqdm==4.66.4",
     "PyYAML==6.0.1",
     "Pillow==10.3.0",
+    # TensorBoard event files while training (training/tensorboard.py); needs no TensorFlow or
+    # PyTorch. protobuf: the version these were seen to install and work with
+    "tensorboardX==2.6.2.2",
+    "protobuf==7.36.2",
 ]
+
+# the server that shows them (`tensorboard --logdir RUN/tensorboard`): optional, and the reader
+# the tests check the event files with
+TENSORBOARD = ["tensorboard==2.21.0"]
 
 # The mxnet-cu112 wheel does not carry the CUDA libraries libmxnet.so links against; NVIDIA's pip
 # wheels do. One wheel per soname libmxnet.so names (readelf -d): libcudart.so.11.0,
@@ -55,7 +63,8 @@ EXTRAS = {
     # brain2pix_gluon/cuda_libraries.py); only the driver's libcuda.so.1 comes from the machine
     "cu112": ["mxnet-cu112==1.9.1", *CUDA11_LIBRARIES],
     # the notebook stack is pinned too: IPython 9 dropped an API ipykernel 6.29 imports
-    "test": ["pytest==8.2.2", "nbclient==0.10.0", "nbformat==5.10.4", "ipykernel==6.29.4",
+    "tensorboard": TENSORBOARD,
+    "test": [*TENSORBOARD, "pytest==8.2.2", "nbclient==0.10.0", "nbformat==5.10.4", "ipykernel==6.29.4",
              "ipython==8.25.0", "matplotlib-inline==0.1.7", "jupyter_client==8.6.2",
              "traitlets==5.14.3", "jupytext==1.16.2"],
 }

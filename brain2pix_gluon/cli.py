@@ -1,5 +1,5 @@
 """The ``brain2pix`` command, the package's one entry point: simulate, estimate-rf, prepare,
-inspect, train, launch, reconstruct, evaluate, baseline, tables, experiment, demo.
+inspect, train, launch, reconstruct, evaluate, baseline, tables, experiment, demo, report.
 
 Every command that uses settings takes ``section.key=value`` overrides anywhere on its line (they
 win over ``--config`` and ``--profile``); ``brain2pix COMMAND --help`` lists its options."""
@@ -235,6 +235,7 @@ def cmd_experiment(args):
                                  "name the experiment instead of all")
         summary = run_all(out, args.data, profile, args.overrides, args.weights, args.gpus,
                           jobs=args.jobs, show_progress=not args.no_progress)
+        _write_report(out, after_run=True)
         print(format_all(summary))
         return 0
     if args.jobs is not None:
@@ -258,8 +259,44 @@ def cmd_demo(args):
     from .experiments.demo import format_summary, run_demo
 
     summary = run_demo(args.out, args.weights, args.overrides, not args.no_progress)
+    _write_report(args.out, after_run=True)
     print(format_summary(summary))
     return demo_exit_status(summary["learning_check"])
+
+
+def _write_report(folder, out=None, max_video_frames=None, after_run=False):
+    """Write the results page of a run folder; print its path (first) and list its gaps on
+    stderr. Returns the :class:`~brain2pix_gluon.report.ReportResult`.
+
+    ``after_run``: the page of a run that just finished (demo, science): a page that cannot be
+    written is reported on stderr and the run's own result and exit status stand (its outputs
+    are all on disk; ``brain2pix report`` tries again)."""
+    from .report import MAX_VIDEO_FRAMES, write_report
+    from .report.html import human_size
+
+    try:
+        result = write_report(folder, out, MAX_VIDEO_FRAMES if max_video_frames is None
+                              else max_video_frames)
+    except Exception as exc:        # noqa: BLE001 -- see the docstring
+        if not after_run:
+            raise
+        import traceback
+
+        print(f"brain2pix: the run finished, but its results page could not be written "
+              f"({type(exc).__name__}: {exc}); try again with `brain2pix report {folder}`\n"
+              + traceback.format_exc(), file=sys.stderr)
+        return None
+    gaps = f", {len(result.gaps)} gaps (listed on stderr)" if result.gaps else ""
+    print(f"report          {result.path}  ({human_size(result.size)}{gaps}; open it in a "
+          f"browser)", flush=True)
+    for gap in result.gaps:
+        print(f"brain2pix report: gap: {gap}", file=sys.stderr)
+    return result
+
+
+def cmd_report(args):
+    _write_report(args.results_dir, args.out, args.max_video_frames)
+    return 0
 
 
 def cmd_doctor(args):
@@ -469,6 +506,19 @@ def build_parser():
                    "results.json files)")
     out(p, required=False, what="output folder (default RESULTS/tables)")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run (demo, science run, "
+                       "results root or one experiment): provenance, findings, learning check, "
+                       "Tables 1-8, figures, a video per variant, learning curves, per-frame "
+                       "scores; damaged or missing inputs are named gaps (listed on stderr, exit "
+                       "0); exit 2 when RESULTS holds no run")
+    p.add_argument("results_dir", metavar="RESULTS", help="a run folder: brain2pix demo --out, "
+                   "brain2pix experiment [all|NAME] --out, or one experiment's folder")
+    p.add_argument("--out", metavar="FILE.html", help="the page (default RESULTS/report.html)")
+    p.add_argument("--max-video-frames", type=int, default=None, metavar="N",
+                   help="frames of each variant's video at most (default 90: the page stays "
+                   "small enough to e-mail at the paper's scale; it says when it caps)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("doctor", help="what this machine has and lacks (MXNet build, GPUs, CUDA "
                        "libraries, ffmpeg, pretrained weights, folders, CPU), each with its fix; "

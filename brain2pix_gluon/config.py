@@ -171,6 +171,7 @@ class TrainConfig:
     grid_samples: int = 6
     profile: str = "paper"          # the run profile (experiments/profiles.py); outputs of any but paper say so
     input_control: str = "none"     # time_shuffled: inputs re-paired with other targets
+    tensorboard: bool = True        # event files in RUN/tensorboard (training/tensorboard.py)
 
     def __post_init__(self):
         _check_section(self, "train")
@@ -559,6 +560,7 @@ RULES = {
     "train.num_workers": _int_at_least(0),
     "train.hybridize": _boolean(),
     "train.amp": _boolean(),
+    "train.tensorboard": _boolean(),
     "train.save_weights_every": ((lambda v: isinstance(v, int) and v >= 0),
                                  "an integer >= 0 (0 = no per-epoch weight files)"),
     "train.max_steps_per_epoch": ((lambda v: isinstance(v, int) and v >= 0),

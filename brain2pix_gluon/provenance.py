@@ -11,9 +11,11 @@ model_zoo/pretrained.py), ``"pretrained: <where>"`` for downloaded weights, or t
 file.
 """
 
+import os
+
 __all__ = ["RANDOM_SOURCE", "QUICK_RUN", "DEMO_RUN", "SCIENCE_RUN", "PROFILE_MARKS", "TIME_SHUFFLED_CONTROL",
            "CONTROL_MARKS", "ROLES", "is_random", "random_mark", "run_marks",
-           "marks_from_attrs", "caption_suffix"]
+           "marks_from_attrs", "caption_suffix", "code_version", "machine"]
 
 RANDOM_SOURCE = "random (NOT pretrained: results are not comparable to the paper)"
 QUICK_RUN = "QUICK RUN"
@@ -103,3 +105,76 @@ def caption_suffix(marks):
     """Text appended to a title or caption made from marked results ('' when there are none)."""
     marks = sorted(set(marks))
     return f" [{'; '.join(marks)}: not comparable to the paper's numbers]" if marks else ""
+
+
+def code_version():
+    """The package version and, when it runs from a git checkout, the commit it runs.
+
+    Returns
+    -------
+    dict
+        ``package_version``; ``git_commit`` (40 hex digits, with ``+ uncommitted changes`` when
+        the checkout differs from it) or None when the package is not a git checkout or git is
+        not installed.
+    """
+    import subprocess
+
+    from . import __version__
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    commit = None
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode == 0 and head.stdout.strip():
+            commit = head.stdout.strip()
+            dirty = subprocess.run(["git", "-C", here, "status", "--porcelain",
+                                    "--untracked-files=no"], capture_output=True, text=True,
+                                   timeout=10)
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                commit += " + uncommitted changes"
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"package_version": __version__, "git_commit": commit}
+
+
+def machine(gpus=""):
+    """The machine a run ran on, as its outputs record it.
+
+    Parameters
+    ----------
+    gpus : str
+        The run's ``--gpus`` (empty: the CPU).
+
+    Returns
+    -------
+    dict
+        ``cpu`` (model name), ``cores``, ``platform``, ``gpus`` and ``mxnet`` (version, CPU or
+        CUDA build, and its enabled features).
+    """
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import mxnet as mx
+
+        from .cuda_libraries import cuda_build
+
+        build = cuda_build()
+        features = mx.runtime.Features()
+        enabled = [name for name in ("CUDA", "CUDNN", "NCCL", "MKLDNN", "OPENMP")
+                   if features.is_enabled(name)]
+        mxnet = (f"mxnet {mx.__version__}, {'CUDA (' + build[0] + ')' if build else 'CPU'} "
+                 f"build; enabled: {', '.join(enabled) or 'none'}")
+    except (ImportError, OSError, AttributeError) as exc:
+        mxnet = f"not importable ({type(exc).__name__}: {exc})"
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "gpus": gpus or "none", "mxnet": mxnet}

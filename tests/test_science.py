@@ -62,6 +62,7 @@ def runs(tmp_path_factory):
                              timeout=1500)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return {"whole": root / "whole", "killed": killed_out, "log": whole.stderr,
+            "stdout": whole.stdout,
             "workers": children, "leftovers": alive,
             "killed_log": open(root / "killed.log").read()}
 
@@ -92,6 +93,18 @@ def test_all_writes_tables_figures_and_every_finding(runs):
     # one line per unit with the time left
     assert "training 1 of" in runs["log"] and "ETA of the trainings" in runs["log"]
     assert findings["learning_check"]["criteria"]
+
+
+def test_all_writes_its_results_page_and_prints_its_path_first(runs):
+    """make science ends with OUT/report.html, its path the first line printed, no gap."""
+    page = runs["whole"] / "report.html"
+    assert runs["stdout"].splitlines()[0].startswith(f"report          {page}")
+    assert "gap:" not in runs["log"]
+    text = page.read_text()
+    assert "The paper's findings, tested on this run" in text and "SCIENCE RUN" not in text
+    assert "QUICK RUN" in text and all(f"Table {k}." in text for k in range(1, 9))
+    for figure in ("Fig. 3", "Fig. 4", "Fig. 5", "Fig. 6", "Floors"):
+        assert f'data-name="{figure}"' in text, figure
 
 
 def test_identical_variants_share_one_training(runs):

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from ..provenance import code_version, machine
 from ..utils import get_logger, write_json_atomic
 
 __all__ = ["DEMO_EXPERIMENT", "DEMO_PROFILE", "CONTROL", "run_demo", "format_summary"]
@@ -187,6 +188,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
                              round(control_at - data_at, 1),
                              "figures, learning check and curves": round(time.time() - control_at,
                                                                          1)},
+        **code_version(), "machine": machine(),
         "weights": weights,
         "weights_resolved": {"feature_loss": config.loss.feature_weights,
                              "evaluation": config.evaluation.feature_weights},

@@ -24,6 +24,7 @@ from .. import __version__
 from ..config import apply_overrides, config_to_dict, load_config
 from ..configs import config_path
 from ..errors import Terminated
+from ..provenance import code_version, machine
 from .profiles import apply_profile
 from ..utils import get_logger, write_json_atomic
 from .registry import get_experiment, result_path, select_variants, variant_dir
@@ -37,7 +38,7 @@ TRAININGS = "trainings"
 # after training (evaluation, pRF estimation, reading vim-2, simulating: the data's identity is
 # taken from the prepared file itself)
 _NOT_THE_MODEL = {"name", "train.num_workers", "train.grid_samples", "train.save_weights_every",
-                  "train.hybridize", "train.kvstore", "evaluation", "prf", "vim2", "simulation"}
+                  "train.hybridize", "train.kvstore", "train.tensorboard", "evaluation", "prf", "vim2", "simulation"}
 
 
 def experiment_config(variant_config, profile="paper", overrides=(), weights=None):
@@ -315,6 +316,7 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
                "data": os.path.abspath(data), "marks": marks, "variants": statuses,
                "tables": tables, "seconds": round(time.time() - start, 1),
                "package_version": __version__,
+               **code_version(), "machine": machine(gpus),
                "config": config_to_dict(base)}
     # jobs running single variants side by side each keep their own summary
     part = "" if len(chosen) == len(experiment.variants) else "_" + "+".join(v.slug for v in chosen)

@@ -24,11 +24,11 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import platform
 import threading
 import time
 
 from .. import __version__
+from ..provenance import code_version, machine
 from ..utils import get_logger, write_json_atomic
 from .demo import CONTROL
 from .registry import EXPERIMENTS
@@ -294,10 +294,7 @@ def run_all(out, data=None, profile="paper", overrides=(), weights=None, gpus=""
         "out": os.path.abspath(out), "profile": profile, "data": os.path.abspath(data),
         "embedded_data": embedded, "settings": list(overrides), "jobs": jobs,
         "threads_per_job": int(os.environ.get("OMP_NUM_THREADS", threads)),
-        "package_version": __version__, "marks": outputs["marks"],
-        "machine": {"cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "platform": platform.platform(),
-                    "gpus": gpus or "none"},
+        **code_version(), "marks": outputs["marks"], "machine": machine(gpus),
         "seconds": round(time.time() - start, 1),
         "seconds_by_stage": {"data": round(data_at - start, 1),
                              "trainings and baseline fits": round(train_at - data_at, 1),

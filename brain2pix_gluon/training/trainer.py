@@ -37,15 +37,17 @@ from .history import HistoryBuffer
 from .inference import generate
 from .losses import feature_distance, l1_loss
 from .steps import update_discriminator, update_generator
+from .tensorboard import tensorboard_log
 
 __all__ = ["Trainer", "make_contexts", "epoch_learning_rate"]
 
 # Iterations between two reads of the loss values (each read waits for the device).
 _READ_EVERY = 10
 # Keys that may differ between a checkpoint and the config of the run resuming it.
-# (train.kvstore: the batch means the same over GPUs, processes or machines)
+# (train.kvstore: the batch means the same over GPUs, processes or machines; train.tensorboard:
+# event files beside the run)
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "num_workers"), ("train", "max_steps_per_epoch"),
-                      ("train", "kvstore")}
+                      ("train", "kvstore"), ("train", "tensorboard")}
 
 
 def config_differences(mine, theirs):
@@ -220,6 +222,7 @@ class Trainer:
             NoFolderLock()
         self._fresh = True          # neither resumed nor trained yet
         self.stop_signal = None     # the signal that interrupted the last fit(), if any
+        self.tensorboard = None     # the run's TensorBoard log while fit() runs (tensorboard.py)
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -401,6 +404,9 @@ class Trainer:
         try:
             return self._fit(epochs, stop_after_steps)
         finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
             self.folder_lock.release()
 
     def _fit(self, epochs, stop_after_steps):
@@ -415,6 +421,7 @@ class Trainer:
         self._fresh = False
         if self.writes:
             self._write_run_files()
+        self.tensorboard = tensorboard_log(self)       # writes nothing where self.writes is false
         if self.dist is not None:
             self.dist.start(self.nets, run_facts(self.config, len(self.train_set),
                                                  self.steps_per_epoch(), self.epoch, self.step,
@@ -448,6 +455,7 @@ class Trainer:
                     self.epoch_seconds = time.time() - start
                     self.step += 1
                     self.global_step += 1
+                    self.tensorboard.add_step(self.global_step, losses)
                     done_here += 1
                     bar.update(1)
                     if self.step % _READ_EVERY == 0:   # reading a loss waits for its step
@@ -457,6 +465,7 @@ class Trainer:
                     if requested or (stop_after_steps is not None and done_here >= stop_after_steps):
                         self._add_losses(pending, first, bar)
                         bar.close()
+                        self.tensorboard.flush()
                         path = self.save()
                         self.stop_signal = stop.signum
                         self.log.info("interrupted at epoch %d step %d; checkpoint %s; rerun with "
@@ -498,6 +507,8 @@ class Trainer:
                 f"--resume")
         for k, v in values.items():
             self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
+        if self.tensorboard is not None:
+            self.tensorboard.write_steps()
         if bar is not None:
             n = max(self.step - first, 1)
             bar.set_postfix({k: f"{v / n:.3f}" for k, v in values.items()}, refresh=False)
@@ -578,6 +589,9 @@ class Trainer:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with replacing(path) as tmp:
                     self.nets[name].save_parameters(tmp)
+        if self.tensorboard is not None:    # before the checkpoint: a resume purges what follows it
+            self.tensorboard.end_epoch(self, train_losses, test_losses)
+            self.tensorboard.flush()
         self.save()
         # after the checkpoint: a crash before this line loses no record (the checkpoint holds it)
         with open(self.log_path, "a") as handle:
