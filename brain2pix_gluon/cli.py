@@ -112,7 +112,8 @@ def cmd_inspect(args):
 def cmd_train(args):
     from .data.embedded import simulated_dataset
     from .training.checkpoint import find_checkpoint
-    from .training.trainer import Trainer, make_contexts
+    from .devices import make_contexts
+    from .training.trainer import Trainer
 
     from .data.dataset import sets_tr, with_recorded_tr
 
@@ -160,7 +161,7 @@ def cmd_launch(args):
 
 def cmd_reconstruct(args):
     from .training.inference import reconstruct
-    from .training.trainer import make_contexts
+    from .devices import make_contexts
 
     paths = reconstruct(args.checkpoint, _one_of(args, "data", "legacy_data"),
                         _one_of(args, "out", "legacy_out"), split=args.split,
@@ -171,7 +172,7 @@ def cmd_reconstruct(args):
 
 def cmd_evaluate(args):
     from .evaluation.evaluate import evaluate
-    from .training.trainer import make_contexts
+    from .devices import make_contexts
 
     config = _config(args)
     baselines = {}
@@ -192,7 +193,7 @@ def cmd_evaluate(args):
 
 
 def cmd_baseline(args):
-    from .training.trainer import make_contexts
+    from .devices import make_contexts
 
     config = _config(args)
     if args.name == "ridge":
@@ -211,7 +212,7 @@ def cmd_baseline(args):
 
 
 def cmd_tables(args):
-    from .evaluation.tables import write_tables
+    from .experiments.tables import write_tables
 
     try:
         written = write_tables(args.results_dir, args.out)

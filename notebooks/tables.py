@@ -21,7 +21,7 @@ import os
 
 from IPython.display import Markdown, display
 
-from brain2pix_gluon.evaluation.tables import write_tables
+from brain2pix_gluon.experiments.tables import write_tables
 
 RESULTS = os.environ.get("BRAIN2PIX_RESULTS", "results")
 written = write_tables(RESULTS)

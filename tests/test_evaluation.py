@@ -11,7 +11,7 @@ from brain2pix_gluon.evaluation import (binomial_vs_baseline, euclidean_rows, fl
                                         ttest_vs_chance, two_way_identification)
 from brain2pix_gluon.evaluation.evaluate import chance_partners, evaluate
 from brain2pix_gluon.evaluation.features import LAYERS, clip_indices
-from brain2pix_gluon.evaluation.tables import build_tables, render_latex, render_markdown, write_tables
+from brain2pix_gluon.experiments.tables import build_tables, render_latex, render_markdown, write_tables
 from brain2pix_gluon.io.reconstructions import read_reconstructions, write_reconstructions
 from brain2pix_gluon.provenance import random_mark
 

@@ -6,7 +6,7 @@ import pytest
 
 from brain2pix_gluon.configs import config_path
 from brain2pix_gluon.errors import Brain2PixError
-from brain2pix_gluon.evaluation.tables import build_tables, render_markdown
+from brain2pix_gluon.experiments.tables import build_tables, render_markdown
 from brain2pix_gluon.experiments import (EXPERIMENTS, FIGURES, MissingResultsError, figure_inputs,
                                          get_experiment, result_path, table_rows)
 

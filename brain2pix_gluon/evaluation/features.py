@@ -14,9 +14,10 @@ import warnings
 
 import mxnet as mx
 import numpy as np
-from mxnet.gluon import HybridBlock
 from mxnet.gluon.model_zoo import vision
 
+from ..model_zoo.alexnet_taps import AlexNetTaps
+from ..model_zoo.c3d_taps import C3DTaps
 from ..model_zoo.pretrained import RANDOM_MARK, build_with_weights, resolve_weights
 from ..model_zoo.vgg_features import IMAGENET_MEAN, IMAGENET_STD
 
@@ -24,45 +25,6 @@ __all__ = ["LAYERS", "AlexNetTaps", "C3DTaps", "build_feature_nets", "clip_indic
            "FeatureExtractor", "feature_extractor"]
 
 LAYERS = ("alexnet_pool2", "alexnet_pool5", "alexnet_fc6", "c3d_pool2", "c3d_pool5", "c3d_fc6")
-
-
-class AlexNetTaps(HybridBlock):
-    """AlexNet's features up to fc6, returning pool2, pool5 and fc6 (each flattened)."""
-
-    def __init__(self, features, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.features = features
-
-    def hybrid_forward(self, F, x):
-        f = self.features
-        for k in range(4):
-            x = f[k](x)
-        pool2 = x
-        for k in range(4, 8):
-            x = f[k](x)
-        pool5 = x
-        fc6 = f[9](f[8](x))
-        return F.flatten(pool2), F.flatten(pool5), fc6
-
-
-class C3DTaps(HybridBlock):
-    """GluonCV's C3D run up to fc6, returning pool2, pool5 and fc6 (each flattened)."""
-
-    def __init__(self, c3d, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.net = c3d
-
-    def hybrid_forward(self, F, x):
-        n = self.net
-        x = n.pool1(n.relu(n.conv1(x)))
-        pool2 = n.pool2(n.relu(n.conv2(x)))
-        x = n.pool3(n.relu(n.conv3b(n.relu(n.conv3a(pool2)))))
-        x = n.pool4(n.relu(n.conv4b(n.relu(n.conv4a(x)))))
-        pool5 = n.pool5(n.relu(n.conv5b(n.relu(n.conv5a(x)))))
-        fc6 = n.relu(n.fc6(F.flatten(pool5)))
-        return F.flatten(pool2), F.flatten(pool5), fc6
 
 
 def _weights_for(weights, name):

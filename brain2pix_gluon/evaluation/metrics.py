@@ -11,148 +11,16 @@ every pixel metric twice, over the whole frame (``pixcorr``) and inside that reg
 
 import numpy as np
 
-from ..config import DataConfig
 from ..errors import DataError
+from ..preprocessing.retina import fisheye_valid_mask
+from ..similarity import (check_mask, row_pairs, euclidean_rows, grayscale, masked_pixels,
+                          pearson_rows, pixcorr, two_way_identification, zscore_rows)
+
+_masked = masked_pixels
 
 __all__ = ["pearson_rows", "euclidean_rows", "pixcorr", "ssim_gray", "psnr", "grayscale",
            "two_way_identification", "flow_epe", "zscore_rows", "fisheye_valid_mask",
            "mean_training_frame", "mean_frame_metrics", "masked_pixels"]
-
-
-def fisheye_valid_mask(size, max_ratio=DataConfig.max_ratio, fisheye=True):
-    """Pixels of a warped frame whose source sample falls inside the source image.
-
-    Built from the warp itself (:func:`brain2pix_gluon.preprocessing.retina.fisheye_map`): output
-    pixel (i, j) is valid when its source coordinates lie in ``[0, size - 1]`` along both axes,
-    i.e. its bilinear sample uses only pixels of the frame. Outside, the warped frame is black
-    (or, on the rim, a dimmed mix with black) whatever the video shows.
-
-    Parameters
-    ----------
-    size : int
-        Side of the square frames.
-    max_ratio : float
-        Warp strength of the prepared data.
-    fisheye : bool
-        False (frames not warped): every pixel is valid.
-
-    Returns
-    -------
-    ndarray of bool, shape (size, size)
-    """
-    if int(size) != size or size < 2:
-        raise DataError(f"fisheye_valid_mask: size expected an integer >= 2, got {size!r}")
-    size = int(size)
-    if not fisheye:
-        return np.ones((size, size), bool)
-    from ..preprocessing.retina import fisheye_map
-
-    rows, cols = fisheye_map(size, max_ratio)
-    # the rounding slack keeps pixels whose source sits on the last row/column up to fp error
-    slack = 1e-9 * size
-    return ((rows >= -slack) & (rows <= size - 1 + slack)
-            & (cols >= -slack) & (cols <= size - 1 + slack))
-
-
-def _check_mask(mask, shape, name):
-    """Validate a (H, W) mask against images of shape (..., H, W); None stays None."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.shape != tuple(shape[-2:]):
-        raise DataError(f"{name}: mask expected a boolean array of shape {tuple(shape[-2:])}, got "
-                        f"{mask.dtype} {mask.shape}")
-    if not mask.any():
-        raise DataError(f"{name}: mask selects no pixel")
-    return mask
-
-
-def masked_pixels(images, mask):
-    """(n, C, H, W) -> (n, C * mask.sum()) pixels inside the mask (all pixels when None)."""
-    images = np.asarray(images)
-    if mask is None:
-        return images.reshape(len(images), -1)
-    return images[..., mask].reshape(len(images), -1)
-
-
-_masked = masked_pixels
-
-
-def _pair(a, b, name):
-    a = np.asarray(a, np.float64).reshape(len(a), -1)
-    b = np.asarray(b, np.float64).reshape(len(b), -1)
-    if a.shape != b.shape:
-        raise DataError(f"{name}: expected two arrays of the same shape, got {a.shape} and {b.shape}")
-    return a, b
-
-
-def zscore_rows(x, dtype=np.float64):
-    """Each row minus its mean, divided by its norm (so a dot product is Pearson's r).
-
-    Parameters
-    ----------
-    x : array_like, shape (n, ...)
-    dtype : numpy dtype
-        Of the result (baseline 1 retrieves in float32 to halve its memory).
-
-    Returns
-    -------
-    ndarray, shape (n, prod(...))
-        Rows without variance are 0.
-    """
-    x = np.asarray(x, dtype).reshape(len(x), -1)
-    x = x - x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-
-
-def pearson_rows(a, b):
-    """Pearson's r between matching rows (features or pixels of one frame each).
-
-    Parameters
-    ----------
-    a, b : ndarray, shape (n, ...)
-
-    Returns
-    -------
-    ndarray, shape (n,)
-        NaN where a row is constant.
-    """
-    a, b = _pair(a, b, "pearson_rows")
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(axis=1) / denom
-
-
-def euclidean_rows(a, b):
-    """Euclidean distance between matching rows; shape (n,)."""
-    a, b = _pair(a, b, "euclidean_rows")
-    return np.sqrt(((a - b) ** 2).sum(axis=1))
-
-
-def grayscale(images):
-    """(n, 3, H, W) RGB in [0, 1] -> (n, H, W) luminance (ITU-R BT.601 weights)."""
-    images = np.asarray(images, np.float64)
-    return 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
-
-
-def pixcorr(reconstructions, targets, mask=None):
-    """PixCorr: Pearson's r between the pixels (all channels) of each reconstruction and target.
-
-    Parameters
-    ----------
-    reconstructions, targets : ndarray, shape (n, 3, H, W)
-    mask : ndarray of bool, shape (H, W), optional
-        Only these pixels are correlated (e.g. :func:`fisheye_valid_mask`).
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    mask = _check_mask(mask, np.shape(reconstructions), "pixcorr")
-    return pearson_rows(_masked(reconstructions, mask), _masked(targets, mask))
 
 
 def ssim_gray(reconstructions, targets, mask=None):
@@ -170,7 +38,7 @@ def ssim_gray(reconstructions, targets, mask=None):
     """
     from skimage.metrics import structural_similarity
 
-    mask = _check_mask(mask, np.shape(reconstructions), "ssim_gray")
+    mask = check_mask(mask, np.shape(reconstructions), "ssim_gray")
     rec, tgt = grayscale(reconstructions), grayscale(targets)
     out = np.empty(len(rec))
     for k, (r, t) in enumerate(zip(rec, tgt)):
@@ -196,35 +64,11 @@ def psnr(reconstructions, targets, mask=None):
 
     ``mask`` (bool, shape (H, W)): the mean squared error is taken over these pixels only.
     """
-    mask = _check_mask(mask, np.shape(reconstructions), "psnr")
-    a, b = _pair(_masked(reconstructions, mask), _masked(targets, mask), "psnr")
+    mask = check_mask(mask, np.shape(reconstructions), "psnr")
+    a, b = row_pairs(_masked(reconstructions, mask), _masked(targets, mask), "psnr")
     mse = ((a - b) ** 2).mean(axis=1)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(1.0 / mse)
-
-
-def two_way_identification(rec_features, gt_features):
-    """Two-way identification by correlation (chance 50 %).
-
-    For each frame i, the fraction of other frames j for which corr(rec_i, gt_i) exceeds
-    corr(rec_i, gt_j); returned per frame.
-
-    Parameters
-    ----------
-    rec_features, gt_features : ndarray, shape (n, d)
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    rec, gt = zscore_rows(rec_features), zscore_rows(gt_features)
-    n = len(rec)
-    if n < 2:
-        raise DataError(f"two-way identification needs at least 2 frames, got {n}")
-    corr = rec @ gt.T
-    correct = np.diag(corr)[:, None]
-    wins = (correct > corr).sum(axis=1)        # the diagonal itself never counts
-    return wins / (n - 1)
 
 
 def flow_epe(reconstructions, targets, runs, frames, mask=None):
@@ -249,7 +93,7 @@ def flow_epe(reconstructions, targets, runs, frames, mask=None):
     def gray8(x):
         return (np.clip(grayscale(x), 0, 1) * 255 + 0.5).astype(np.uint8)
 
-    mask = _check_mask(mask, np.shape(reconstructions), "flow_epe")
+    mask = check_mask(mask, np.shape(reconstructions), "flow_epe")
     rec, tgt = gray8(reconstructions), gray8(targets)
     runs, frames = np.asarray(runs), np.asarray(frames)
     errors = []

@@ -291,8 +291,8 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
         some variants ran).
     """
     from ..data.embedded import simulated_dataset
-    from ..evaluation.tables import write_tables
-    from ..training.trainer import make_contexts
+    from .tables import write_tables
+    from ..devices import make_contexts
 
     from ..model_zoo.pretrained import resolve_config_weights
 

@@ -357,7 +357,7 @@ def write_science_outputs(out, data, config, embedded, control_root):
     from ..evaluation.features import feature_extractor
     from ..evaluation.learning_check import format_learning_check, learning_check
     from ..evaluation.metrics import fine_scale_share, mean_training_frame, repetition
-    from ..evaluation.tables import write_tables
+    from .tables import write_tables
     from ..io.reconstructions import read_reconstructions
     from ..training.builder import dataset_mode
     from .findings import (compute_findings, load_scores, render_findings, summary_means,

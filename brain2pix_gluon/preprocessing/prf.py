@@ -139,7 +139,7 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
     np.power(rgb, np.float32(2.2), out=rgb)
     luminance = rgb @ _REC709_LUMINANCE
 
-    from ..evaluation.metrics import fisheye_valid_mask
+    from .retina import fisheye_valid_mask
 
     # Blurs are normalised over the warp's valid field (normalised convolution): the edge between
     # the warped image and its black corners is not in the video, and unnormalised it would be the

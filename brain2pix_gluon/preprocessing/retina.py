@@ -15,7 +15,7 @@ from ..config import DataConfig
 from ..errors import DataError, check_array
 
 __all__ = ["radial_curve", "fisheye_map", "FisheyeWarp", "cached_warp", "fisheye_warp",
-           "fisheye_warp_reference"]
+           "fisheye_warp_reference", "fisheye_valid_mask"]
 
 
 def _sampled_radii(rf, size, max_ratio):
@@ -238,3 +238,36 @@ def fisheye_warp_reference(frame, max_ratio=DataConfig.max_ratio):
         out[..., ch] = ndimage.map_coordinates(
             frame[..., ch].astype(float), coords, order=1, mode="grid-constant", cval=0.0)
     return out
+
+
+def fisheye_valid_mask(size, max_ratio=DataConfig.max_ratio, fisheye=True):
+    """Pixels of a warped frame whose source sample falls inside the source image.
+
+    Built from the warp itself (:func:`fisheye_map`): output
+    pixel (i, j) is valid when its source coordinates lie in ``[0, size - 1]`` along both axes,
+    i.e. its bilinear sample uses only pixels of the frame. Outside, the warped frame is black
+    (or, on the rim, a dimmed mix with black) whatever the video shows.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square frames.
+    max_ratio : float
+        Warp strength of the prepared data.
+    fisheye : bool
+        False (frames not warped): every pixel is valid.
+
+    Returns
+    -------
+    ndarray of bool, shape (size, size)
+    """
+    if int(size) != size or size < 2:
+        raise DataError(f"fisheye_valid_mask: size expected an integer >= 2, got {size!r}")
+    size = int(size)
+    if not fisheye:
+        return np.ones((size, size), bool)
+    rows, cols = fisheye_map(size, max_ratio)
+    # the rounding slack keeps pixels whose source sits on the last row/column up to fp error
+    slack = 1e-9 * size
+    return ((rows >= -slack) & (rows <= size - 1 + slack)
+            & (cols >= -slack) & (cols <= size - 1 + slack))

@@ -7,7 +7,7 @@ It works for a demo output, a science run (``brain2pix experiment all``), a resu
   the package version and git commit, the machine and MXNet build, the wall times and every
   setting that differs from the paper profile;
 * the findings table (a science run) and the learning check with its floors (demo, science);
-* Tables 1-8 with their SEM, ``*`` marks and binomial tests (:mod:`~.evaluation.tables`);
+* Tables 1-8 with their SEM, ``*`` marks and binomial tests (:mod:`~.experiments.tables`);
 * Figs. 3-6 and the floors figure (the run's files, or drawn from the reconstructions);
 * per variant: ground truth | reconstruction | RFSImage input as one playable video, the
   learning curves, and a per-frame strip of PixCorr and two-way identification.

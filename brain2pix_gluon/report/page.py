@@ -336,7 +336,7 @@ class _Builder:
 
     # ------------------------------------------------------------------ tables
     def _tables(self, variants):
-        from ..evaluation.tables import build_tables, collect_results
+        from ..experiments.tables import build_tables, collect_results
 
         lay = self.layout
         out = ["<h2>Tables 1-8</h2>"]

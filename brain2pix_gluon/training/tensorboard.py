@@ -145,10 +145,9 @@ class TensorBoardLog(_NoLog):
         """
         import mxnet as mx
 
-        from ..evaluation.evaluate import field_mask
-        from ..evaluation.metrics import masked_pixels, pixcorr, two_way_identification
-        from ..config import config_to_dict
         from ..plotting import side_by_side
+        from ..preprocessing.retina import fisheye_valid_mask
+        from ..similarity import masked_pixels, pixcorr, two_way_identification
 
         step = trainer.global_step
         self.write_steps()
@@ -170,7 +169,8 @@ class TensorBoardLog(_NoLog):
             inputs.append(batch[0].asnumpy())
             targets.append(batch[-1].asnumpy())
         fakes, targets, inputs = (np.concatenate(a) for a in (fakes, targets, inputs))
-        mask, _ = field_mask({"config": config_to_dict(trainer.config)}, targets.shape[-1])
+        data = trainer.config.data
+        mask = fisheye_valid_mask(targets.shape[-1], data.max_ratio, data.fisheye)
         self.writer.add_scalar("heldout/pixcorr_valid_field",
                                float(np.nanmean(pixcorr(fakes, targets, mask))), step)
         if len(targets) >= 2:

@@ -39,7 +39,7 @@ from .losses import feature_distance, l1_loss
 from .steps import update_discriminator, update_generator
 from .tensorboard import tensorboard_log
 
-__all__ = ["Trainer", "make_contexts", "epoch_learning_rate"]
+__all__ = ["Trainer", "epoch_learning_rate"]
 
 # Iterations between two reads of the loss values (each read waits for the device).
 _READ_EVERY = 10
@@ -64,21 +64,6 @@ def config_differences(mine, theirs):
     if mine.get("name") != theirs.get("name"):
         diffs.insert(0, f"name: checkpoint {theirs.get('name')!r} vs now {mine.get('name')!r}")
     return diffs
-
-
-def make_contexts(gpus=""):
-    """``"0,1"`` -> [gpu(0), gpu(1)]; empty -> [cpu()]."""
-    gpus = str(gpus or "").strip()
-    if not gpus:
-        return [mx.cpu()]
-    try:
-        ids = [int(g) for g in gpus.split(",") if g.strip()]
-    except ValueError:
-        raise ConfigError(f"--gpus: expected a comma-separated list of integers, got {gpus!r}") from None
-    if mx.context.num_gpus() < max(ids) + 1:
-        raise ConfigError(f"--gpus {gpus}: this MXNet sees {mx.context.num_gpus()} GPU(s); install "
-                          f"mxnet-cu112 (pip install -e .[cu112]) on a CUDA 11.2 machine")
-    return [mx.gpu(i) for i in ids]
 
 
 class _StopRequest:

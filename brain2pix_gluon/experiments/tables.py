@@ -17,10 +17,10 @@ import io
 import json
 import os
 
-from ..experiments.registry import TABLE_GROUPS, table_rows
+from ..evaluation.features import LAYERS
 from ..provenance import caption_suffix
 from ..utils import get_logger, write_text_atomic
-from .features import LAYERS
+from .registry import TABLE_GROUPS, table_rows
 
 __all__ = ["collect_results", "build_tables", "render_markdown", "render_latex", "write_tables",
            "FIELD_COLUMNS"]
