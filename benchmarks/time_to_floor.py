@@ -2,7 +2,8 @@
 ridge decoder and the mean training frame, and what the paper profile gives for its steps.
 
 On the embedded simulated dataset (the demo's data): fits the ridge floor (``brain2pix baseline
-ridge``) and the mean training frame, then trains the demo's model (LearnedRF) under a profile,
+ridge``) and the mean training frame, then trains the demo's model (experiments/demo.py) under a
+profile,
 scoring the held-out test clips after every epoch: PixCorr inside the valid field and pixel-space
 two-way identification (the two floors of the demo's learning check). Prints, per profile, a row
 per evaluation (steps, training wall time, both metrics) and the first step count (and wall time)
@@ -117,7 +118,7 @@ def main():
     from brain2pix_gluon.data.dataset import RFSImageDataset
     from brain2pix_gluon.data.embedded import simulated_dataset
     from brain2pix_gluon.evaluation.metrics import (fisheye_valid_mask, masked_pixels,
-                                                    mean_frame_metrics, mean_training_frame,
+                                                    mean_training_frame, pixel_metrics,
                                                     pixcorr, two_way_identification)
     from brain2pix_gluon.experiments.runner import experiment_config
     from brain2pix_gluon.io.reconstructions import read_reconstructions
@@ -141,7 +142,8 @@ def main():
             "ridge_twoway": float(np.mean(two_way_identification(
                 masked_pixels(ridge["reconstructions"], mask), masked_pixels(targets, mask)))),
             "mean_pixcorr": float(np.mean(np.nan_to_num(
-                mean_frame_metrics(mean, targets, mask)["pixcorr_disc"]))),
+                pixel_metrics(np.broadcast_to(mean, targets.shape), targets,
+                              mask)["pixcorr_disc"]))),
         }
         print(f"time to the floor on {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores; simulator seed {args.seed}, drive {args.drive}, "

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from brain2pix_gluon.errors import DataError
-from brain2pix_gluon.evaluation.metrics import (fisheye_valid_mask, flow_epe, mean_frame_metrics,
+from brain2pix_gluon.evaluation.metrics import (fisheye_valid_mask, flow_epe, pixel_metrics,
                                                 mean_training_frame, pixcorr, psnr, ssim_gray)
 from brain2pix_gluon.preprocessing.retina import FisheyeWarp
 
@@ -106,11 +106,13 @@ def test_mean_training_frame_and_its_metrics(rng):
     targets = rng.random((4, 3, 16, 16))
     mask = np.zeros((16, 16), bool)
     mask[4:12, 3:13] = True
-    out = mean_frame_metrics(mean, targets, mask)
+    out = pixel_metrics(np.broadcast_to(mean, targets.shape), targets, mask)
     for i in range(4):
         assert out["pixcorr"][i] == pytest.approx(np.corrcoef(mean.ravel(), targets[i].ravel())[0, 1])
         assert out["pixcorr_disc"][i] == pytest.approx(
             np.corrcoef(mean[:, mask].ravel(), targets[i][:, mask].ravel())[0, 1])
-    assert set(out) == {"pixcorr", "ssim", "pixcorr_disc", "ssim_disc"}
-    with pytest.raises(DataError, match="mean_frame_metrics"):
-        mean_frame_metrics(mean[:, :4], targets)
+        mse = np.mean((mean[:, mask] - targets[i][:, mask]) ** 2)
+        assert out["psnr_disc"][i] == pytest.approx(10 * np.log10(1.0 / mse), rel=1e-6)
+    assert set(out) == {"pixcorr", "ssim", "psnr", "pixcorr_disc", "ssim_disc", "psnr_disc"}
+    with pytest.raises(DataError, match="pixel_metrics"):
+        pixel_metrics(mean[None, :, :4], targets)

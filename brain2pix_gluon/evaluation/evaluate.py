@@ -35,11 +35,12 @@ from ..provenance import caption_suffix, is_random, marks_from_attrs, run_marks
 from ..utils import array_sha256, get_logger, progress, replacing, write_json_atomic
 from .feature_cache import ground_truth_features, ground_truth_key, resolve_cache_dir
 from .features import LAYERS, clip_indices, feature_extractor
-from .metrics import (euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows, pixcorr, psnr,
-                      ssim_gray, two_way_identification, zscore_rows)
+from .metrics import (FIELD_METRICS, euclidean_rows, fisheye_valid_mask, flow_epe, pearson_rows,
+                      pixel_metrics, two_way_identification, zscore_rows)
 from .stats import better, binomial_vs_baseline, summarize, ttest_vs_chance
 
-__all__ = ["METRICS", "FIELD_METRICS", "chance_partners", "frame_metrics", "field_mask",
+__all__ = ["METRICS", "FIELD_METRICS", "TWOWAY", "TWOWAY_LAYERS", "chance_partners",
+           "frame_metrics", "field_mask",
            "stored_per_frame", "evaluate"]
 
 METRICS = tuple(f"{layer}_{kind}" for layer in LAYERS for kind in ("r", "dist"))
@@ -57,8 +58,9 @@ def chance_partners(n):
     return partner
 
 
-FIELD_METRICS = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc", "psnr", "psnr_disc")
-TWOWAY = ("twoway_alexnet2", "twoway_alexnet5")
+# per-frame two-way identification (chance 50 %) on these AlexNet layers, and its keys
+TWOWAY_LAYERS = {"alexnet_pool2": "twoway_alexnet2", "alexnet_pool5": "twoway_alexnet5"}
+TWOWAY = tuple(TWOWAY_LAYERS.values())
 
 
 def frame_metrics(reconstructions, targets, runs, extractor, batch_size=16, show_progress=True,
@@ -92,7 +94,7 @@ def frame_metrics(reconstructions, targets, runs, extractor, batch_size=16, show
                                             show_progress)
     out = {k: np.full(n, np.nan) for k in METRICS}
     out.update({"chance_" + k: np.full(n, np.nan) for k in METRICS})
-    keep = {"alexnet_pool2": None, "alexnet_pool5": None}
+    keep = dict.fromkeys(TWOWAY_LAYERS)
     starts = range(0, n, batch_size)
     for start in progress(starts, total=len(starts), desc="evaluate", enabled=show_progress,
                           unit="batch"):
@@ -109,18 +111,12 @@ def frame_metrics(reconstructions, targets, runs, extractor, batch_size=16, show
             if keep[layer] is None:
                 keep[layer] = np.zeros((n, rec[layer].shape[1]), np.float32)
             keep[layer][pos] = zscore_rows(rec[layer])
-    for key, layer in zip(TWOWAY, keep):
+    for layer, key in TWOWAY_LAYERS.items():
         gt = np.zeros(keep[layer].shape, np.float32)
         for start in starts:
             gt[start:start + batch_size] = zscore_rows(gt_features[layer][start:start + batch_size])
         out[key] = two_way_identification(keep[layer], gt)
-    out["pixcorr"] = pixcorr(reconstructions, targets)
-    out["ssim"] = ssim_gray(reconstructions, targets)
-    out["psnr"] = psnr(reconstructions, targets)
-    full = np.ones(np.shape(targets)[-2:], bool)
-    out["pixcorr_disc"] = pixcorr(reconstructions, targets, full if mask is None else mask)
-    out["ssim_disc"] = ssim_gray(reconstructions, targets, full if mask is None else mask)
-    out["psnr_disc"] = psnr(reconstructions, targets, full if mask is None else mask)
+    out.update(pixel_metrics(reconstructions, targets, mask))
     return out
 
 

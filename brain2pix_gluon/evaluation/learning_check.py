@@ -56,18 +56,15 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.reconstructions import read_reconstructions
-from .features import LAYERS as FEATURE_LAYERS
-from .metrics import (masked_pixels, pixcorr, ssim_gray, two_way_identification,
-                      mean_frame_metrics)
+from .evaluate import FIELD_METRICS, TWOWAY, TWOWAY_LAYERS
+from .metrics import masked_pixels, pixcorr, pixel_metrics, two_way_identification
 from .stats import identification_test, paired_comparison, summarize
 
 __all__ = ["CHECK_LAYERS", "alexnet_layers", "learning_check", "learning_curve",
            "format_learning_check"]
 
-# the evaluation's AlexNet pool2 and pool5 (features.LAYERS): the layers two-way identification uses
-CHECK_LAYERS = FEATURE_LAYERS[:2]
-_TWOWAY = {"alexnet_pool2": "twoway_alexnet2", "alexnet_pool5": "twoway_alexnet5"}
-_FIELD = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc")
+# the evaluation's two-way identification layers (AlexNet pool2 and pool5)
+CHECK_LAYERS = tuple(TWOWAY_LAYERS)
 _LABELS = {"twoway_alexnet2": "two-way identification (alexnet_pool2)",
            "twoway_alexnet5": "two-way identification (alexnet_pool5)",
            "pixcorr_disc": "PixCorr inside the valid field",
@@ -98,10 +95,10 @@ def alexnet_layers(extractor, frames, batch_size=16):
 
 
 def _field_metrics(images, targets, mask):
-    return {"pixcorr": pixcorr(images, targets), "pixcorr_disc": pixcorr(images, targets, mask),
-            "ssim": ssim_gray(images, targets), "ssim_disc": ssim_gray(images, targets, mask),
-            "twoway_pixels": two_way_identification(masked_pixels(images, mask),
-                                                    masked_pixels(targets, mask))}
+    """The evaluation's pixel metrics, and pixel two-way identification in the valid field."""
+    return dict(pixel_metrics(images, targets, mask),
+                twoway_pixels=two_way_identification(masked_pixels(images, mask),
+                                                     masked_pixels(targets, mask)))
 
 
 def _input_control(attrs):
@@ -118,7 +115,7 @@ def _beats(comparison, alpha):
 
 def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                    n_permutations=1000, seed=0, max_frames=0, batch_size=16, mask=None,
-                   ridge_path=None, extra_paths=None, labels=None):
+                   ridge_path=None, extra_paths=None, labels=None, gt_features=None):
     """Score a model's held-out reconstructions against chance, a control and the mean frame.
 
     Parameters
@@ -154,6 +151,9 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         ``sets`` (n,), ``characters`` (n, n_characters, 4) of the test frames in the files'
         order and ``classifier`` (:class:`~.recognition.SetClassifier`): adds what a viewer
         recognises (information, in no verdict).
+    gt_features : dict, optional
+        :func:`alexnet_layers` of the test frames (computed here when not given; a caller that
+        also draws learning curves computes them once for both).
 
     Returns
     -------
@@ -212,17 +212,19 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
     images = {"model": np.asarray(model["reconstructions"], np.float32)}
     images.update({name: np.asarray(other["reconstructions"], np.float32)
                    for name, (_, other) in others.items()})
-    gt = alexnet_layers(extractor, targets, batch_size)
+    gt = gt_features if gt_features is not None else alexnet_layers(extractor, targets,
+                                                                     batch_size)
     per_frame, identification = {}, {}
     for name, recon in images.items():
         feats = alexnet_layers(extractor, recon, batch_size)
         identification[name] = {layer: identification_test(feats[layer], gt[layer],
                                                             n_permutations, seed)
                                 for layer in CHECK_LAYERS}
-        per_frame[name] = {_TWOWAY[layer]: two_way_identification(feats[layer], gt[layer])
+        per_frame[name] = {TWOWAY_LAYERS[layer]: two_way_identification(feats[layer], gt[layer])
                            for layer in CHECK_LAYERS}
         per_frame[name].update(_field_metrics(recon, targets, mask))
-    per_frame["mean_frame"] = mean_frame_metrics(mean_frame, targets, mask)
+    per_frame["mean_frame"] = pixel_metrics(np.broadcast_to(mean_frame, targets.shape), targets,
+                                            mask)
 
     def paired(key, other):
         # a flat image has no Pearson correlation (NaN): it counts as r = 0, never as a dropped
@@ -231,8 +233,8 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                                  np.nan_to_num(per_frame[other][key], nan=0.0))
 
     versus_control = {key: paired(key, "control")
-                      for key in ("twoway_alexnet2", "twoway_alexnet5") + _FIELD}
-    versus_mean = {key: paired(key, "mean_frame") for key in _FIELD}
+                      for key in TWOWAY + FIELD_METRICS}
+    versus_mean = {key: paired(key, "mean_frame") for key in FIELD_METRICS}
     versus_ridge = ({key: paired(key, "ridge") for key in ("pixcorr_disc", "twoway_pixels")}
                     if "ridge" in images else {})
 
@@ -246,7 +248,7 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
                          f"{'>' if ok else 'NOT >'} chance 50 % (permutation p = "
                          f"{ident['permutation_p']:.2g}, {ident['n_permutations']} shuffles; "
                          f"needs p < {alpha})"})
-    for key in ("twoway_alexnet2", "twoway_alexnet5", "pixcorr_disc"):
+    for key in TWOWAY + ("pixcorr_disc",):
         c, label = versus_control[key], _LABELS[key]
         ok = _beats(c, alpha)
         criteria.append({
@@ -311,10 +313,10 @@ def learning_check(model_path, control_path, mean_frame, extractor, alpha=0.05,
         "model_vs_control": versus_control,
         "model_vs_mean_frame": versus_mean,
         "model_vs_ridge": versus_ridge,
-        "field": {name: {k: summarize(per_frame[name][k]) for k in _FIELD}
+        "field": {name: {k: summarize(per_frame[name][k]) for k in FIELD_METRICS}
                   for name in per_frame if "pixcorr" in per_frame[name]},
         "twoway": {name: {k: summarize(per_frame[name][k])
-                          for k in tuple(_TWOWAY.values()) + ("twoway_pixels",)
+                          for k in TWOWAY + ("twoway_pixels",)
                           if k in per_frame[name]}
                    for name in per_frame},
         "per_frame": per_frame,
@@ -364,7 +366,7 @@ def learning_curve(run_dir, test_path, extractor, mask, gt_features=None, max_fr
         feats = alexnet_layers(extractor, recon, batch_size)
         point = {"epoch": epoch}
         for layer in CHECK_LAYERS:
-            point[_TWOWAY[layer]] = float(np.mean(two_way_identification(feats[layer],
+            point[TWOWAY_LAYERS[layer]] = float(np.mean(two_way_identification(feats[layer],
                                                                          gt_features[layer])))
         point["pixcorr"] = float(np.nanmean(pixcorr(recon, targets)))
         point["pixcorr_disc"] = float(np.nanmean(pixcorr(recon, targets, mask)))

@@ -20,7 +20,7 @@ _masked = masked_pixels
 
 __all__ = ["pearson_rows", "euclidean_rows", "pixcorr", "ssim_gray", "psnr", "grayscale",
            "two_way_identification", "flow_epe", "zscore_rows", "fisheye_valid_mask",
-           "mean_training_frame", "mean_frame_metrics", "masked_pixels"]
+           "mean_training_frame", "pixel_metrics", "FIELD_METRICS", "masked_pixels"]
 
 
 def ssim_gray(reconstructions, targets, mask=None):
@@ -134,35 +134,36 @@ def mean_training_frame(dataset, batch_size=64):
     return (total / n).astype(np.float32)
 
 
-def mean_frame_metrics(mean_frame, targets, mask=None):
-    """PixCorr and SSIM of one fixed frame (the mean training frame) against every test frame.
+def pixel_metrics(images, targets, mask=None):
+    """PixCorr, SSIM and PSNR per frame, over the whole frame and inside a mask.
 
     Parameters
     ----------
-    mean_frame : ndarray, shape (3, H, W)
-    targets : ndarray, shape (n, 3, H, W)
+    images, targets : ndarray, shape (n, 3, H, W)
+        Reconstructions (or any images: a mean frame broadcast to every test frame) and their
+        ground truth.
     mask : ndarray of bool, shape (H, W), optional
-        Valid-field mask (:func:`fisheye_valid_mask`); the ``*_disc`` entries use it.
+        The valid field (:func:`fisheye_valid_mask`); the whole frame when not given.
 
     Returns
     -------
     dict of str -> ndarray, shape (n,)
-        ``pixcorr``, ``ssim`` over the whole frame, and ``pixcorr_disc``, ``ssim_disc`` inside
-        the mask (present only when a mask is given).
+        ``pixcorr``, ``ssim``, ``psnr`` over the whole frame and ``pixcorr_disc``,
+        ``ssim_disc``, ``psnr_disc`` inside the mask (:data:`FIELD_METRICS`).
     """
-    targets = np.asarray(targets)
-    mean_frame = np.asarray(mean_frame)
-    if targets.ndim != 4 or mean_frame.shape != targets.shape[1:]:
-        raise DataError(f"mean_frame_metrics: expected mean_frame (3, H, W) and targets "
-                        f"(n, 3, H, W) with the same frame shape, got {mean_frame.shape} and "
-                        f"{targets.shape}")
-    repeated = np.broadcast_to(mean_frame, targets.shape)
-    out = {"pixcorr": pixcorr(repeated, targets), "ssim": ssim_gray(repeated, targets)}
-    if mask is not None:
-        out["pixcorr_disc"] = pixcorr(repeated, targets, mask)
-        out["ssim_disc"] = ssim_gray(repeated, targets, mask)
-    return out
+    images, targets = np.asarray(images), np.asarray(targets)
+    if images.shape != targets.shape or images.ndim != 4:
+        raise DataError(f"pixel_metrics: expected images and targets of one shape (n, 3, H, W), "
+                        f"got {images.shape} and {targets.shape}")
+    field = np.ones(targets.shape[-2:], bool) if mask is None else mask
+    return {"pixcorr": pixcorr(images, targets), "ssim": ssim_gray(images, targets),
+            "psnr": psnr(images, targets), "pixcorr_disc": pixcorr(images, targets, field),
+            "ssim_disc": ssim_gray(images, targets, field),
+            "psnr_disc": psnr(images, targets, field)}
 
+
+# the keys of pixel_metrics(), in the order tables show them
+FIELD_METRICS = ("pixcorr", "pixcorr_disc", "ssim", "ssim_disc", "psnr", "psnr_disc")
 
 def fine_scale_share(images, mask, sigma=1.5):
     """How noise-like images are: the share of their variance at the finest scales.

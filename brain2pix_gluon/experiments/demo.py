@@ -161,11 +161,11 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     sets, characters = labels_for(world, recon["run_names"], recon["samples"])
     labels = {"sets": sets, "characters": characters,
               "classifier": world_classifier(train_path, world, mask)}
+    gt = alexnet_layers(extractor, recon["targets"], config.evaluation.batch_size)
     check = learning_check(model_recon, control_recon, mean_frame, extractor,
                            n_permutations=n_permutations, seed=config.evaluation.seed, mask=mask,
                            batch_size=config.evaluation.batch_size, ridge_path=ridge_recon,
-                           labels=labels)
-    gt = alexnet_layers(extractor, recon["targets"], config.evaluation.batch_size)
+                           labels=labels, gt_features=gt)
     test_path = os.path.join(data, "test.h5")
     curves = {label: learning_curve(status["run"], test_path, extractor, mask, gt,
                                     batch_size=config.evaluation.batch_size, ctx=ctx)
