@@ -1,6 +1,6 @@
 """Experiment 6: ablation - full, no adversarial, no feature loss (Tables 5-6).
 
-    python scripts/run_ablation.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_ablation.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

@@ -1,6 +1,6 @@
 """Experiment 4: baselines 1-3 (Tables 1-2 rows, Fig 4).
 
-    python scripts/run_baselines.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_baselines.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

@@ -1,6 +1,6 @@
 """Experiment 7: 20/40/60/80/100 % of the training data, 50 epochs (Tables 7-8, Fig 6).
 
-    python scripts/run_data_size.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_data_size.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

@@ -1,6 +1,6 @@
 """Experiment 2: Brain2Pix FixedRF on fMRI (Tables 1-2 rows, Figs 3-4).
 
-    python scripts/run_fixed_rf.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_fixed_rf.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

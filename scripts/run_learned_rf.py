@@ -1,6 +1,6 @@
 """Experiment 3: Brain2Pix LearnedRF on fMRI (Tables 1-2 rows, Fig 4).
 
-    python scripts/run_learned_rf.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_learned_rf.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

@@ -1,6 +1,6 @@
 """Experiment 5: V1, V2, V3 alone vs V1-3 (Tables 3-4, Fig 5).
 
-    python scripts/run_roi.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_roi.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

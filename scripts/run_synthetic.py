@@ -1,6 +1,6 @@
 """Experiment 1: Brain2Pix on synthetic input (RF-sampled target pixels).
 
-    python scripts/run_synthetic.py --out OUT [--data PREPARED_DIR] [--profile paper|quick]
+    python scripts/run_synthetic.py --out OUT [--data PREPARED_DIR] [--profile paper|quick|science]
         [--weights auto|pretrained|random|PATH] [--gpus 0] [--variant NAME] [--no-tables]
         [section.key=value ...]
 

@@ -122,3 +122,18 @@ def test_train_reconstruct_evaluate_tables(prepared_dir, tmp_path, capsys):
     assert "RANDOM EVALUATION WEIGHTS" in printed and "alexnet_pool2_r" in printed
     assert main(["tables", results]) == 0
     assert "Table 5. Ablation experiment: correlation" in capsys.readouterr().out
+
+
+def test_the_hint_for_missing_prepared_data_is_a_command_the_cli_takes(tmp_path):
+    """The error names a `brain2pix prepare` line that the command line actually parses."""
+    import re
+
+    from brain2pix_gluon.cli import build_parser
+    from brain2pix_gluon.errors import DataError
+    from brain2pix_gluon.io.prepared import open_prepared
+
+    with pytest.raises(DataError) as caught:
+        open_prepared(str(tmp_path / "nowhere.h5"))
+    command = re.search(r"`brain2pix ([^`]+)`", str(caught.value)).group(1).split()
+    args = build_parser().parse_args(command)
+    assert args.command == "prepare" and args.dataset == "RAW" and args.out == "OUT"

@@ -1,6 +1,6 @@
-"""Reliability, round two (issue 20): one writer per run folder, full disks without crashes,
-names as they come, our own corrupt files called corrupt, SIGTERM like Ctrl-C, and the smaller
-items. Each test was seen failing against the code before the change (see docs/reliability.md).
+"""Reliability: one writer per run folder, full disks without crashes, names as they come, our
+own corrupt files called corrupt, SIGTERM like Ctrl-C, and smaller items. Each test was seen
+failing against a broken implementation (see docs/reliability.md).
 
 Commands that could crash (a full disk used to segfault HDF5) or that must be real processes
 (locks, signals, another user) run in a child process (``tests/cli_child.py``). Full disks are
@@ -458,7 +458,7 @@ def test_the_feature_cache_outside_out_is_announced_once(tmp_path, caplog):
     assert not [r for r in caplog.records if "ground-truth features cached" in r.message]
 
 
-def test_an_os_error_without_a_file_reads_as_before():
+def test_an_os_error_without_a_file_names_the_cause_and_the_fix():
     from brain2pix_gluon.errors import describe_os_error
 
     text = describe_os_error(OSError(errno.EACCES, "Permission denied"))

@@ -57,6 +57,15 @@ __all__ = ["simulate_dataset", "double_gamma_hrf", "make_voxels", "read_labels",
 def make_voxels(n_voxels, rf_sigma, rng):
     """True pRFs of every ROI part.
 
+    Parameters
+    ----------
+    n_voxels : sequence of 3 int
+        Voxels of V1, V2 and V3 (dorsal and ventral together; half each, the ventral part
+        taking an odd one).
+    rf_sigma : sequence of 3 float
+        pRF size at the fovea of each ROI, in image units; it grows 5-fold to the edge.
+    rng : numpy.random.Generator
+
     Returns
     -------
     dict of str -> dict
@@ -136,7 +145,7 @@ class _Scanner:
     A voxel's neural drive comes from :class:`~brain2pix_gluon.data.cortex.VoxelModel`
     (``simulation.drive=cortex``: compressed local contrast energy, colour opponency, a
     little luminance, mixed per ROI) or, with ``simulation.drive=luminance``, from its
-    pRF-weighted luminance alone (the linear model of simulator version 2). The BOLD signal is the
+    pRF-weighted luminance alone (a linear model). The BOLD signal is the
     drive convolved with the HRF, times the voxel's gain. After the video the screen is a uniform
     grey at the video's mean level while the brain keeps being scanned.
     """
@@ -153,8 +162,8 @@ class _Scanner:
         self.drive_model = sim.drive
         roi_index = np.concatenate([np.full(len(voxels[k]["x"]), ROIS.index(k[:2]))
                                     for k in MASK_KEYS])
-        # the voxels' hue preferences come from their own stream, so that every other draw (run
-        # lengths, noise) is the one simulator version 2 made for the same seed
+        # the voxels' hue preferences come from their own stream: the drive model changes no other
+        # draw (run lengths, noise) of the same seed
         self.cortex = VoxelModel(self.weights, roi_index, drive_table(sim), sim.css_exponent,
                                  np.random.default_rng([sim.seed, 3]))
 
@@ -162,7 +171,7 @@ class _Scanner:
         """Noise-free BOLD, shape (n_volumes, n_visual), of frames shown one per TR."""
         warped = fisheye_warp(frames_uint8.astype(np.float32) / 255.0, self.max_ratio)
         if self.drive_model == "luminance":
-            # exactly as simulator version 2 (one product over every volume: the same floats)
+            # one product over every volume, the mean grey after the video included
             shown = warped.mean(axis=-1).reshape(len(warped), -1)
             luminance = np.full((n_volumes, self.size * self.size), shown.mean(), np.float32)
             luminance[:len(warped)] = shown

@@ -255,7 +255,7 @@ def _run_variant(name, variant, data, out_root, profile, overrides, weights, con
     return status
 
 
-def run_experiment(name, data=None, out="results", profile="paper", overrides=(), weights=None,
+def run_experiment(name, data, out, profile="paper", overrides=(), weights=None,
                    gpus="", data_home=None, show_progress=True, variants=None, evaluate=True,
                    tables=True):
     """Run one of the paper's experiments end to end (see the module docstring).
@@ -264,12 +264,13 @@ def run_experiment(name, data=None, out="results", profile="paper", overrides=()
     ----------
     name : str
         A key of :data:`~.registry.EXPERIMENTS`.
-    data : str, optional
-        Prepared directory; default: the embedded simulated dataset (simulated and prepared
-        once, cached, shared by every script).
+    data : str or None
+        Prepared directory; None: the embedded simulated dataset (simulated and prepared once,
+        cached, shared by every script).
     out : str
         Results root.
-    profile : {"paper", "quick"}
+    profile : str
+        A key of :data:`~brain2pix_gluon.config.PROFILES` (``paper``: the published settings).
     overrides : sequence of str
         ``section.key=value`` applied to every variant.
     weights : str, optional

@@ -433,7 +433,7 @@ def open_prepared(path):
         hint = " (a .partial file is there: the prepare was interrupted; run it again)" \
             if os.path.exists(path + ".partial") else ""
         raise DataError(f"prepared dataset {path!s} does not exist{hint}; "
-                        f"create it with `brain2pix prepare RAW_DIR OUT_DIR`")
+                        f"create it with `brain2pix prepare RAW --out OUT`")
     if os.path.isdir(path):
         raise DataError(f"prepared dataset {path!s} is a directory; expected a train.h5 or "
                         f"test.h5 file written by `brain2pix prepare`")

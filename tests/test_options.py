@@ -1,4 +1,4 @@
-"""Options that had no test of their own: prepared-data options (fisheye, zscore_test, storage
+"""Options: prepared-data options (fisheye, zscore_test, storage
 filter), the L2 feature distance, DataLoader workers, and ``brain2pix baseline nishimoto``.
 
 Each expected value is computed here from the raw inputs or by hand, not by a second call of
