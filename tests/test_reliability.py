@@ -102,12 +102,17 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def _as_other_user():
-    """How to run a command as a user without our permissions, or None."""
+def _without_permission_override():
+    """How to run a command that file permissions apply to, or None.
+
+    A normal user is such a process already. Root reads anything (its capabilities override
+    file permissions), so it runs the command as itself without its capabilities: permissions
+    then hold for it too, while the clone (root's own files, even in a private folder, mode 700)
+    stays readable, which another user's process would not find."""
     if os.geteuid() != 0:
-        return []                                   # we are such a user already
+        return []                                   # permissions apply to us already
     if shutil.which("setpriv"):
-        return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        return ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
     return None
 
 
@@ -375,7 +380,7 @@ def test_sigterm_in_train_saves_a_checkpoint_and_exits_143(prepared_dir, tmp_pat
 # ----------------------------------------------------------------------------- 6. smaller items
 @pytest.fixture
 def shared_tmp():
-    """A folder another user may enter and write (tmp_path's parents are private to root)."""
+    """A folder anyone may enter and write (tmp_path's parents are private to root)."""
     folder = tempfile.mkdtemp(prefix="brain2pix-perm-")
     os.chmod(folder, 0o777)
     yield folder
@@ -383,9 +388,9 @@ def shared_tmp():
 
 
 def test_reading_a_file_without_permission_gives_reading_advice(shared_tmp):
-    prefix = _as_other_user()
+    prefix = _without_permission_override()
     if prefix is None:
-        pytest.skip("running as root without setpriv: no user to lack the permission")
+        pytest.skip("running as root without setpriv: no way to let permissions apply")
     config = os.path.join(shared_tmp, "experiment.yaml")
     with open(config, "w") as handle:
         handle.write("train:\n  epochs: 2\n")
@@ -402,9 +407,9 @@ def test_reading_a_file_without_permission_gives_reading_advice(shared_tmp):
 
 
 def test_an_unreadable_test_folder_is_reported_as_unreadable(raw_dir, shared_tmp):
-    prefix = _as_other_user()
+    prefix = _without_permission_override()
     if prefix is None:
-        pytest.skip("running as root without setpriv: no user to lack the permission")
+        pytest.skip("running as root without setpriv: no way to let permissions apply")
     raw = os.path.join(shared_tmp, "raw")
     shutil.copytree(raw_dir, raw)
     os.chmod(raw, 0o755)
