@@ -75,6 +75,16 @@ def test_script_runs_end_to_end(name, results):
         for key, metric in res["metrics"].items():
             values = np.array([float(r[key]) for r in rows])
             assert metric["mean"] == pytest.approx(np.nanmean(values), rel=1e-6, abs=1e-9)
+        # ... and the per-frame values are the reconstructions' own: PixCorr in the valid
+        # field, computed here from the reconstruction file
+        from brain2pix_gluon.preprocessing.retina import fisheye_valid_mask
+
+        mask = fisheye_valid_mask(recon["targets"].shape[-1], 10.0)
+        for row, image, target in zip(rows, recon["reconstructions"], recon["targets"]):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                by_hand = np.corrcoef(image[:, mask].ravel(), target[:, mask].ravel())[0, 1]
+            assert float(row["pixcorr_disc"]) == pytest.approx(by_hand, rel=1e-5, abs=1e-9,
+                                                               nan_ok=True)
         # ... and the experiment's tables have a row for it (grouped results tables only)
         if spec.table_group in TABLE_GROUPS:
             assert variant.label in tables, variant.label
