@@ -468,3 +468,23 @@ def test_an_os_error_without_a_file_names_the_cause_and_the_fix():
 
     text = describe_os_error(OSError(errno.EACCES, "Permission denied"))
     assert text == "Permission denied [EACCES]: permission denied: choose a path you may write to"
+
+
+def test_a_second_prepare_into_the_same_folder_is_refused_with_the_holders_pid(raw_dir,
+                                                                               tmp_path):
+    out = str(tmp_path / "prepared")
+    args = ["prepare", raw_dir, "--out", out, "--no-progress"] + SIM
+    env, ready, go = _paused(tmp_path, "brain2pix_gluon.preprocessing.prepare:_prepare_run")
+    first = _start(args, **env)
+    try:
+        _wait_for(ready, first)             # the first holds the folder and is writing a run
+        code, _, err = _run(args)
+        assert code == 2, err
+        assert f"--out {out} is in use by another brain2pix process, PID {first.pid} " \
+               f"(brain2pix prepare" in err
+        _clean(err)
+    finally:
+        open(go, "w").close()
+    _, err = first.communicate(timeout=180)
+    assert first.returncode == 0, err
+    assert sorted(os.listdir(out)) == ["test.h5", "train.h5"]

@@ -174,8 +174,20 @@ def prepare_dataset(raw_dir, out_dir, config=None, splits=SPLITS, force=False, s
     -------
     dict of str -> str
         Split name -> prepared file path.
+
+    Raises
+    ------
+    FolderInUseError
+        When another process prepares into ``out_dir`` (it holds ``out_dir/.lock``).
     """
-    config = config or Config()
+    from ..locking import FolderLock
+
+    with FolderLock(out_dir, "brain2pix prepare"):      # one writer per prepared folder
+        return _prepare(raw_dir, out_dir, config or Config(), splits, force, show_progress,
+                        pipeline)
+
+
+def _prepare(raw_dir, out_dir, config, splits, force, show_progress, pipeline):
     log = get_logger()
     source = open_source(raw_dir, config)
     for roi in config.data.rois:
