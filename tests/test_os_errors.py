@@ -8,7 +8,7 @@ from collections import namedtuple
 import numpy as np
 
 from brain2pix_gluon.cli import main
-from brain2pix_gluon.evaluation import tables as tables_module
+from brain2pix_gluon.experiments import tables as tables_module
 
 from conftest import TINY
 
