@@ -116,6 +116,8 @@ def test_demo_page_is_self_contained_and_shows_the_run(demo, tmp_path, capsys):
     assert "url(" not in page and "@import" not in page
     for mark in (DEMO_RUN, TIME_SHUFFLED_CONTROL, "RANDOM FEATURE-LOSS WEIGHTS (VGG-19)"):
         assert mark.replace("'", "&#x27;") in page
+    # the control mark says which run it marks: the demo's model is not a control
+    assert f"{TIME_SHUFFLED_CONTROL}: the control run beside the model" in page
     for text in ("Table 1.", "Table 2.", "Fig. 3", "Floors", "Learning curves",
                  "Learning check", "Settings that differ from the paper profile"):
         assert text in page, text

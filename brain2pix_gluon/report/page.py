@@ -179,7 +179,13 @@ class _Builder:
                     return "mark profile"
                 return "mark control" if mark in CONTROL_MARKS.values() else "mark"
 
-            banner = "".join(f'<span class="{kind(m)}">{esc(m)}</span>' for m in marks)
+            def text(mark):
+                # a demo or science run holds the control beside the model: say which run it marks
+                if mark in CONTROL_MARKS.values() and self.layout.control_root:
+                    return f"{mark}: the control run beside the model, not the model itself"
+                return mark
+
+            banner = "".join(f'<span class="{kind(m)}">{esc(text(m))}</span>' for m in marks)
         else:
             banner = ('<span class="mark none">No marks: the paper\'s settings with pretrained '
                       'weights</span>')
