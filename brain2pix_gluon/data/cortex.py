@@ -17,15 +17,17 @@ simulator's stimuli, measured once on the warped frames) so that the mixture wei
 like with like. V2 and V3 have larger pRFs (``simulation.rf_sigma``), more compression and less
 weight on luminance and colour: more invariance, as in cortex.
 
-Cone responses and the opponent contrasts are those of
-:func:`brain2pix_gluon.preprocessing.light.cone_channels` (linearised sRGB through the
-Hunt-Pointer-Estevez LMS transform), the same that the pRF fit's colour features use.
+Cone responses, the opponent contrasts and the contrast energy are those of
+:mod:`brain2pix_gluon.preprocessing.light` (:func:`~brain2pix_gluon.preprocessing.light.cone_channels`:
+linearised sRGB through the Hunt-Pointer-Estevez LMS transform;
+:func:`~brain2pix_gluon.preprocessing.light.contrast_energy`), the same that the pRF fit's image
+features (``prf.drive=features``) use.
 """
 
 import numpy as np
 
 from ..io.names import ROIS
-from ..preprocessing.light import cone_channels
+from ..preprocessing.light import cone_channels, contrast_energy
 
 __all__ = ["ROIS", "DRIVE_TERMS", "REFERENCE_SCALES", "cone_channels", "contrast_energy",
            "prf_weights", "drive_table", "VoxelModel"]
@@ -39,25 +41,6 @@ DRIVE_TERMS = ("contrast", "red_green", "blue_yellow", "luminance")
 # their signed signal (not measured separately)
 REFERENCE_SCALES = {"contrast": 0.05, "red_green": 0.07, "blue_yellow": 0.25,
                     "luminance": 0.22, "red_green_energy": 0.07, "blue_yellow_energy": 0.25}
-
-
-def contrast_energy(luminance, surround_px=2.0, pool_px=1.5):
-    """Local RMS contrast: band-pass luminance (minus a Gaussian surround), squared, pooled.
-
-    Parameters
-    ----------
-    luminance : ndarray, shape (T, H, W)
-    surround_px, pool_px : float
-        Gaussian SDs (pixels) of the surround and of the pooling of the squared band.
-
-    Returns
-    -------
-    ndarray, shape (T, H, W), non-negative
-    """
-    from scipy.ndimage import gaussian_filter
-
-    band = luminance - gaussian_filter(luminance, (0, surround_px, surround_px))
-    return np.sqrt(np.maximum(gaussian_filter(band * band, (0, pool_px, pool_px)), 0.0))
 
 
 def prf_weights(x, y, sigma, size):

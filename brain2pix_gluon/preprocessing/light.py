@@ -4,12 +4,14 @@ One definition, used by the simulated cortex (:mod:`brain2pix_gluon.data.cortex`
 fit's image features (:mod:`brain2pix_gluon.preprocessing.prf`). Cone excitations come from
 linearised sRGB (gamma 2.2) through the Hunt-Pointer-Estevez LMS transform of the sRGB primaries;
 the two opponent signals are cone contrasts, divided by ``L + M``: red-green ``L - M`` and
-blue-yellow ``S - (L + M) / 2`` (Engel, Zhang & Wandell 1997; Brouwer & Heeger 2009).
+blue-yellow ``S - (L + M) / 2`` (Engel, Zhang & Wandell 1997; Brouwer & Heeger 2009). The local
+contrast energy is the RMS of the band-pass luminance around each pixel (the energy that the
+compressive pRF model of Kay, Winawer, Mezer & Wandell 2013 sums).
 """
 
 import numpy as np
 
-__all__ = ["RGB_TO_LMS", "cone_channels"]
+__all__ = ["RGB_TO_LMS", "cone_channels", "contrast_energy"]
 
 # linear sRGB -> L, M, S cone excitations (Hunt-Pointer-Estevez via the sRGB primaries)
 RGB_TO_LMS = np.array([[0.31399, 0.63951, 0.04650],
@@ -42,3 +44,22 @@ def cone_channels(frames):
     red_green = (lms[..., 0] - lms[..., 1]) / (lum + _EPS)
     blue_yellow = (lms[..., 2] - 0.5 * lum) / (lum + _EPS)
     return lum, red_green, blue_yellow
+
+
+def contrast_energy(luminance, surround_px=2.0, pool_px=1.5):
+    """Local RMS contrast: band-pass luminance (minus a Gaussian surround), squared, pooled.
+
+    Parameters
+    ----------
+    luminance : ndarray, shape (T, H, W)
+    surround_px, pool_px : float
+        Gaussian SDs (pixels) of the surround and of the pooling of the squared band.
+
+    Returns
+    -------
+    ndarray, shape (T, H, W), non-negative
+    """
+    from scipy.ndimage import gaussian_filter
+
+    band = luminance - gaussian_filter(luminance, (0, surround_px, surround_px))
+    return np.sqrt(np.maximum(gaussian_filter(band * band, (0, pool_px, pool_px)), 0.0))
