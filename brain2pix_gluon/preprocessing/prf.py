@@ -245,7 +245,8 @@ class PRFGrid:
         self.positions = pixel_coordinates(size)[first::self.stride]
         self.sigmas = np.geomspace(config.sigma_min, config.sigma_max, config.n_sigma)
         self.profiles = np.stack([self.profile(self.positions, s) for s in self.sigmas])
-        self._stacked_t = np.ascontiguousarray(self.profiles.reshape(-1, size).T)
+        self._stacked = np.ascontiguousarray(self.profiles.reshape(-1, size))
+        self._profiles_t = np.ascontiguousarray(self.profiles.transpose(0, 2, 1))
 
     def profile(self, centres, sigma):
         """Gaussian profiles over the pixels of one axis, shape (n_centres, S), float32."""
@@ -280,12 +281,12 @@ class PRFGrid:
         maps = np.asarray(maps, dtype=np.float32)
         k, s = maps.shape[0], self.size
         n_s, n = len(self.sigmas), len(self.positions)
-        # all sigmas in one product along x, then one product along y per sigma over every map
-        # at once (wide matrices keep BLAS efficient; small batched products would not)
-        over_x = maps.reshape(k * s, s) @ self._stacked_t                    # (k*y, n_s*n_x)
-        over_x = np.ascontiguousarray(over_x.reshape(k, s, n_s, n).transpose(2, 1, 0, 3))
-        pooled = np.matmul(self.profiles, over_x.reshape(n_s, s, k * n))      # (n_s, n_y, k*n_x)
-        return np.ascontiguousarray(pooled.reshape(n_s, n, k, n).transpose(2, 0, 1, 3))
+        # per map, all sigmas' y profiles in one product, then per map and sigma the x profiles:
+        # batched products whose results are already in the output's layout (the earlier wide
+        # products needed two transposed copies of arrays this large, which took longer than
+        # the products themselves)
+        over_y = np.matmul(self._stacked, maps)                               # (k, n_s*n_y, x)
+        return np.matmul(over_y.reshape(k, n_s, n, s), self._profiles_t)      # (k, n_s, n_y, n_x)
 
     def candidate_variance(self, drive, block=256):
         """Sum over time of the squared candidate time courses of one run's drive.
