@@ -29,19 +29,20 @@ import time
 import numpy as np
 
 from brain2pix_gluon.io.names import ROIS
-from brain2pix_gluon.preprocessing.prf import fit_prf
+from brain2pix_gluon.preprocessing.prf import FEATURES, fit_prf
 
 
-def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0):
-    """Random drives (non-negative, as a contrast energy is) and signals written as per-run .npy
-    files, reopened as memory maps."""
+def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0, channels=None):
+    """Random drives (non-negative, as a contrast energy is; ``channels`` maps per volume for the
+    multi-feature drive) and signals written as per-run .npy files, reopened as memory maps."""
     rng = np.random.default_rng(seed)
     drives, signals = [], []
     for r, start in enumerate(range(0, n_volumes, run_volumes)):
         n = min(run_volumes, n_volumes - start)
         d_path = os.path.join(folder, f"run{r}_drive.npy")
         s_path = os.path.join(folder, f"run{r}_signals.npy")
-        np.save(d_path, rng.random((n, size, size), dtype=np.float32))
+        shape = (n, size, size) if channels is None else (n, channels, size, size)
+        np.save(d_path, rng.random(shape, dtype=np.float32))
         np.save(s_path, rng.standard_normal((n, n_voxels), dtype=np.float32))
         drives.append(np.load(d_path, mmap_mode="r"))
         signals.append(np.load(s_path, mmap_mode="r"))
@@ -50,7 +51,8 @@ def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0):
 
 def time_fit(n_voxels, n_volumes, run_volumes, config, tr=0.7):
     with tempfile.TemporaryDirectory() as folder:
-        drives, signals = make_runs(folder, n_voxels, n_volumes, run_volumes)
+        channels = len(FEATURES) if config.drive == "features" else None
+        drives, signals = make_runs(folder, n_voxels, n_volumes, run_volumes, channels=channels)
         start, cpu = time.perf_counter(), time.process_time()
         fit_prf(drives, signals, tr, config, work_dir=folder)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -118,6 +120,7 @@ def main():
     config = apply_overrides(Config(), list(args.overrides)).prf
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     model = (f"compressive (CSS), exponents {config.css_exponents}" if is_compressive(config)
+             else f"linear multi-feature ({', '.join(FEATURES)})" if config.drive == "features"
              else "linear")
     print(f"pRF fit, drive {config.drive}: {model} model; 96 x 96 frames, runs of "
           f"{args.run_volumes} volumes, grid stride {config.grid_stride} px x {config.n_sigma} "
