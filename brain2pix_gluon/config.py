@@ -211,7 +211,7 @@ class PRFConfig:
     run-wise cross-validated R^2 (preprocessing/prf.py).
     """
 
-    drive: str = "luminance"        # what a pRF sums, and its model (preprocessing/prf.py):
+    drive: str = "features"         # what a pRF sums, and its model (preprocessing/prf.py):
                                     # luminance (linear), contrast (CSS) or features (linear in
                                     # contrast energy, colour-opponent contrasts and luminance)
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive

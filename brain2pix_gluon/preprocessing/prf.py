@@ -25,11 +25,9 @@ that data without it lack, pulled fitted exponents towards 1.)
 
 Drives and models (``PRFConfig.drive``)
 --------------------------------------
-``"luminance"`` (default): linear model
-    Mean of R, G, B of the warped frame. The default is the drive with the higher cross-validated
-    R^2 on the package's simulated dataset, whose voxels mix compressed contrast energy,
-    colour-opponent signals and luminance (docs/method.md, section 9; docs/measurements.md).
-``"features"``: multi-feature linear model
+``"luminance"``: linear model
+    Mean of R, G, B of the warped frame.
+``"features"`` (default): multi-feature linear model
     Six maps per frame (:data:`FEATURES`, computed by :mod:`.light` on the linearised warped
     frame): local contrast energy of the luminance ``L + M`` (Kay et al. 2013), the cone-opponent
     contrasts ``(L - M) / (L + M)`` and ``(S - (L + M) / 2) / (L + M)`` (signed: a voxel's hue
@@ -37,7 +35,9 @@ Drives and models (``PRFConfig.drive``)
     V1 responds strongly; Engel, Zhang & Wandell 1997) and ``L + M`` itself. Each candidate
     Gaussian pools every feature; the voxel is regressed on the pooled, HRF-convolved features
     with one weight per feature (returned as ``weights``), and the candidate that explains most
-    variance wins.
+    variance wins. The default is the drive with the highest cross-validated R^2 on the
+    package's simulated dataset, whose voxels mix compressed contrast energy, colour-opponent
+    signals and luminance over one pRF (docs/method.md, section 9; docs/measurements.md).
 ``"contrast"``: compressive (CSS) model
     Local RMS contrast (contrast energy) of the light: the relative luminance (Rec. 709 weights)
     of the linearised frame, minus its Gaussian blur (a centre-surround band-pass), squared,
