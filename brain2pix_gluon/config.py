@@ -226,7 +226,7 @@ class PRFConfig:
     chunk_voxels: int = 256         # voxels fitted together; memory ~ n_runs * chunk * S^2 floats
     chunk_memory_mb: int = 512      # CSS model: fewer voxels per chunk if their per-run covariances
                                     # with every candidate (n_runs * chunk * candidates) need more;
-                                    # features: if their per-fold maps and sums of every candidate do
+                                    # features: if their per-fold maps and candidate sums do
 
     def __post_init__(self):
         _check_section(self, "prf")

@@ -169,7 +169,8 @@ def test_grid_search_and_cross_validation_match_explicit_least_squares():
     size, n_runs, n_t, n_ch = 24, 3, 100, 3
     drives = [rng.normal(size=(n_t, n_ch, size, size)).astype(np.float32) for _ in range(n_runs)]
     signals = [rng.normal(size=(n_t, 4)).astype(np.float32) for _ in range(n_runs)]
-    xs, ys, sig = np.array([-0.3, 0.2, 0.1, 0.0]), np.array([0.25, -0.1, 0.3, 0.0]), np.full(4, 0.05)
+    xs, ys = np.array([-0.3, 0.2, 0.1, 0.0]), np.array([0.25, -0.1, 0.3, 0.0])
+    sig = np.full(4, 0.05)
     mix = np.array([[1.0, -0.5, 0.0], [0.0, 1.0, 0.0], [-0.7, 0.0, 0.7]])   # voxels 0-2
     w = _gaussians(xs, ys, sig, size)
     for r in range(n_runs):

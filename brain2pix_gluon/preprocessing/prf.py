@@ -113,8 +113,8 @@ from ..errors import DataError, check_array, check_choice
 from ..utils import progress
 from .hrf import double_gamma_hrf, hrf_convolve, onset_response
 
-__all__ = ["DRIVES", "FEATURES", "pixel_coordinates", "stimulus_drive", "model_drive", "run_nuisance", "PRFGrid",
-           "fit_prf"]
+__all__ = ["DRIVES", "FEATURES", "pixel_coordinates", "stimulus_drive", "image_features",
+           "model_drive", "run_nuisance", "PRFGrid", "feature_folds", "fit_prf"]
 
 DRIVES = ("luminance", "contrast", "features")
 # the image features of the multi-feature drive, in the order of its channel axis
@@ -145,7 +145,7 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
 
     Returns
     -------
-    ndarray, shape (n_frames, S, S), float32; for ``"features"`` shape (n_frames, 4, S, S), the
+    ndarray, shape (n_frames, S, S), float32; for ``"features"`` shape (n_frames, 6, S, S), the
         channels of :data:`FEATURES`
         Rows are ``y``, columns ``x``.
     """
@@ -190,8 +190,8 @@ def image_features(rgb):
     """The channels of the multi-feature drive (:data:`FEATURES`) of sRGB frames.
 
     Contrast energy of the luminance ``L + M``, the cone contrasts ``(L - M) / (L + M)`` and
-    ``(S - (L + M) / 2) / (L + M)``, and ``L + M`` itself, all of the linearised frame
-    (:mod:`brain2pix_gluon.preprocessing.light`).
+    ``(S - (L + M) / 2) / (L + M)``, their absolute values, and ``L + M`` itself, all of the
+    linearised frame (:mod:`brain2pix_gluon.preprocessing.light`).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def image_features(rgb):
 
     Returns
     -------
-    ndarray, shape (n_frames, 4, S, S), float32
+    ndarray, shape (n_frames, 6, S, S), float32
     """
     from .light import cone_channels, contrast_energy
 
@@ -239,7 +239,7 @@ def model_drive(frames, n_volumes, config=None, max_ratio=None, fisheye=True):
     Returns
     -------
     ndarray, shape (min(n_frames, n_volumes), S, S), float32; for ``drive="features"`` shape
-        (min(n_frames, n_volumes), 4, S, S)
+        (min(n_frames, n_volumes), 6, S, S)
     """
     from ..config import DataConfig
 
