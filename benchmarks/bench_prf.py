@@ -6,13 +6,16 @@ Times :func:`brain2pix_gluon.preprocessing.prf.fit_prf` on random stimulus drive
 model (``prf.drive=contrast``: the compressive model). The linear model's work is one product
 ``signals^T drive`` per run and voxel chunk plus ``n_runs + 1`` poolings of every voxel's
 cross-product map; the compressive model's is one product ``signals^T courses`` per run, exponent
-and chunk with every candidate's time course. Both are proportional to voxels x volumes (at a
+and chunk with every candidate's time course; the multi-feature model's (``prf.drive=features``,
+the default) is the linear model's for each of six feature maps, with at most 5 folds of runs
+plus one fit on all runs. The first two are proportional to voxels x volumes (at a
 fixed run length), plus the model time courses and their variances, proportional to volumes. Two
 sizes are measured to separate the two terms.
 
 Run with ``python benchmarks/bench_prf.py [prf.drive=contrast]`` (a few minutes on 2 cores);
 ``--full`` also fits 10,000 voxels x 10,000 volumes once (the linear model: a few minutes and
-~1 GB on disk in a temporary folder; the compressive model: up to 10 minutes and ~5 GB).
+~1 GB on disk in a temporary folder; the multi-feature model: about 7 minutes and ~2.5 GB; the
+compressive model: up to 13 minutes and ~5 GB).
 
 ``--validate`` instead simulates the default dataset (``brain2pix simulate``: 96 px, V1-V3 with
 known pRFs), runs ``estimate-rf`` on it end to end (videos decoded, frames warped) and prints the
@@ -141,6 +144,10 @@ def main():
     predicted = target_t * (a + b * target_v)
     print(f"  per voxel-volume {b * 1e6:.3f} us, per volume {a * 1e3:.2f} ms -> 10,000 voxels x "
           f"10,000 volumes predicted {predicted:.0f} s ({predicted / 60:.1f} min; goal <= 10 min)")
+    if config.drive == "features":
+        print(f"  (this extrapolation takes the folds to grow with the volumes, as leave-one-run-out "
+              f"does; the multi-feature fit holds out at most 5 folds of runs, so at "
+              f"{target_t // args.run_volumes} runs it does less: --full measures it)")
     b_cpu = (cpu_large - cpu_small) / (args.voxels - small_v) / args.volumes
     a_cpu = max(cpu_small / args.volumes - b_cpu * small_v, 0.0)
     cpu_pred = target_t * (a_cpu + b_cpu * target_v)
