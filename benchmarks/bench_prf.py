@@ -6,13 +6,16 @@ Times :func:`brain2pix_gluon.preprocessing.prf.fit_prf` on random stimulus drive
 model (``prf.drive=contrast``: the compressive model). The linear model's work is one product
 ``signals^T drive`` per run and voxel chunk plus ``n_runs + 1`` poolings of every voxel's
 cross-product map; the compressive model's is one product ``signals^T courses`` per run, exponent
-and chunk with every candidate's time course. Both are proportional to voxels x volumes (at a
+and chunk with every candidate's time course; the multi-feature model's (``prf.drive=features``,
+the default) is the linear model's for each of six feature maps, with at most 5 folds of runs
+plus one fit on all runs. The first two are proportional to voxels x volumes (at a
 fixed run length), plus the model time courses and their variances, proportional to volumes. Two
 sizes are measured to separate the two terms.
 
 Run with ``python benchmarks/bench_prf.py [prf.drive=contrast]`` (a few minutes on 2 cores);
 ``--full`` also fits 10,000 voxels x 10,000 volumes once (the linear model: a few minutes and
-~1 GB on disk in a temporary folder; the compressive model: up to 10 minutes and ~5 GB).
+~1 GB on disk in a temporary folder; the multi-feature model: about 7 minutes and ~2.5 GB; the
+compressive model: up to 13 minutes and ~5 GB).
 
 ``--validate`` instead simulates the default dataset (``brain2pix simulate``: 96 px, V1-V3 with
 known pRFs), runs ``estimate-rf`` on it end to end (videos decoded, frames warped) and prints the
@@ -29,19 +32,20 @@ import time
 import numpy as np
 
 from brain2pix_gluon.io.names import ROIS
-from brain2pix_gluon.preprocessing.prf import fit_prf
+from brain2pix_gluon.preprocessing.prf import FEATURES, fit_prf
 
 
-def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0):
-    """Random drives (non-negative, as a contrast energy is) and signals written as per-run .npy
-    files, reopened as memory maps."""
+def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0, channels=None):
+    """Random drives (non-negative, as a contrast energy is; ``channels`` maps per volume for the
+    multi-feature drive) and signals written as per-run .npy files, reopened as memory maps."""
     rng = np.random.default_rng(seed)
     drives, signals = [], []
     for r, start in enumerate(range(0, n_volumes, run_volumes)):
         n = min(run_volumes, n_volumes - start)
         d_path = os.path.join(folder, f"run{r}_drive.npy")
         s_path = os.path.join(folder, f"run{r}_signals.npy")
-        np.save(d_path, rng.random((n, size, size), dtype=np.float32))
+        shape = (n, size, size) if channels is None else (n, channels, size, size)
+        np.save(d_path, rng.random(shape, dtype=np.float32))
         np.save(s_path, rng.standard_normal((n, n_voxels), dtype=np.float32))
         drives.append(np.load(d_path, mmap_mode="r"))
         signals.append(np.load(s_path, mmap_mode="r"))
@@ -50,7 +54,8 @@ def make_runs(folder, n_voxels, n_volumes, run_volumes, size=96, seed=0):
 
 def time_fit(n_voxels, n_volumes, run_volumes, config, tr=0.7):
     with tempfile.TemporaryDirectory() as folder:
-        drives, signals = make_runs(folder, n_voxels, n_volumes, run_volumes)
+        channels = len(FEATURES) if config.drive == "features" else None
+        drives, signals = make_runs(folder, n_voxels, n_volumes, run_volumes, channels=channels)
         start, cpu = time.perf_counter(), time.process_time()
         fit_prf(drives, signals, tr, config, work_dir=folder)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -118,6 +123,7 @@ def main():
     config = apply_overrides(Config(), list(args.overrides)).prf
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     model = (f"compressive (CSS), exponents {config.css_exponents}" if is_compressive(config)
+             else f"linear multi-feature ({', '.join(FEATURES)})" if config.drive == "features"
              else "linear")
     print(f"pRF fit, drive {config.drive}: {model} model; 96 x 96 frames, runs of "
           f"{args.run_volumes} volumes, grid stride {config.grid_stride} px x {config.n_sigma} "
@@ -138,6 +144,10 @@ def main():
     predicted = target_t * (a + b * target_v)
     print(f"  per voxel-volume {b * 1e6:.3f} us, per volume {a * 1e3:.2f} ms -> 10,000 voxels x "
           f"10,000 volumes predicted {predicted:.0f} s ({predicted / 60:.1f} min; goal <= 10 min)")
+    if config.drive == "features":
+        print(f"  (this extrapolation takes the folds to grow with the volumes, as leave-one-run-out "
+              f"does; the multi-feature fit holds out at most 5 folds of runs, so at "
+              f"{target_t // args.run_volumes} runs it does less: --full measures it)")
     b_cpu = (cpu_large - cpu_small) / (args.voxels - small_v) / args.volumes
     a_cpu = max(cpu_small / args.volumes - b_cpu * small_v, 0.0)
     cpu_pred = target_t * (a_cpu + b_cpu * target_v)

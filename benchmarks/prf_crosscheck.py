@@ -118,6 +118,10 @@ def main():
     from brain2pix_gluon.preprocessing.prf import fit_prf, is_compressive
 
     config = apply_overrides(Config(), list(args.overrides))
+    if config.prf.drive == "features":
+        # pyprf fits one drive map per volume; it has no model with a weight per image feature
+        parser.error("prf.drive=features has no counterpart in pyprf (one drive per volume): "
+                     "cross-check with prf.drive=luminance or prf.drive=contrast")
     python = ensure_venv(args.venv)
     with tempfile.TemporaryDirectory(prefix="prf-crosscheck-") as work:
         sim_dir = args.sim_dir

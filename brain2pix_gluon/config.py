@@ -207,11 +207,14 @@ class PRFConfig:
     The paper takes the released centres as given (section 2.3); these are our choices for data
     without them: an isotropic Gaussian pRF on a per-pixel drive of the fisheye-warped frames,
     linear for luminance (Dumoulin & Wandell 2008), compressive for contrast (CSS, Kay et al.
-    2013), convolved with a double-gamma HRF, fitted by a grid search on correlation and a
-    parabolic refinement, with leave-one-run-out cross-validated R^2 (preprocessing/prf.py).
+    2013), or linear in several image features with a weight each (``features``), convolved with
+    a double-gamma HRF, fitted by a grid search on correlation and a parabolic refinement, with
+    run-wise cross-validated R^2 (preprocessing/prf.py).
     """
 
-    drive: str = "luminance"        # what a pRF sums, and its model (preprocessing/prf.py)
+    drive: str = "features"         # what a pRF sums, and its model (preprocessing/prf.py):
+                                    # luminance (linear), contrast (CSS) or features (linear in
+                                    # contrast energy, colour-opponent contrasts and luminance)
     contrast_sigma: float = 1.0     # pixels; blur of the contrast-energy drive
     # exponents n of the compressive (CSS) model (pooled contrast ** n) searched with the contrast
     # drive; (1.0,) gives the linear model
@@ -223,7 +226,8 @@ class PRFConfig:
     r2_threshold: float = 0.05      # centres of voxels below this cross-validated R^2 are NaN
     chunk_voxels: int = 256         # voxels fitted together; memory ~ n_runs * chunk * S^2 floats
     chunk_memory_mb: int = 512      # CSS model: fewer voxels per chunk if their per-run covariances
-                                    # with every candidate (n_runs * chunk * candidates) need more
+                                    # with every candidate (n_runs * chunk * candidates) need more;
+                                    # features: if their per-fold maps and candidate sums do
 
     def __post_init__(self):
         _check_section(self, "prf")
@@ -586,7 +590,7 @@ RULES = {
     "evaluation.seed": _seed(),
     "evaluation.feature_cache": _text(),       # "auto", "off" or a folder
     # prf
-    "prf.drive": _one_of("luminance", "contrast"),
+    "prf.drive": _one_of("luminance", "contrast", "features"),
     "prf.contrast_sigma": _number(0, low_open=True),
     "prf.grid_stride": _int_at_least(1),
     "prf.n_sigma": _int_at_least(1),

@@ -243,7 +243,8 @@ def test_no_pRF_is_placed_where_the_stimulus_never_varies():
         bold = np.stack([np.convolve(p, _hrf(TR))[:120] for p in pooled.T], axis=1)
         sig[:, :2] += 3 * bold / bold.std(axis=0)
         signals.append(sig)
-    config = PRFConfig(grid_stride=2, n_sigma=4, sigma_min=0.008, sigma_max=0.05)
+    config = PRFConfig(drive="luminance", grid_stride=2, n_sigma=4, sigma_min=0.008,
+                       sigma_max=0.05)
     fit = fit_prf(drives, signals, TR, config)
     assert np.all(fit["x"] <= 0.25)
     np.testing.assert_allclose(fit["x"][:2], xs, atol=1.5 / S)
@@ -335,7 +336,8 @@ def test_grid_search_and_cross_validation_match_explicit_time_courses():
     for r in range(n_runs):
         pooled = np.einsum("tyx,vyx->tv", drives[r], w)[:, :3]
         signals[r][:, :3] += 2 * np.stack([np.convolve(p, _hrf(TR))[:n_t] for p in pooled.T], 1)
-    config = PRFConfig(grid_stride=3, n_sigma=3, sigma_min=0.03, sigma_max=0.12, chunk_voxels=3)
+    config = PRFConfig(drive="luminance", grid_stride=3, n_sigma=3, sigma_min=0.03,
+                       sigma_max=0.12, chunk_voxels=3)
     fit = _check_against_explicit_fit(drives, signals, config, (1.0,))
     assert fit["r2"][:3].min() > fit["r2"][3]
     assert np.all(fit["exponent"] == 1.0)
@@ -376,9 +378,10 @@ def test_bad_input_is_refused():
     with pytest.raises(DataError, match="signals of run 1"):
         fit_prf([drive, drive], [np.zeros((10, 3)), np.zeros((9, 3))], TR)
     with pytest.raises(DataError, match="prf.grid_stride: expected 1 ... 8 pixels, got 9"):
-        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, TR, PRFConfig(grid_stride=9))
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, TR,
+                PRFConfig(drive="luminance", grid_stride=9))
     with pytest.raises(DataError, match="tr must be a positive number of seconds, got 0"):
-        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, 0)
+        fit_prf([drive, drive], [np.zeros((10, 3))] * 2, 0, PRFConfig(drive="luminance"))
     # a power of a negative pooled drive is not a contrast energy (nor a real number)
     negative = drive - 1.0
     with pytest.raises(DataError, match=r"non-negative drive .*run 0 has values down to -1"):

@@ -54,6 +54,11 @@ def test_simulator_estimate_prepare_train(sim_clean, tmp_path, capsys):
     assert main(["prepare", sim_clean, prepared, "--no-progress", *TINY]) == 0
     est = np.load(os.path.join(sim_clean, "prf_estimates.npz"))
     masks = load_roi_masks(os.path.join(sim_clean, "roimask.mat"))
+    # the default drive is the multi-feature one: a weight per feature and voxel is written
+    from brain2pix_gluon.preprocessing.prf import FEATURES
+
+    assert str(est["drive"]) == "features" and tuple(est["features"]) == FEATURES
+    assert est["V1d_weights"].shape == (int(masks["V1d"].sum()), len(FEATURES))
     with h5py.File(os.path.join(prepared, "train.h5"), "r") as handle:
         # the prepared centres are the estimates above the threshold, dorsal then ventral
         for roi in ("V1", "V2", "V3"):

@@ -17,24 +17,23 @@ simulator's stimuli, measured once on the warped frames) so that the mixture wei
 like with like. V2 and V3 have larger pRFs (``simulation.rf_sigma``), more compression and less
 weight on luminance and colour: more invariance, as in cortex.
 
-Cone responses come from linearised sRGB (gamma 2.2) through the Hunt-Pointer-Estevez LMS
-transform of the sRGB primaries.
+Cone responses, the opponent contrasts and the contrast energy are those of
+:mod:`brain2pix_gluon.preprocessing.light` (:func:`~brain2pix_gluon.preprocessing.light.cone_channels`:
+linearised sRGB through the Hunt-Pointer-Estevez LMS transform;
+:func:`~brain2pix_gluon.preprocessing.light.contrast_energy`), the same that the pRF fit's image
+features (``prf.drive=features``) use.
 """
 
 import numpy as np
 
 from ..io.names import ROIS
+from ..preprocessing.light import cone_channels, contrast_energy
 
-__all__ = ["ROIS", "DRIVE_TERMS", "REFERENCE_SCALES", "RGB_TO_LMS", "cone_channels",
-           "contrast_energy", "prf_weights", "drive_table", "VoxelModel"]
+__all__ = ["ROIS", "DRIVE_TERMS", "REFERENCE_SCALES", "cone_channels", "contrast_energy",
+           "prf_weights", "drive_table", "VoxelModel"]
 
 # the four signals a voxel mixes, in the order of simulation.drive_weights' columns
 DRIVE_TERMS = ("contrast", "red_green", "blue_yellow", "luminance")
-
-# linear sRGB -> L, M, S cone excitations (Hunt-Pointer-Estevez via the sRGB primaries)
-RGB_TO_LMS = np.array([[0.31399, 0.63951, 0.04650],
-                       [0.15537, 0.75789, 0.08670],
-                       [0.01775, 0.10944, 0.87257]], np.float32)
 
 # scale of each signal: the per-pixel standard deviation over the simulator's warped stimuli,
 # measured once (contrast energy 0.059, L-M contrast 0.072, S contrast 0.25, L+M 0.22), so that a
@@ -42,52 +41,6 @@ RGB_TO_LMS = np.array([[0.31399, 0.63951, 0.04650],
 # their signed signal (not measured separately)
 REFERENCE_SCALES = {"contrast": 0.05, "red_green": 0.07, "blue_yellow": 0.25,
                     "luminance": 0.22, "red_green_energy": 0.07, "blue_yellow_energy": 0.25}
-
-_EPS = 0.05   # keeps cone contrasts finite in the black corners of the warped frame
-
-
-def cone_channels(frames):
-    """Luminance and the two opponent cone contrasts of RGB frames.
-
-    Parameters
-    ----------
-    frames : ndarray, shape (T, H, W, 3)
-        sRGB in [0, 1].
-
-    Returns
-    -------
-    luminance : ndarray, shape (T, H, W)
-        ``L + M`` of the linearised frames.
-    red_green : ndarray, shape (T, H, W)
-        ``(L - M) / (L + M)``.
-    blue_yellow : ndarray, shape (T, H, W)
-        ``(S - (L + M) / 2) / (L + M)``; about 0 for any grey.
-    """
-    linear = np.power(np.clip(frames, 0.0, 1.0, dtype=np.float32), 2.2)
-    lms = linear @ RGB_TO_LMS.T
-    lum = lms[..., 0] + lms[..., 1]
-    red_green = (lms[..., 0] - lms[..., 1]) / (lum + _EPS)
-    blue_yellow = (lms[..., 2] - 0.5 * lum) / (lum + _EPS)
-    return lum, red_green, blue_yellow
-
-
-def contrast_energy(luminance, surround_px=2.0, pool_px=1.5):
-    """Local RMS contrast: band-pass luminance (minus a Gaussian surround), squared, pooled.
-
-    Parameters
-    ----------
-    luminance : ndarray, shape (T, H, W)
-    surround_px, pool_px : float
-        Gaussian SDs (pixels) of the surround and of the pooling of the squared band.
-
-    Returns
-    -------
-    ndarray, shape (T, H, W), non-negative
-    """
-    from scipy.ndimage import gaussian_filter
-
-    band = luminance - gaussian_filter(luminance, (0, surround_px, surround_px))
-    return np.sqrt(np.maximum(gaussian_filter(band * band, (0, pool_px, pool_px)), 0.0))
 
 
 def prf_weights(x, y, sigma, size):

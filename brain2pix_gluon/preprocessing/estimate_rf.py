@@ -155,6 +155,12 @@ def write_prf_outputs(paths, keys, columns, fit, config):
     for name in ("x", "y", "sigma", "exponent", "r", "r2", "beta"):
         for key, values in _split_by_key(keys, columns, fit[name]).items():
             estimates[f"{key}_{name}"] = values
+    if "weights" in fit:      # the multi-feature drive: one weight per feature and voxel
+        from .prf import FEATURES
+
+        for key, values in _split_by_key(keys, columns, fit["weights"]).items():
+            estimates[f"{key}_weights"] = values
+        estimates["features"] = np.array(FEATURES)
     for key in keys:
         estimates[f"{key}_voxel_index"] = np.asarray(columns[key])
     estimates["r2_threshold"] = np.float64(config.r2_threshold)

@@ -6,6 +6,12 @@ Wandell 2008) or with compressive spatial summation (CSS; Kay, Winawer, Mezer & 
 
     prediction(t) = beta * [HRF * (sum_p g(p; x, y, sigma) drive_p) ** n](t)  + nuisance,
 
+or linear in several image features at once, one Gaussian shared by all of them and a free,
+signed weight per feature ``c`` (a linearised encoding model; Naselaris, Kay, Nishimoto & Gallant
+2011):
+
+    prediction(t) = sum_c w_c * [HRF * (sum_p g(p; x, y, sigma) feature_c,p)](t)  + nuisance,
+
 where ``drive_p(t)`` is a per-pixel stimulus feature of the frame shown at volume ``t`` on the same
 fisheye-warped ``S x S`` frames the network is trained on (the released centres were estimated on
 warped frames), ``g`` is a Gaussian at ``(x, y)`` with size ``sigma``, ``n`` the exponent (1 for the
@@ -19,10 +25,19 @@ that data without it lack, pulled fitted exponents towards 1.)
 
 Drives and models (``PRFConfig.drive``)
 --------------------------------------
-``"luminance"`` (default): linear model
-    Mean of R, G, B of the warped frame. The default is the drive with the higher cross-validated
-    R^2 on the package's simulated dataset, whose voxels mix compressed contrast energy,
-    colour-opponent signals and luminance (docs/method.md, section 9; docs/measurements.md).
+``"luminance"``: linear model
+    Mean of R, G, B of the warped frame.
+``"features"`` (default): multi-feature linear model
+    Six maps per frame (:data:`FEATURES`, computed by :mod:`.light` on the linearised warped
+    frame): local contrast energy of the luminance ``L + M`` (Kay et al. 2013), the cone-opponent
+    contrasts ``(L - M) / (L + M)`` and ``(S - (L + M) / 2) / (L + M)`` (signed: a voxel's hue
+    preference, Brouwer & Heeger 2009), their magnitudes (colour contrast of either sign, to which
+    V1 responds strongly; Engel, Zhang & Wandell 1997) and ``L + M`` itself. Each candidate
+    Gaussian pools every feature; the voxel is regressed on the pooled, HRF-convolved features
+    with one weight per feature (returned as ``weights``), and the candidate that explains most
+    variance wins. The default is the drive with the highest cross-validated R^2 on the
+    package's simulated dataset, whose voxels mix compressed contrast energy, colour-opponent
+    signals and luminance over one pRF (docs/method.md, section 9; docs/measurements.md).
 ``"contrast"``: compressive (CSS) model
     Local RMS contrast (contrast energy) of the light: the relative luminance (Rec. 709 weights)
     of the linearised frame, minus its Gaussian blur (a centre-surround band-pass), squared,
@@ -65,6 +80,15 @@ covariances with all of them are one matrix product per run and exponent. Memory
 ``n_runs x chunk x n_candidates`` floats (``PRFConfig.chunk_memory_mb`` caps the chunk); disk:
 ``n_volumes x n_exponents x n_candidates`` floats.
 
+*Multi-feature model.* Still linear in every feature's pixels: each feature's cross-product map
+``D_c^T y`` is pooled as in the linear model, giving ``b`` (k features per candidate), and the
+``k x k`` Gram matrix ``G`` of every candidate's pooled feature time courses (one pooling of
+every run's design per feature, voxel-independent) turns them into the explained sum of squares
+``b^T G^-1 b`` and the weights ``G^-1 b`` of all candidates at once (``G`` is inverted per
+candidate after scaling to unit diagonal, a pseudo-inverse, so that a feature that never varies,
+e.g. colour in grey stimuli, drops out). The grid search maximises the multiple correlation
+``sqrt(b^T G^-1 b / y^T y)``, the analogue of the one-feature correlation.
+
 Refinement fits a parabola through the correlations at the best grid point and its neighbours
 along x and y, and for the CSS model a quadratic surface over (log n, log sigma) (the exponent and
 the size trade off: a smaller pRF with less compression predicts much the same), else a parabola
@@ -74,7 +98,10 @@ Cross-validation (leave one run out): for each held-out run the grid search is r
 other runs (their covariances and variances are the totals minus the held-out run's), the gain
 ``beta`` is the least-squares scale on those runs, and the held-out residuals give
 ``R^2 = 1 - sum SSE / sum SS`` pooled over folds. It is the R^2 of the grid fit (before the
-sub-grid refinement), so it is slightly conservative.
+sub-grid refinement), so it is slightly conservative. The multi-feature model leaves out
+consecutive runs in at most 5 folds (:func:`feature_folds`; one run per fold up to 5 runs), and
+each fold refits search and weights on the rest: every fold pools every feature's maps again,
+and 20 folds of six features would not fit 10,000 x 10,000 in the time goal.
 """
 
 import os
@@ -86,10 +113,13 @@ from ..errors import DataError, check_array, check_choice
 from ..utils import progress
 from .hrf import double_gamma_hrf, hrf_convolve, onset_response
 
-__all__ = ["DRIVES", "pixel_coordinates", "stimulus_drive", "model_drive", "run_nuisance", "PRFGrid",
-           "fit_prf"]
+__all__ = ["DRIVES", "FEATURES", "pixel_coordinates", "stimulus_drive", "image_features",
+           "model_drive", "run_nuisance", "PRFGrid", "feature_folds", "fit_prf"]
 
-DRIVES = ("luminance", "contrast")
+DRIVES = ("luminance", "contrast", "features")
+# the image features of the multi-feature drive, in the order of its channel axis
+FEATURES = ("contrast", "red_green", "blue_yellow", "red_green_energy", "blue_yellow_energy",
+            "luminance")
 _REC709_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
@@ -104,7 +134,7 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
     Parameters
     ----------
     frames : ndarray, shape (n_frames, S, S, 3), uint8
-    kind : {"luminance", "contrast"}
+    kind : {"luminance", "contrast", "features"}
         See the module docstring.
     max_ratio : float
         Fisheye warp strength (``data.max_ratio``).
@@ -115,7 +145,8 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
 
     Returns
     -------
-    ndarray, shape (n_frames, S, S), float32
+    ndarray, shape (n_frames, S, S), float32; for ``"features"`` shape (n_frames, 6, S, S), the
+        channels of :data:`FEATURES`
         Rows are ``y``, columns ``x``.
     """
     from .retina import cached_warp
@@ -130,6 +161,8 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
         rgb = arr.astype(np.float32) / np.float32(255.0)
     if kind == "luminance":
         return rgb.mean(axis=-1, dtype=np.float32)
+    if kind == "features":
+        return image_features(rgb)
     from scipy import ndimage
 
     # contrast is a property of light, not of the gamma-encoded pixel values: relative luminance
@@ -153,6 +186,37 @@ def stimulus_drive(frames, kind, max_ratio, fisheye=True, contrast_sigma=1.0):
     return (np.sqrt(np.maximum(energy, 0.0)) * valid).astype(np.float32)
 
 
+def image_features(rgb):
+    """The channels of the multi-feature drive (:data:`FEATURES`) of sRGB frames.
+
+    Contrast energy of the luminance ``L + M``, the cone contrasts ``(L - M) / (L + M)`` and
+    ``(S - (L + M) / 2) / (L + M)``, their absolute values, and ``L + M`` itself, all of the
+    linearised frame (:mod:`brain2pix_gluon.preprocessing.light`).
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (n_frames, S, S, 3)
+        sRGB in [0, 1] (already warped where the fit works on warped frames).
+
+    Returns
+    -------
+    ndarray, shape (n_frames, 6, S, S), float32
+    """
+    from .light import cone_channels, contrast_energy
+
+    out = np.empty((rgb.shape[0], len(FEATURES)) + rgb.shape[1:3], np.float32)
+    for start in range(0, rgb.shape[0], 256):      # bounded temporaries for long runs
+        lum, red_green, blue_yellow = cone_channels(rgb[start:start + 256])
+        block = out[start:start + 256]
+        block[:, 0] = contrast_energy(lum)
+        block[:, 1] = red_green
+        block[:, 2] = blue_yellow
+        np.abs(red_green, out=block[:, 3])
+        np.abs(blue_yellow, out=block[:, 4])
+        block[:, 5] = lum
+    return out
+
+
 def model_drive(frames, n_volumes, config=None, max_ratio=None, fisheye=True):
     """The stimulus drive of one run at the volumes the fit uses (one frame per volume).
 
@@ -174,7 +238,8 @@ def model_drive(frames, n_volumes, config=None, max_ratio=None, fisheye=True):
 
     Returns
     -------
-    ndarray, shape (min(n_frames, n_volumes), S, S), float32
+    ndarray, shape (min(n_frames, n_volumes), S, S), float32; for ``drive="features"`` shape
+        (min(n_frames, n_volumes), 6, S, S)
     """
     from ..config import DataConfig
 
@@ -245,7 +310,8 @@ class PRFGrid:
         self.positions = pixel_coordinates(size)[first::self.stride]
         self.sigmas = np.geomspace(config.sigma_min, config.sigma_max, config.n_sigma)
         self.profiles = np.stack([self.profile(self.positions, s) for s in self.sigmas])
-        self._stacked_t = np.ascontiguousarray(self.profiles.reshape(-1, size).T)
+        self._stacked = np.ascontiguousarray(self.profiles.reshape(-1, size))
+        self._profiles_t = np.ascontiguousarray(self.profiles.transpose(0, 2, 1))
 
     def profile(self, centres, sigma):
         """Gaussian profiles over the pixels of one axis, shape (n_centres, S), float32."""
@@ -280,12 +346,12 @@ class PRFGrid:
         maps = np.asarray(maps, dtype=np.float32)
         k, s = maps.shape[0], self.size
         n_s, n = len(self.sigmas), len(self.positions)
-        # all sigmas in one product along x, then one product along y per sigma over every map
-        # at once (wide matrices keep BLAS efficient; small batched products would not)
-        over_x = maps.reshape(k * s, s) @ self._stacked_t                    # (k*y, n_s*n_x)
-        over_x = np.ascontiguousarray(over_x.reshape(k, s, n_s, n).transpose(2, 1, 0, 3))
-        pooled = np.matmul(self.profiles, over_x.reshape(n_s, s, k * n))      # (n_s, n_y, k*n_x)
-        return np.ascontiguousarray(pooled.reshape(n_s, n, k, n).transpose(2, 0, 1, 3))
+        # per map, all sigmas' y profiles in one product, then per map and sigma the x profiles:
+        # batched products whose results are already in the output's layout (the earlier wide
+        # products needed two transposed copies of arrays this large, which took longer than
+        # the products themselves)
+        over_y = np.matmul(self._stacked, maps)                               # (k, n_s*n_y, x)
+        return np.matmul(over_y.reshape(k, n_s, n, s), self._profiles_t)      # (k, n_s, n_y, n_x)
 
     def candidate_variance(self, drive, block=256):
         """Sum over time of the squared candidate time courses of one run's drive.
@@ -303,6 +369,34 @@ class PRFGrid:
         for start in range(0, drive.shape[0], block):
             pooled = self.pool(drive[start:start + block])
             total += np.einsum("tsyx,tsyx->syx", pooled, pooled, dtype=np.float64)
+        return total
+
+    def candidate_gram(self, design, block=128):
+        """Cross-products over time of the candidate time courses of several channels of one run.
+
+        Parameters
+        ----------
+        design : ndarray, shape (n_volumes, k, S, S)
+            Design drive of ``k`` channels (HRF-convolved, nuisance projected out).
+
+        Returns
+        -------
+        ndarray, shape (n_candidates, k, k), float64
+            Per grid candidate (flattened (sigma, y, x) order) the Gram matrix
+            ``sum_t p_c(t) p_d(t)`` of the channels' pooled time courses ``p``.
+        """
+        n_t, k = design.shape[:2]
+        n_grid = int(np.prod(self.shape))
+        total = np.zeros((n_grid, k, k), np.float64)
+        for start in range(0, n_t, block):
+            maps = np.asarray(design[start:start + block], np.float32)
+            pooled = self.pool(maps.reshape((-1,) + maps.shape[2:])).reshape(len(maps), k, n_grid)
+            for c in range(k):
+                for d in range(c, k):
+                    value = np.einsum("tg,tg->g", pooled[:, c], pooled[:, d])   # float32 per block
+                    total[:, c, d] += value
+                    if d != c:
+                        total[:, d, c] += value
         return total
 
     def point_sums(self, maps, index):
@@ -418,15 +512,19 @@ def _check_runs(drives, signals):
         raise DataError(f"fit_prf: leave-one-run-out cross-validation needs at least 2 runs, "
                         f"got {len(drives)}")
     size = n_voxels = None
+    channels = drives[0].ndim == 4
+    expected = "(n_volumes, k, S, S)" if channels else "(n_volumes, S, S)"
     for r, (drive, sig) in enumerate(zip(drives, signals)):
-        if drive.ndim != 3 or drive.shape[1] != drive.shape[2]:
-            raise DataError(f"drive of run {r}: expected shape (n_volumes, S, S), got {drive.shape}")
+        if (drive.ndim != (4 if channels else 3) or drive.shape[-1] != drive.shape[-2]
+                or (channels and drive.shape[1] != drives[0].shape[1])):
+            raise DataError(f"drive of run {r}: expected shape {expected} like run 0's, got "
+                            f"{drive.shape}")
         if sig.ndim != 2 or sig.shape[0] != drive.shape[0]:
             raise DataError(f"signals of run {r}: expected shape ({drive.shape[0]}, n_voxels) to "
                             f"match its drive, got {sig.shape}")
         if size is None:
-            size, n_voxels = drive.shape[1], sig.shape[1]
-        if drive.shape[1] != size or sig.shape[1] != n_voxels:
+            size, n_voxels = drive.shape[-1], sig.shape[1]
+        if drive.shape[-1] != size or sig.shape[1] != n_voxels:
             raise DataError(f"run {r}: drive {drive.shape} / signals {sig.shape} disagree with run 0 "
                             f"(S = {size}, {n_voxels} voxels)")
     return size, n_voxels
@@ -438,13 +536,14 @@ def is_compressive(config):
 
 
 def fit_prf(drives, signals, tr, config=None, work_dir=None, show_progress=False):
-    """Fit a Gaussian pRF to every voxel: linear, or compressive for the contrast drive (see the
-    module docstring).
+    """Fit a Gaussian pRF to every voxel: linear, compressive for the contrast drive, or linear
+    in several features for the multi-feature drive (see the module docstring).
 
     Parameters
     ----------
     drives : sequence of array_like, each shape (n_volumes_r, S, S)
-        Stimulus drive of each run (:func:`model_drive`); memory maps are read lazily.
+        Stimulus drive of each run (:func:`model_drive`); memory maps are read lazily. For
+        ``config.drive == "features"`` each of shape (n_volumes_r, k, S, S), one map per feature.
     signals : sequence of array_like, each shape (n_volumes_r, n_voxels)
         Responses of each run, same volumes as the drive; each run's mean and onset response
         (:func:`run_nuisance`) are projected out and the rest is scaled to unit variance here.
@@ -454,28 +553,41 @@ def fit_prf(drives, signals, tr, config=None, work_dir=None, show_progress=False
     work_dir : str, optional
         Folder for the model time courses of every run (memory-mapped files, removed at the end;
         default: the system's temporary folder). The compressive model writes
-        ``n_volumes x n_exponents x n_candidates`` floats there (about 3 GB for 10,000 volumes).
+        ``n_volumes x n_exponents x n_candidates`` floats there (about 3 GB for 10,000 volumes);
+        the linear models their design drives (``n_volumes x k x S^2`` floats: 2.2 GB for 10,000
+        volumes of the six features at S = 96).
     show_progress : bool
 
     Returns
     -------
     dict of str -> ndarray, each shape (n_voxels,)
         ``x``, ``y`` (centres, image units, x = column, y = row), ``sigma`` (the Gaussian's SD),
-        ``exponent`` (``n``; 1 for the linear model), ``r`` (in-sample correlation of the best
-        grid candidate), ``r2`` (leave-one-run-out cross-validated R^2) and ``beta`` (gain of the
-        fit on all runs); NaN everywhere for voxels without variance.
+        ``exponent`` (``n``; 1 for the linear models), ``r`` (in-sample correlation of the best
+        grid candidate; multiple correlation for the multi-feature model), ``r2``
+        (cross-validated R^2: leave one run out; multi-feature model: :func:`feature_folds`) and
+        ``beta`` (gain of the fit on all runs; NaN for the multi-feature model); NaN everywhere
+        for voxels without variance. The multi-feature model adds ``weights``, shape
+        (n_voxels, k): the weight of each feature (in the drive's order, :data:`FEATURES`).
     """
     import shutil
     import tempfile
 
     config = config or PRFConfig()
     size, n_voxels = _check_runs(drives, signals)
+    features = config.drive == "features"
+    if features != (drives[0].ndim == 4):
+        raise DataError(f"fit_prf: prf.drive={config.drive} expects drives of shape "
+                        + ("(n_volumes, k, S, S) (one map per image feature)" if features else
+                           "(n_volumes, S, S)") + f", got {drives[0].shape} (from model_drive "
+                        f"with another prf.drive?)")
     if not (isinstance(tr, (int, float)) and tr > 0):
         raise DataError(f"fit_prf: tr must be a positive number of seconds, got {tr!r}")
     grid = PRFGrid(size, config)
     hrf = double_gamma_hrf(tr)
     folder = tempfile.mkdtemp(prefix="prf-fit-", dir=work_dir)
     try:
+        if features:
+            return _fit_features(grid, drives, signals, hrf, config, folder, show_progress)
         if is_compressive(config):
             return _fit_compressive(grid, drives, signals, hrf, config, folder, show_progress)
         return _fit_linear(grid, drives, signals, hrf, config, folder, show_progress)
@@ -771,5 +883,170 @@ def _fit_chunk_compressive(grid, courses, variances, candidates, exponents, sign
     flat = total_sq <= 0
     _store(out, start, stop, grid, best[1:], offsets[1:], flat, r, beta, np.exp(log_n))
     sse = (sum_sq - 2.0 * fold_gain * held_cov + fold_gain ** 2 * held_var).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["r2"][start:stop] = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)
+
+
+def _fit_features(grid, drives, signals, hrf, config, folder, show_progress):
+    """The multi-feature linear pRF: one Gaussian, a free signed weight per image feature.
+
+    Per run, every channel's design drive (HRF, nuisance out) goes to disk and every candidate's
+    ``k x k`` Gram matrix of pooled channel time courses is accumulated; a voxel chunk's
+    cross-product maps (one per run and channel) are pooled to every candidate, and each
+    candidate's least-squares fit is a ``k x k`` solve, done for all candidates at once.
+    """
+    size = grid.size
+    n_voxels, n_runs, n_ch = signals[0].shape[1], len(drives), drives[0].shape[1]
+    n_grid = int(np.prod(grid.shape))
+    bases = [run_nuisance(d.shape[0], hrf) for d in drives]
+    designs, power = [], np.zeros((n_ch, size, size), np.float64)
+    grams = np.empty((n_runs, n_grid, n_ch, n_ch), np.float64)
+    for r, (drive, basis) in enumerate(progress(list(zip(drives, bases)), desc="pRF design",
+                                                enabled=show_progress, unit="run")):
+        design = _project_out(hrf_convolve(np.asarray(drive, np.float32), hrf), basis)
+        grams[r] = grid.candidate_gram(design)
+        power += np.einsum("tcyx,tcyx->cyx", design, design, dtype=np.float64)
+        path = os.path.join(folder, f"design_{r}.npy")
+        np.save(path, design)
+        del design
+        designs.append(np.load(path, mmap_mode="r"))
+    total_gram = grams.sum(axis=0)
+    folds = feature_folds(n_runs)
+    fold_grams = np.stack([grams[runs].sum(axis=0) for runs in folds])
+    del grams
+    # a pixel varies if any feature does (each feature's power relative to its largest)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.nan_to_num(power / power.max(axis=(1, 2), keepdims=True))
+    allowed = _supported_candidates(grid, relative.sum(axis=0)).ravel()
+    if not allowed.any():
+        raise _no_candidate_error(grid)
+    # a chunk holds every run's cross-product maps and a few arrays of all candidates' sums
+    per_voxel = n_ch * 4 * (len(folds) * size * size + 8 * n_grid)
+    chunk = int(max(1, min(config.chunk_voxels, config.chunk_memory_mb * 2 ** 20 // per_voxel)))
+    out = _new_estimates(n_voxels)
+    out["weights"] = np.full((n_voxels, n_ch), np.nan)
+    inverse = _gram_inverse(total_gram)
+    fold_inverse = [_gram_inverse(total_gram - g) for g in fold_grams]
+    bar = progress(total=n_voxels, desc="pRF fit", enabled=show_progress, unit="voxel")
+    for start in range(0, n_voxels, chunk):
+        stop = min(start + chunk, n_voxels)
+        _fit_chunk_features(grid, designs, signals, bases, start, stop, folds, fold_grams,
+                            inverse, fold_inverse, allowed, out)
+        bar.update(stop - start)
+    bar.close()
+    return out
+
+
+def feature_folds(n_runs, max_folds=5):
+    """The cross-validation folds of the multi-feature fit: consecutive runs in at most
+    ``max_folds`` groups, one held out at a time (leave one run out for up to 5 runs).
+
+    Every fold pools each feature's cross-product maps to every candidate, the bulk of the fit's
+    work; at most 5 folds keep 10,000 volumes in runs of 500 (20 runs) within the time goal.
+
+    Returns
+    -------
+    list of ndarray of int
+    """
+    return [np.asarray(f) for f in np.array_split(np.arange(n_runs), min(n_runs, max_folds))]
+
+
+def _gram_inverse(gram):
+    """Pseudo-inverses of Gram matrices, each scaled to unit diagonal first so that features of
+    different scales are treated alike and a feature that never varies drops out.
+
+    Parameters
+    ----------
+    gram : ndarray, shape (n, k, k), float64
+
+    Returns
+    -------
+    ndarray, shape (n, k, k), float32
+    """
+    diag = np.einsum("nkk->nk", gram)
+    with np.errstate(divide="ignore"):
+        scale = np.where(diag > 1e-12 * max(float(diag.max(initial=0.0)), 1e-300),
+                         1.0 / np.sqrt(diag), 0.0)
+    normalised = gram * scale[:, :, None] * scale[:, None, :]
+    inverse = np.linalg.pinv(normalised, rcond=1e-6, hermitian=True)
+    return (inverse * scale[:, :, None] * scale[:, None, :]).astype(np.float32)
+
+
+def _explained(sums, inverse, allowed):
+    """Explained sum of squares ``b^T G^-1 b`` of every voxel at every candidate.
+
+    Parameters
+    ----------
+    sums : ndarray, shape (k_voxels, k, n_candidates), float32
+        Cross-products ``b`` of the voxels with each feature's pooled time course.
+    inverse : ndarray, shape (n_candidates, k, k), float32
+        Inverse Gram matrices (:func:`_gram_inverse`).
+    allowed : ndarray, shape (n_candidates,), bool
+
+    Returns
+    -------
+    ndarray, shape (k_voxels, n_candidates), float32; -inf where not ``allowed``
+    """
+    n_ch = sums.shape[1]
+    coef = np.ascontiguousarray(inverse.transpose(1, 2, 0))          # (k, k, n_candidates)
+    out = np.zeros((sums.shape[0], sums.shape[2]), np.float32)
+    term = np.empty_like(out)
+    for c in range(n_ch):
+        for d in range(c, n_ch):
+            np.multiply(sums[:, c], sums[:, d], out=term)
+            term *= coef[c, d] * (1.0 if c == d else 2.0)
+            out += term
+    out[:, ~allowed] = -np.inf
+    return out
+
+
+def _fit_chunk_features(grid, designs, signals, bases, start, stop, folds, fold_grams, inverse,
+                        fold_inverse, allowed, out):
+    size, k = grid.size, stop - start
+    n_ch, n_grid = fold_grams.shape[2], fold_grams.shape[1]
+    voxels = np.arange(k)
+    ys, sum_sq = _chunk_signals(signals, bases, start, stop)
+    # sum over each fold's runs of y_r^T D_r, per voxel and channel
+    cross = np.zeros((len(folds), k * n_ch, size, size), np.float32)
+    for f, runs in enumerate(folds):
+        for r in runs:
+            d = np.asarray(designs[r], np.float32).reshape(designs[r].shape[0], n_ch * size * size)
+            cross[f] += (ys[r].T @ d).reshape(k * n_ch, size, size)
+    fold_sq = np.stack([sum_sq[runs].sum(axis=0) for runs in folds])
+    total_sq = sum_sq.sum(axis=0)
+    sums = grid.pool(cross.sum(axis=0)).reshape(k, n_ch, n_grid)
+
+    # Fit on all runs: the estimate (refined on the multiple correlation, sqrt of the explained
+    # fraction, the analogue of the one-feature fit's correlation).
+    explained = _explained(sums, inverse, allowed)
+    with np.errstate(invalid="ignore"):
+        scores = np.sqrt(np.maximum(explained, 0.0), where=np.isfinite(explained),
+                         out=np.full_like(explained, -np.inf))
+    scores = scores.reshape((k,) + grid.shape)
+    best = _argmax_grid(scores)
+    flat_best = np.ravel_multi_index(best, grid.shape)
+    weights = np.einsum("vcd,vd->vc", inverse[flat_best], sums[voxels, :, flat_best],
+                        dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = scores[(voxels, *best)] / np.sqrt(total_sq)
+    flat = total_sq <= 0
+    _store(out, start, stop, grid, best, _refine(scores, best), flat, r, np.nan, 1.0)
+    out["weights"][start:stop] = np.where(flat[:, None], np.nan, weights)
+    del scores, explained
+
+    # Leave one fold of runs out: refit on the other runs (search and weights), predict it.
+    sse = np.zeros(k)
+    for held in range(len(folds)):
+        held_sums = grid.pool(cross[held]).reshape(k, n_ch, n_grid)
+        train = sums - held_sums
+        fold_best = _explained(train, fold_inverse[held], allowed).argmax(axis=1)
+        w = np.einsum("vcd,vd->vc", fold_inverse[held][fold_best], train[voxels, :, fold_best],
+                      dtype=np.float64)
+        w = np.nan_to_num(w)
+        b_held = held_sums[voxels, :, fold_best].astype(np.float64)
+        g_held = fold_grams[held][fold_best]
+        sse += (fold_sq[held] - 2.0 * np.einsum("vc,vc->v", w, b_held)
+                + np.einsum("vc,vcd,vd->v", w, g_held, w))
+        del held_sums, train
     with np.errstate(divide="ignore", invalid="ignore"):
         out["r2"][start:stop] = np.where(total_sq > 0, 1.0 - sse / total_sq, np.nan)
