@@ -31,7 +31,7 @@ def test_prepare_checks_free_space_before_writing(raw_dir, tmp_path, monkeypatch
     assert f"{os.path.join(out, 'train.h5.partial')}: No space left on device: writing needs" in err
     assert "MB (uncompressed estimate) but 5.2 MB are free [ENOSPC]" in err
     _assert_clean(err)
-    assert os.listdir(out) == []            # nothing half-written
+    assert not os.path.exists(out)          # nothing half-written, not even the folder it made
 
 
 def test_a_run_with_zero_volumes_is_refused(raw_dir, tmp_path, capsys):
