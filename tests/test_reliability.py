@@ -199,7 +199,9 @@ def test_prepare_when_the_disk_fills_after_the_free_space_check(raw_dir, prepare
     assert f"{os.path.join(out, split)}.h5" in err and "No space left on device" in err \
         and "[ENOSPC]" in err, err
     _clean(err)
-    assert sorted(os.listdir(out)) == kept
+    # nothing half-written; with nothing kept, the folder prepare made is gone too
+    assert (sorted(os.listdir(out)) if os.path.exists(out) else []) == kept
+    assert os.path.exists(out) == bool(kept)
 
 
 def test_reconstruct_on_a_1_mb_disk(trained_run, prepared_dir, small_disk):
@@ -343,7 +345,7 @@ def test_sigterm_in_prepare_removes_the_partial_and_exits_143(raw_dir, tmp_path)
     assert proc.returncode == 143, err
     assert "brain2pix prepare: terminated (SIGTERM); partial files removed" in err
     _clean(err)
-    assert os.listdir(out) == []
+    assert not os.path.exists(out)          # the folder it made is gone with its partial files
 
 
 def test_sigterm_in_evaluate_removes_the_partial_and_exits_143(tmp_path):
