@@ -183,3 +183,26 @@ def test_the_training_key_is_the_model_and_the_data(prepared_dir, tmp_path, conf
     shutil.copy(train, copy)
     assert training_key(config, str(copy)) == key
     assert training_key(config, os.path.join(prepared_dir, "test.h5")) != key
+
+
+class _DiesOnArrival:
+    """Unpickled in the worker as a call of os._exit: the worker ends without an answer, as one
+    killed by the out-of-memory killer does."""
+
+    def __reduce__(self):
+        return os._exit, (9,)
+
+
+def test_a_worker_that_dies_is_named_with_its_unit_and_how_to_resume():
+    import logging
+
+    from brain2pix_gluon.errors import TrainingError
+    from brain2pix_gluon.experiments import science
+
+    unit = science.Unit("ablation", "No adversarial", "evaluate", 1.0)
+    args = (_DiesOnArrival(), "out", "quick", [], "random", "", False)
+    with pytest.raises(TrainingError) as info:
+        science._execute([unit], 2, args, logging.getLogger("test"), "evaluation")
+    message = str(info.value)
+    assert "ablation / No adversarial" in message and "ended abruptly" in message
+    assert "run the same command again to resume or with `--jobs 1`" in message

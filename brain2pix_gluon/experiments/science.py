@@ -179,6 +179,18 @@ def _minutes(seconds):
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _worker_died(unit, jobs):
+    """The error for a worker process that ended without an answer (killed by the kernel's
+    out-of-memory killer, a signal or a crash inside a native library)."""
+    from ..errors import TrainingError
+
+    fewer = f" or with `--jobs {jobs - 1}` to use less memory" if jobs > 1 else ""
+    return TrainingError(
+        f"a worker process ended abruptly while running {unit.name} (killed: by the kernel "
+        f"for lack of memory? `dmesg | grep -i killed` tells); every finished step is kept: run "
+        f"the same command again to resume{fewer}")
+
+
 def _execute(units, jobs, args, log, what, done_before=0, total=None):
     """Run units ``jobs`` at a time (in worker processes; in order for jobs=1 too, so that every
     unit runs with the same threads whatever ``jobs`` is), one log line per start and end."""
@@ -207,7 +219,10 @@ def _execute(units, jobs, args, log, what, done_before=0, total=None):
             finished, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
             for future in finished:
                 unit, n = pending.pop(future)
-                result = future.result()        # a failed unit stops the run with its error
+                try:
+                    result = future.result()    # a failed unit stops the run with its error
+                except concurrent.futures.process.BrokenProcessPool as exc:
+                    raise _worker_died(unit, jobs) from exc
                 results.append(result)
                 cost_done += unit.cost
                 remaining -= unit.cost
