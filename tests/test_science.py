@@ -63,7 +63,7 @@ def runs(tmp_path_factory):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return {"whole": root / "whole", "killed": killed_out, "log": whole.stderr,
             "stdout": whole.stdout,
-            "workers": children, "leftovers": alive,
+            "workers": children, "leftovers": alive, "resumed_stdout": resumed.stdout,
             "killed_log": open(root / "killed.log").read()}
 
 
@@ -145,6 +145,15 @@ def test_a_killed_run_resumes_to_the_same_numbers_and_leaves_no_worker(runs):
     for key in ("findings", "means", "recognition"):
         assert whole[key] == killed[key], key
     assert whole["learning_check"]["criteria"] == killed["learning_check"]["criteria"]
+    # the resumed run's wall time is its own, and it says so
+    resumed = _json(runs["killed"] / "science_summary.json")
+    finished_before = [u["unit"] for u in resumed["units"] if "done before" in (
+        [u["status"]["evaluation"]] if u["stage"] == "evaluate" else
+        [v for k, v in u["status"].items() if k != "evaluation"])]
+    assert resumed["units_done_before"] == len(finished_before) >= 1
+    assert _json(runs["whole"] / "science_summary.json")["units_done_before"] == 0
+    assert (f"this invocation only: {len(finished_before)} of {len(resumed['units'])} units"
+            in runs["resumed_stdout"])
     for experiment in ("fixed_rf", "ablation", "data_size"):
         for variant in os.listdir(runs["whole"] / experiment):
             path = os.path.join(experiment, variant, "eval", "per_frame.csv")

@@ -175,6 +175,25 @@ def _run_unit(unit, data, out, profile, overrides, weights, gpus, show_progress)
             "status": summary["variants"][0]}
 
 
+def _done_before(result):
+    """Whether a unit's own work was found finished by an earlier invocation of the run (an
+    evaluation finds its training done before in every invocation: that does not count)."""
+    status = result["status"]
+    if result["stage"] == "evaluate":
+        return status.get("evaluation") == "done before"
+    return any(value == "done before" for key, value in status.items() if key != "evaluation")
+
+
+def resumed_note(summary):
+    """How to read a summary's wall time when an earlier invocation did part of the run ('' if
+    none did)."""
+    before = summary.get("units_done_before") or 0
+    if not before:
+        return ""
+    return (f"this invocation only: {before} of {len(summary.get('units') or [])} units were "
+            f"done by an earlier, interrupted one, whose time is not counted")
+
+
 def _minutes(seconds):
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
@@ -317,6 +336,8 @@ def run_all(out, data=None, profile="paper", overrides=(), weights=None, gpus=""
                              "tables, figures, learning check, findings":
                                  round(time.time() - eval_at, 1)},
         "units": trained + evaluated,
+        # a resumed run: "seconds" is this invocation's time only
+        "units_done_before": sum(1 for r in trained + evaluated if _done_before(r)),
         **{k: v for k, v in outputs.items() if k != "marks"},
     }
     write_json_atomic(os.path.join(out, "science_summary.json"), summary)
@@ -506,6 +527,8 @@ def format_all(summary):
     lines = ["", f"=== all seven experiments ({summary['profile']} profile) finished in "
                  f"{_minutes(summary['seconds'])} ({summary['jobs']} at a time on "
                  f"{summary['machine']['cores']} cores) ==="]
+    if resumed_note(summary):
+        lines.append(f"wall time: {resumed_note(summary)}")
     if summary["marks"]:
         lines.append("marks: " + "; ".join(summary["marks"]))
     with open(summary["findings_md"]) as handle:

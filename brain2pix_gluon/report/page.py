@@ -208,7 +208,11 @@ class _Builder:
         if "seconds" in s:
             stages = "; ".join(f"{stage}: {_duration(seconds)}" for stage, seconds in
                                (s.get("seconds_by_stage") or {}).items())
-            rows.append(("wall time", _duration(s["seconds"]) + (f" ({stages})" if stages else "")))
+            from ..experiments.science import resumed_note
+
+            resumed = f"; {resumed_note(s)}" if resumed_note(s) else ""
+            rows.append(("wall time", _duration(s["seconds"]) + (f" ({stages}{resumed})" if stages
+                                                                 else "")))
         for name in self.layout.experiments:
             other, _ = read_json(os.path.join(self.layout.results_root, name, "summary.json"))
             if isinstance(other, dict) and "seconds" in other and self.layout.kind in (
