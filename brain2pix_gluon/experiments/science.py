@@ -527,8 +527,9 @@ def format_all(summary):
     lines = ["", f"=== all seven experiments ({summary['profile']} profile) finished in "
                  f"{_minutes(summary['seconds'])} ({summary['jobs']} at a time on "
                  f"{summary['machine']['cores']} cores) ==="]
-    if resumed_note(summary):
-        lines.append(f"wall time: {resumed_note(summary)}")
+    note = resumed_note(summary)
+    if note:
+        lines.append(f"wall time: {note}")
     if summary["marks"]:
         lines.append("marks: " + "; ".join(summary["marks"]))
     with open(summary["findings_md"]) as handle:

@@ -210,7 +210,8 @@ class _Builder:
                                (s.get("seconds_by_stage") or {}).items())
             from ..experiments.science import resumed_note
 
-            resumed = f"; {resumed_note(s)}" if resumed_note(s) else ""
+            note = resumed_note(s)
+            resumed = f"; {note}" if note else ""
             rows.append(("wall time", _duration(s["seconds"]) + (f" ({stages}{resumed})" if stages
                                                                  else "")))
         for name in self.layout.experiments:
