@@ -7,6 +7,7 @@ random-weight or quick-profile results carries their marks (:mod:`brain2pix_gluo
 """
 
 import os
+import textwrap
 
 import numpy as np
 
@@ -129,7 +130,9 @@ def model_grid(files, indices=None, count=6):
             ax.imshow(_img(image))
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
-                ax.set_title(label, fontsize=8)
+                # a column is 1.3 inch wide: long labels ("ridge floor (not in the paper)") wrap
+                # instead of running into the next column's title
+                ax.set_title(textwrap.fill(label, 16), fontsize=8)
     _title(fig, "test reconstructions", marks)
     return fig
 
