@@ -60,8 +60,8 @@ def _title(fig, text, marks, width=90):
     fig.subplots_adjust(top=max(0.3, 1.0 - (0.17 * len(lines) + 0.25) / fig.get_figheight()))
 
 
-def busiest_window(targets, count=8):
-    """Start of the ``count`` consecutive test frames whose ground truth changes most.
+def busiest_window(targets, count=8, runs=None):
+    """Start of the ``count`` consecutive test frames of one run whose ground truth changes most.
 
     Fig. 3 shows consecutive frames; the demo and the science run pick the window by the ground truth alone (the sum
     of mean absolute differences between neighbouring frames), never by the reconstructions, so
@@ -71,6 +71,10 @@ def busiest_window(targets, count=8):
     ----------
     targets : ndarray, shape (n, 3, H, W)
     count : int
+    runs : ndarray of int, shape (n,), optional
+        The test run (clip) of each frame. A window that spans two runs is not a sequence a viewer
+        saw, and the jump between clips would otherwise win; such windows are skipped unless no
+        run is ``count`` frames long.
 
     Returns
     -------
@@ -81,6 +85,11 @@ def busiest_window(targets, count=8):
         return 0
     steps = np.abs(np.diff(targets, axis=0)).mean(axis=(1, 2, 3))      # (n - 1,)
     window = np.convolve(steps, np.ones(count - 1), mode="valid")      # (n - count + 1,)
+    if runs is not None:
+        cuts = (np.asarray(runs)[1:] != np.asarray(runs)[:-1]).astype(float)   # (n - 1,)
+        one_run = np.convolve(cuts, np.ones(count - 1), mode="valid") == 0
+        if one_run.any():
+            window = np.where(one_run, window, -np.inf)
     return int(np.argmax(window))
 
 

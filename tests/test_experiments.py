@@ -239,3 +239,22 @@ def test_fig3_window_is_where_the_ground_truth_changes_most():
     frames[11:13] = 1.0           # cut at 11 (0 -> 1) and at 13 (1 -> 0)
     assert busiest_window(frames, 4) == 10
     assert busiest_window(frames[:3], 4) == 0
+
+
+def test_fig3_window_stays_inside_one_clip():
+    """The jump between two clips is the largest change of all, but a window across it is not a
+    sequence anyone saw: with the runs given, the window holding the in-clip cut wins."""
+    import numpy as np
+
+    from brain2pix_gluon.plotting import busiest_window
+
+    frames = np.zeros((20, 3, 4, 4), np.float32)
+    frames[10:] = 1.0             # clip 2 is all white: the clip change is the largest step
+    frames[4] = 0.2               # one small change inside clip 1 (steps 3->4 and 4->5)
+    runs = np.repeat([0, 1], 10)
+    assert busiest_window(frames, 4) == 7       # without runs: the first window over the clip change
+    start = busiest_window(frames, 4, runs)
+    assert start == 2                           # frames 2-5: both in-clip steps, one clip
+    # no clip holds 8 frames: fall back to the busiest window overall rather than fail
+    assert busiest_window(frames[:12], 8, np.arange(12)) == int(np.argmax(
+        np.convolve(np.abs(np.diff(frames[:12], axis=0)).mean(axis=(1, 2, 3)), np.ones(7), "valid")))

@@ -143,7 +143,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     model_recon, control_recon = model_status["reconstructions"], control_status["reconstructions"]
     recon = read_reconstructions(model_recon)
     figure = os.path.join(out, "fig3_consecutive_frames.png")
-    save_figure(consecutive_frames(model_recon, start=busiest_window(recon["targets"], 8),
+    save_figure(consecutive_frames(model_recon, start=busiest_window(recon["targets"], 8, recon.samples.run),
                                    count=8), figure, dpi=120, bbox_inches="tight")
     comparison = os.path.join(out, "floors_comparison.png")
     save_figure(model_grid({model_status["label"]: model_recon, "ridge floor": ridge_recon,

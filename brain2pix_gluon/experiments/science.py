@@ -352,7 +352,8 @@ def _figures(out, main_recon, control_recon, ridge_recon):
     from .registry import figure_inputs
 
     folder = os.path.join(out, "figures")
-    start = busiest_window(read_reconstructions(main_recon)["targets"], 8)
+    shown = read_reconstructions(main_recon)
+    start = busiest_window(shown["targets"], 8, shown.samples.run)
     made = {"fig3": consecutive_frames(main_recon, start=start, count=8),
             "fig4": model_grid(figure_inputs(out, "fig4"), count=6),
             "fig5": panel_grid(figure_inputs(out, "fig5"), count=5),

@@ -447,8 +447,9 @@ class _Builder:
         try:
             if figure == "fig3":
                 path = next(iter(found.values()))
+                shown = read_reconstructions(path)
                 fig = consecutive_frames(path, start=busiest_window(
-                    read_reconstructions(path)["targets"], 8), count=8)
+                    shown["targets"], 8, shown.samples.run), count=8)
             elif figure == "fig5":
                 fig = panel_grid(found, count=5)
             else:
