@@ -15,7 +15,7 @@ from .io.reconstructions import read_reconstructions
 from .provenance import marks_from_attrs
 from .utils import replacing
 
-__all__ = ["busiest_window", "consecutive_frames", "learning_curves", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
+__all__ = ["busiest_window", "column_marks", "consecutive_frames", "learning_curves", "model_grid", "panel_grid", "marks_of", "evenly_spaced",
            "save_figure", "input_preview", "side_by_side", "save_grid"]
 
 
@@ -45,6 +45,30 @@ def save_figure(fig, path, **savefig_kwargs):
 def evenly_spaced(n_frames, count):
     """``count`` frame indices spread over a test set of ``n_frames``."""
     return np.linspace(0, n_frames - 1, min(count, n_frames)).astype(int)
+
+
+def column_marks(marks_by_column):
+    """Marks of a figure whose columns come from different runs.
+
+    A mark that every column carries is listed as it is; one that only some carry names them
+    ("TIME-SHUFFLED fMRI CONTROL (time-shuffled control only)"), so that a figure with one control
+    column does not read as if all of it were the control.
+
+    Parameters
+    ----------
+    marks_by_column : dict of str -> list of str
+        Column label -> the marks of that column's run.
+
+    Returns
+    -------
+    list of str
+    """
+    sets = {label: set(marks) for label, marks in marks_by_column.items()}
+    out = []
+    for mark in sorted(set().union(*sets.values()) if sets else ()):
+        having = [label for label, marks in sets.items() if mark in marks]
+        out.append(mark if len(having) == len(sets) else f"{mark} ({', '.join(having)} only)")
+    return out
 
 
 def _title(fig, text, marks, width=90):
@@ -129,9 +153,7 @@ def model_grid(files, indices=None, count=6):
     cols = ["GT"] + list(data)
     fig, axes = plt.subplots(len(indices), len(cols), figsize=(1.3 * len(cols), 1.3 * len(indices)),
                              squeeze=False)
-    marks = []
-    for label, d in data.items():
-        marks += marks_of(d)
+    marks = column_marks({label: marks_of(d) for label, d in data.items()})
     for r, i in enumerate(indices):
         for c, label in enumerate(cols):
             ax = axes[r, c]
@@ -155,9 +177,8 @@ def panel_grid(files, indices=None, count=6):
     indices = evenly_spaced(len(first["targets"]), count) if indices is None else np.asarray(indices)
     fig, axes = plt.subplots(len(indices), 3 * len(data),
                              figsize=(1.1 * 3 * len(data), 1.1 * len(indices)), squeeze=False)
-    marks = []
+    marks = column_marks({label: marks_of(d) for label, d in data.items()})
     for m, (label, d) in enumerate(data.items()):
-        marks += marks_of(d)
         for r, i in enumerate(indices):
             panels = [d["input_previews"][i] / 255.0 if d["input_previews"] is not None
                       else np.zeros_like(_img(d["targets"][i])),
