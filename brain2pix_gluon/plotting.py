@@ -65,7 +65,7 @@ def column_marks(marks_by_column):
     """
     sets = {label: set(marks) for label, marks in marks_by_column.items()}
     out = []
-    for mark in sorted(set().union(*sets.values()) if sets else ()):
+    for mark in sorted(set().union(*sets.values())):
         having = [label for label, marks in sets.items() if mark in marks]
         out.append(mark if len(having) == len(sets) else f"{mark} ({', '.join(having)} only)")
     return out
@@ -118,10 +118,16 @@ def busiest_window(targets, count=8, runs=None):
 
 
 def consecutive_frames(recon_path, start=0, count=8):
-    """Fig. 3: consecutive test frames, ground truth above and reconstruction below."""
+    """Fig. 3: consecutive test frames, ground truth above and reconstruction below.
+
+    ``start`` is the first frame's index, or ``"busiest"`` for the window of one clip whose ground
+    truth changes most (:func:`busiest_window`).
+    """
     import matplotlib.pyplot as plt
 
     data = read_reconstructions(recon_path)
+    if isinstance(start, str) and start == "busiest":
+        start = busiest_window(data["targets"], count, data.samples.run)
     stop = min(start + count, len(data["targets"]))
     idx = np.arange(start, stop)
     fig, axes = plt.subplots(2, len(idx), figsize=(1.3 * len(idx), 3), squeeze=False)

@@ -258,3 +258,24 @@ def test_fig3_window_stays_inside_one_clip():
     # no clip holds 8 frames: fall back to the busiest window overall rather than fail
     assert busiest_window(frames[:12], 8, np.arange(12)) == int(np.argmax(
         np.convolve(np.abs(np.diff(frames[:12], axis=0)).mean(axis=(1, 2, 3)), np.ones(7), "valid")))
+
+
+def test_fig3_figure_draws_the_window_inside_one_clip(tmp_path):
+    """consecutive_frames(start="busiest") draws the frames busiest_window picks with the clips
+    the reconstruction file records."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    from brain2pix_gluon.io.reconstructions import write_reconstructions
+    from brain2pix_gluon.plotting import consecutive_frames
+
+    frames = np.zeros((20, 3, 4, 4), np.float32)
+    frames[10:] = 1.0
+    frames[4] = 0.2
+    samples = np.zeros((20, 5), np.int64)
+    samples[:, 0] = np.repeat([0, 1], 10)                     # run (clip) of each frame
+    samples[:, 1] = np.tile(np.arange(10), 2) + 100           # frame number within the clip
+    path = write_reconstructions(str(tmp_path / "r.h5"), frames, frames, samples, ["a", "b"], {})
+    fig = consecutive_frames(path, start="busiest", count=4)
+    assert [ax.get_title() for ax in fig.axes[:4]] == [f"frame {k}" for k in (102, 103, 104, 105)]

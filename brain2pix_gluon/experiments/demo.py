@@ -112,8 +112,7 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     from ..evaluation.recognition import world_classifier
     from ..io.reconstructions import read_reconstructions
     from ..model_zoo.pretrained import resolve_config_weights
-    from ..plotting import (busiest_window, consecutive_frames, learning_curves, model_grid,
-                            save_figure)
+    from ..plotting import consecutive_frames, learning_curves, model_grid, save_figure
     from ..training.builder import dataset_mode
     from ..io.reconstructions import RECONSTRUCTION_FILES
     from .runner import experiment_config
@@ -143,8 +142,8 @@ def run_demo(out, weights="auto", extra=(), show_progress=True, n_permutations=1
     model_recon, control_recon = model_status["reconstructions"], control_status["reconstructions"]
     recon = read_reconstructions(model_recon)
     figure = os.path.join(out, "fig3_consecutive_frames.png")
-    save_figure(consecutive_frames(model_recon, start=busiest_window(recon["targets"], 8, recon.samples.run),
-                                   count=8), figure, dpi=120, bbox_inches="tight")
+    save_figure(consecutive_frames(model_recon, start="busiest", count=8), figure, dpi=120,
+                bbox_inches="tight")
     comparison = os.path.join(out, "floors_comparison.png")
     save_figure(model_grid({model_status["label"]: model_recon, "ridge floor": ridge_recon,
                             "time-shuffled control": control_recon}, count=8),

@@ -346,15 +346,11 @@ def run_all(out, data=None, profile="paper", overrides=(), weights=None, gpus=""
 
 def _figures(out, main_recon, control_recon, ridge_recon):
     """Figs. 3-6 from the registry's panels, and the floors figure, into ``OUT/figures``."""
-    from ..plotting import (busiest_window, consecutive_frames, model_grid, panel_grid,
-                            save_figure)
-    from ..io.reconstructions import read_reconstructions
+    from ..plotting import consecutive_frames, model_grid, panel_grid, save_figure
     from .registry import figure_inputs
 
     folder = os.path.join(out, "figures")
-    shown = read_reconstructions(main_recon)
-    start = busiest_window(shown["targets"], 8, shown.samples.run)
-    made = {"fig3": consecutive_frames(main_recon, start=start, count=8),
+    made = {"fig3": consecutive_frames(main_recon, start="busiest", count=8),
             "fig4": model_grid(figure_inputs(out, "fig4"), count=6),
             "fig5": panel_grid(figure_inputs(out, "fig5"), count=5),
             "fig6": model_grid(figure_inputs(out, "fig6"), count=6),

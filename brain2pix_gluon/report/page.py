@@ -429,8 +429,7 @@ class _Builder:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..io.reconstructions import read_reconstructions
-        from ..plotting import busiest_window, consecutive_frames, model_grid, panel_grid
+        from ..plotting import consecutive_frames, model_grid, panel_grid
         from ..experiments.registry import result_path
 
         title = _FIGURE_TITLES[figure]
@@ -447,9 +446,7 @@ class _Builder:
         try:
             if figure == "fig3":
                 path = next(iter(found.values()))
-                shown = read_reconstructions(path)
-                fig = consecutive_frames(path, start=busiest_window(
-                    shown["targets"], 8, shown.samples.run), count=8)
+                fig = consecutive_frames(path, start="busiest", count=8)
             elif figure == "fig5":
                 fig = panel_grid(found, count=5)
             else:
